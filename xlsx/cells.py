@@ -1,0 +1,210 @@
+"""Cell encoding: a table from value type to encoder, each returning one `<c>` element.
+
+This is the reference encoder: every value goes through here unless the row compiler
+(rows.py) has a fast path that produces the very same XML (tests compare the two).
+
+Typing rules (see also dates.py):
+- bool -> boolean cell; checked before int (bool is an int subclass).
+- int -> number; beyond +/-(2**53 - 1) a double loses digits, so it becomes text with every digit.
+- float -> number written with repr(), which round-trips exactly; NaN and +/-inf are not valid
+  numbers in a cell, so they become the error cell #NUM! (visibly not a number, and what Excel
+  itself shows for a numeric overflow).
+- Decimal -> number, the double nearest its value: digits beyond what a double holds (about
+  15-17 significant) are rounded, as Excel itself would. Exception, mirroring int: a Decimal with
+  no fractional digits (numeric(p, 0), typical for identifiers) beyond +/-(2**53 - 1) becomes text
+  with every digit. NaN and infinities -> #NUM!.
+- str -> inline string (escape.py); UUID -> text; bytes/bytearray -> "0x" + hex text.
+- date / datetime / time -> serial number with a date, datetime or time format.
+- None -> no cell at all. Anything else -> UnsupportedValueError.
+"""
+
+import datetime as dt
+import decimal
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from xlsx import dates, escape, styles
+from xlsx.errors import UnsupportedValueError
+from xlsx.spec import WriteStats
+
+# Largest integer a double holds exactly (IEEE 754 binary64: 53-bit significand).
+MAX_EXACT_INT: Final = 2**53 - 1
+NUM_ERROR: Final = "#NUM!"
+
+Encoder = Callable[["CellEncoder", object, str, int], str]
+
+
+def number_xml(ref: str, text: str, style: int) -> str:
+    if style:
+        return f'<c r="{ref}" s="{style}"><v>{text}</v></c>'
+    return f'<c r="{ref}"><v>{text}</v></c>'
+
+
+def error_xml(ref: str, code: str = NUM_ERROR) -> str:
+    return f'<c r="{ref}" t="e"><v>{code}</v></c>'
+
+
+def bool_xml(ref: str, value: bool) -> str:
+    return f'<c r="{ref}" t="b"><v>{1 if value else 0}</v></c>'
+
+
+def plain_text_xml(ref: str, text: str, style: int = 0) -> str:
+    """A text cell whose text needs no escaping (see escape.is_plain)."""
+    s = f' s="{style}"' if style else ""
+    return f'<c r="{ref}"{s} t="inlineStr"><is><t>{text}</t></is></c>'
+
+
+class CellEncoder:
+    """Encodes single cells; counts truncated texts. One per stream (not thread-safe)."""
+
+    def __init__(
+        self, letters: Sequence[str], column_styles: Sequence[int], stats: WriteStats
+    ) -> None:
+        self.letters = letters
+        # Style per column for numeric cells; 0 = none given (dates then get their default).
+        self.column_styles = column_styles
+        self.stats = stats  # truncated_cells is counted here, live
+        self._resolved: dict[type, Encoder | None] = dict(_ENCODERS)
+
+    def cell(self, value: object, col: int, rs: str) -> str:
+        """The `<c>` element for `value` in column `col` (0-based) of row `rs`; "" for None."""
+        kind = type(value)
+        encoder = self._resolved.get(kind, _UNRESOLVED)
+        if encoder is _UNRESOLVED:
+            encoder = self._resolved[kind] = _lookup(kind)
+        if encoder is None:
+            raise UnsupportedValueError(
+                f"cannot write a value of type {kind.__module__}.{kind.__qualname__} "
+                f"(row {rs}, column {self.letters[col]}); convert it to a supported type first"
+            )
+        return encoder(self, value, self.letters[col] + rs, self.column_styles[col])
+
+    def text(self, ref: str, value: str, style: int = 0) -> str:
+        """Any text cell: truncated to Excel's limit (counted), escaped, preserved."""
+        cut = escape.truncate_utf16(value)
+        if cut is not None:
+            self.stats.truncated_cells += 1
+            value = cut
+        s = f' s="{style}"' if style else ""
+        space = ' xml:space="preserve"' if escape.needs_preserve(value) else ""
+        return (
+            f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{escape.escape_text(value)}</t></is></c>'
+        )
+
+
+_UNRESOLVED: Final[Encoder] = lambda self, value, ref, style: ""  # noqa: E731  (sentinel)
+
+
+def _none(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    return ""
+
+
+def _bool(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    return bool_xml(ref, bool(value))
+
+
+def _int(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, int)
+    text = int.__repr__(value)
+    if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+        return number_xml(ref, text, style)
+    return self.text(ref, text)
+
+
+def _float(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, float)
+    if math.isfinite(value):
+        return number_xml(ref, float.__repr__(value), style)
+    return error_xml(ref)
+
+
+def _decimal(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, decimal.Decimal)
+    if not value.is_finite():
+        return error_xml(ref)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite Decimals have an int exponent
+    if exponent >= 0 and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+        return self.text(ref, format(value, "f"))
+    text = decimal.Decimal.__str__(value)
+    if len(text) < 16 and "E" not in text:
+        # At most 15 significant digits in plain notation: every reader's correctly rounded
+        # parse gives float(value), so write it as it is (faster, and how a person reads it).
+        return number_xml(ref, text, style)
+    number = float(value)
+    if not math.isfinite(number):
+        return error_xml(ref)
+    return number_xml(ref, repr(number), style)
+
+
+def _datetime(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, dt.datetime)
+    keep = style != 0
+    try:
+        naive = dates.to_naive_utc(value)
+    except OverflowError:  # an aware instant at the very ends of the calendar: keep it as text
+        return self.text(ref, value.isoformat(sep=" "))
+    serial = dates.datetime_serial(naive, keep_microseconds=keep)
+    if serial is None:
+        return self.text(ref, dates.datetime_text(naive, keep_microseconds=keep))
+    return number_xml(ref, repr(serial), style or styles.STYLE_DATETIME)
+
+
+def _date(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, dt.date)
+    serial = dates.date_serial(value)
+    if serial is None:
+        return self.text(ref, value.isoformat())
+    return number_xml(ref, str(serial), style or styles.STYLE_DATE)
+
+
+def _time(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, dt.time)
+    serial = dates.time_serial(value, keep_microseconds=style != 0)
+    return number_xml(ref, repr(serial), style or styles.STYLE_TIME)
+
+
+def _str(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, str)
+    return self.text(ref, str.__str__(value))
+
+
+def _uuid(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, uuid.UUID)
+    return plain_text_xml(ref, uuid.UUID.__str__(value))
+
+
+def _bytes(self: CellEncoder, value: object, ref: str, style: int) -> str:
+    assert isinstance(value, bytes | bytearray)
+    return self.text(ref, "0x" + value.hex())
+
+
+# The type table. Subclasses (IntEnum, numpy.float64, pandas.Timestamp...) resolve through their
+# MRO to the nearest entry; datetime precedes date because datetime subclasses date.
+_ENCODERS: Final[dict[type, Encoder | None]] = {
+    type(None): _none,
+    bool: _bool,
+    int: _int,
+    float: _float,
+    decimal.Decimal: _decimal,
+    str: _str,
+    dt.datetime: _datetime,
+    dt.date: _date,
+    dt.time: _time,
+    uuid.UUID: _uuid,
+    bytes: _bytes,
+    bytearray: _bytes,
+}
+
+
+def _lookup(kind: type) -> Encoder | None:
+    for base in kind.__mro__:
+        if base in _ENCODERS:
+            return _ENCODERS[base]
+    return None
+
+
+def is_supported(kind: type) -> bool:
+    return _lookup(kind) is not None

@@ -1,0 +1,156 @@
+"""One worksheet's XML, streamed: head (views, widths, header row), rows, tail (autofilter)."""
+
+from collections.abc import Iterator, Sequence
+from itertools import chain
+from typing import Final
+
+from xlsx.errors import XlsxValueError
+from xlsx.rows import RowEncoder
+from xlsx.spec import WriteStats
+from xlsx.styles import STYLE_HEADER
+
+# Rows are joined into batches of about this many characters before one encode and one
+# compressor call: per-call overhead dominated with one row per call (xlsx-and-zip.md: 2x slower).
+BATCH_CHARS: Final = 64 * 1024
+# Bytes kept free at the end of a sheet for its closing tags and autofilter (~70 bytes).
+TAIL_RESERVE: Final = 256
+# A UTF-8 character takes at most this many bytes per Python character (code point).
+_MAX_UTF8_PER_CHAR: Final = 4
+
+_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<sheetViews><sheetView{selected} workbookViewId="0">'
+    '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+    '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
+    "</sheetView></sheetViews>"
+    '<sheetFormatPr defaultRowHeight="15"/>'
+    "<cols>{cols}</cols><sheetData>"
+)
+
+
+def cols_xml(widths: Sequence[float]) -> str:
+    return "".join(
+        f'<col min="{i}" max="{i}" width="{w:g}" customWidth="1"/>'
+        for i, w in enumerate(widths, start=1)
+    )
+
+
+class SheetWriter:
+    """Streams one sheet; stops at the row or byte limit and leaves the unwritten row in `carry`.
+
+    Iterate it (zipstream-ng does) to get the sheet's XML bytes; `carry` is a row already taken
+    from `rows` that goes first. Afterwards `last_row` is the sheet's last row number and `carry`
+    the row that did not fit (None when the rows ran out).
+    """
+
+    def __init__(
+        self,
+        *,
+        rows: Iterator[Sequence[object]],
+        carry: Sequence[object] | None,
+        encoder: RowEncoder,
+        header: Sequence[str],
+        widths: Sequence[float],
+        selected: bool,
+        max_rows: int,
+        max_bytes: int,
+        stats: WriteStats,
+    ) -> None:
+        self._rows = rows
+        self.carry = carry
+        self._encoder = encoder
+        self._header = header
+        self._widths = widths
+        self._selected = selected
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._stats = stats
+        self.last_row = 1
+        self.bytes_written = 0
+
+    def head(self) -> bytes:
+        cells = self._encoder.cells
+        header = "".join(
+            cells.text(cells.letters[i] + "1", name, STYLE_HEADER)
+            for i, name in enumerate(self._header)
+        )
+        selected = ' tabSelected="1"' if self._selected else ""
+        return (
+            _HEAD.format(selected=selected, cols=cols_xml(self._widths))
+            + f'<row r="1">{header}</row>'
+        ).encode()
+
+    def tail(self) -> bytes:
+        last = self._encoder.cells.letters[-1]
+        return f'</sheetData><autoFilter ref="A1:{last}{self.last_row}"/></worksheet>'.encode()
+
+    def __iter__(self) -> Iterator[bytes]:
+        head = self.head()
+        # Exact bytes still free, less what the closing tags need.
+        remaining = self._max_bytes - len(head) - TAIL_RESERVE
+        if remaining < 0:
+            raise XlsxValueError("max_sheet_xml_bytes is too small for the header row")
+        self.bytes_written = len(head)
+        yield head
+        for_shape = self._encoder.for_shape
+        stats = self._stats
+        r = 1  # last row number used
+        max_r = self._max_rows
+        batch: list[str] = []
+        pending = 0  # characters in batch
+        source = self._rows if self.carry is None else chain((self.carry,), self._rows)
+        self.carry = None
+        for row in source:
+            if r >= max_r:
+                self.carry = row
+                break
+            rs = str(r + 1)
+            xml = for_shape(tuple(map(type, row)))(row, rs)
+            n = len(xml)
+            if (pending + n) * _MAX_UTF8_PER_CHAR <= remaining:
+                r += 1
+                batch.append(xml)
+                pending += n
+                if pending >= BATCH_CHARS:
+                    data = "".join(batch).encode()
+                    remaining -= len(data)
+                    self.bytes_written += len(data)
+                    stats.rows += len(batch)
+                    batch.clear()
+                    pending = 0
+                    yield data
+                continue
+            # Near the byte limit (or a huge row): measure exactly before deciding.
+            if batch:
+                data = "".join(batch).encode()
+                remaining -= len(data)
+                self.bytes_written += len(data)
+                stats.rows += len(batch)
+                batch.clear()
+                pending = 0
+                yield data
+            data = xml.encode()
+            if len(data) > remaining:
+                if r == 1:
+                    raise XlsxValueError(
+                        f"row {rs} alone needs {len(data)} bytes of XML, more than"
+                        " max_sheet_xml_bytes leaves in an empty sheet"
+                    )
+                self.carry = row
+                break
+            r += 1
+            remaining -= len(data)
+            self.bytes_written += len(data)
+            stats.rows += 1
+            yield data
+        if batch:
+            data = "".join(batch).encode()
+            self.bytes_written += len(data)
+            stats.rows += len(batch)
+            yield data
+        self.last_row = r
+        tail = self.tail()
+        self.bytes_written += len(tail)
+        yield tail

@@ -1,0 +1,287 @@
+"""stream_xlsx: rows in, the bytes of one .xlsx out, as the rows arrive.
+
+Sheets are streamed into the zip first; styles, workbook, relationships and content types
+follow once the number of sheets (rollover) and each sheet's last row (autofilter) are known.
+"""
+
+import datetime as dt
+import logging
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Final
+
+from zipstream import ZIP_DEFLATED, ZipStream
+
+from xlsx import names, parts
+from xlsx.cells import CellEncoder
+from xlsx.errors import XlsxError, XlsxValueError
+from xlsx.escape import utf16_units
+from xlsx.rows import RowEncoder
+from xlsx.sheet import SheetWriter
+from xlsx.spec import Column, WriteStats
+from xlsx.styles import FIRST_CUSTOM_STYLE, styles_xml
+
+# Excel's rows per sheet, header included (Excel specifications and limits).
+EXCEL_MAX_ROWS: Final = 1_048_576
+# Deflate level 1, chosen by tests/bench/xlsx_writer.py on the 10-column benchmark rows: level 1
+# compresses the XML ~X (see README) while level 6 (zlib's default) makes files only ~Y% smaller
+# and the whole writer ~Z% slower; the level is the biggest single cost in the writer.
+DEFAULT_COMPRESS_LEVEL: Final = 1
+# zipstream-ng 1.9.3 decides Zip64 per entry from its size hint, against zipfile.ZIP64_LIMIT
+# (2**31 - 1, not 4 GiB) times 1.05, and raises after the data was sent if an entry declared
+# without Zip64 ends up larger than that limit. A sheet therefore rolls over before its XML
+# reaches 2,000,000,000 bytes: 147 MB under the limit, far more than deflate's worst-case growth
+# (5 bytes per 64 KiB stored block, < 200 KB here) and the closing tags need.
+DEFAULT_MAX_SHEET_XML_BYTES: Final = 2_000_000_000
+# The size hint given for every streamed sheet: below ZIP64_LIMIT / 1.05, so zipstream-ng writes
+# classic local headers (version 20, no Zip64 extra) and a 16-byte data descriptor.
+SHEET_SIZE_HINT: Final = DEFAULT_MAX_SHEET_XML_BYTES
+# Output chunk size: what aiohttp buffers before a write waits for the peer (64 KiB), so one
+# chunk is one backpressure step.
+OUTPUT_CHUNK: Final = 64 * 1024
+
+# Auto width (Excel character units): the header in bold plus room for the filter button, at
+# least what the first row's values need, within these bounds.
+_MIN_WIDTH: Final = 8.0
+_MAX_WIDTH: Final = 60.0
+_MAX_EXCEL_WIDTH: Final = 255.0
+
+_LOCAL_HEADER: Final = b"PK\x03\x04"
+_CENTRAL_HEADER: Final = b"PK\x01\x02"
+_ZIP_MIN_YEAR, _ZIP_MAX_YEAR = 1980, 2107  # what a DOS date can hold
+
+
+class _SheetSizeHintFilter(logging.Filter):
+    """Drops zipstream-ng's "Size mismatch" warning for our sheets, whose hint is deliberate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            isinstance(record.msg, str)
+            and record.msg.startswith("Size mismatch")
+            and isinstance(record.args, tuple)
+            and str(record.args[0]).startswith("xl/worksheets/")
+        )
+
+
+def _silence_size_hint_warning() -> None:
+    logger = logging.getLogger("zipstream.ng")
+    if not any(isinstance(f, _SheetSizeHintFilter) for f in logger.filters):
+        logger.addFilter(_SheetSizeHintFilter())
+
+
+def stream_xlsx(
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    sheet_name: str = "Report",
+    columns: Sequence[Column | None] | None = None,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    max_rows_per_sheet: int = EXCEL_MAX_ROWS,
+    max_sheet_xml_bytes: int = DEFAULT_MAX_SHEET_XML_BYTES,
+    modified_at: dt.datetime | None = None,
+    stats: WriteStats | None = None,
+) -> Iterator[bytes]:
+    """Yield the bytes of one .xlsx holding `header` and then `rows`, in chunks of ~64 KiB.
+
+    Arguments are checked now (XlsxValueError); rows are pulled only as the result is iterated.
+    `columns` optionally gives a width and number format per column. A sheet that reaches
+    `max_rows_per_sheet` rows (header included) or would pass `max_sheet_xml_bytes` of XML
+    continues on "<sheet_name> (2)", ... with the same header, freeze and filter.
+    `modified_at` sets the zip entries' timestamps (naive local time; default now), making the
+    output byte-for-byte reproducible. `stats`, if given, is updated as the rows are written.
+    """
+    header = list(header)
+    if not header:
+        raise XlsxValueError("header must name at least one column")
+    if len(header) > names.MAX_COLUMNS:
+        raise XlsxValueError(f"{len(header)} columns; Excel allows at most {names.MAX_COLUMNS}")
+    for i, title in enumerate(header):
+        if not isinstance(title, str):
+            raise XlsxValueError(f"header[{i}] must be a str, not {type(title).__name__}")
+    names.check_sheet_name(sheet_name)
+    specs = _check_columns(columns, len(header))
+    if isinstance(compress_level, bool) or not isinstance(compress_level, int):
+        raise XlsxValueError("compress_level must be an int from 0 to 9")
+    if not 0 <= compress_level <= 9:
+        raise XlsxValueError(f"compress_level must be from 0 to 9, not {compress_level}")
+    if not 2 <= max_rows_per_sheet <= EXCEL_MAX_ROWS:
+        raise XlsxValueError(
+            f"max_rows_per_sheet must be from 2 to {EXCEL_MAX_ROWS} (header included)"
+        )
+    if not 1 <= max_sheet_xml_bytes <= DEFAULT_MAX_SHEET_XML_BYTES:
+        raise XlsxValueError(
+            f"max_sheet_xml_bytes must be from 1 to {DEFAULT_MAX_SHEET_XML_BYTES}"
+            " (beyond it zipstream-ng would need Zip64)"
+        )
+    if modified_at is None:
+        modified_at = dt.datetime.now()
+    if not _ZIP_MIN_YEAR <= modified_at.year <= _ZIP_MAX_YEAR:
+        raise XlsxValueError(f"modified_at must be within {_ZIP_MIN_YEAR}-{_ZIP_MAX_YEAR}")
+    _silence_size_hint_warning()
+    return _generate(
+        header,
+        iter(rows),
+        sheet_name=sheet_name,
+        specs=specs,
+        compress_level=compress_level,
+        max_rows=max_rows_per_sheet,
+        max_bytes=max_sheet_xml_bytes,
+        stamp=_dos_stamp(modified_at),
+        stats=stats if stats is not None else WriteStats(),
+    )
+
+
+def _check_columns(columns: Sequence[Column | None] | None, width: int) -> list[Column]:
+    specs = [Column() if c is None else c for c in (columns or ())]
+    if len(specs) > width:
+        raise XlsxValueError(f"{len(specs)} column specs for {width} header columns")
+    for i, spec in enumerate(specs):
+        if spec.width is not None and not 0 <= spec.width <= _MAX_EXCEL_WIDTH:
+            raise XlsxValueError(f"columns[{i}].width must be from 0 to {_MAX_EXCEL_WIDTH:g}")
+        if spec.number_format is not None and not spec.number_format:
+            raise XlsxValueError(f"columns[{i}].number_format must not be empty")
+    return specs + [Column() for _ in range(width - len(specs))]
+
+
+def _dos_stamp(moment: dt.datetime) -> bytes:
+    """A zip entry's (time, date) fields, little-endian, as local and central headers hold them."""
+    time = moment.hour << 11 | moment.minute << 5 | moment.second // 2
+    date = (moment.year - 1980) << 9 | moment.month << 5 | moment.day
+    return struct.pack("<HH", time, date)
+
+
+def _value_width(value: object) -> float:
+    if isinstance(value, dt.datetime):
+        return 19
+    if isinstance(value, dt.date):
+        return 10
+    if isinstance(value, str):
+        return utf16_units(value) if len(value) < 100 else _MAX_WIDTH
+    if value is None or isinstance(value, bytes | bytearray):
+        return 0
+    return len(str(value))
+
+
+def _widths(header: Sequence[str], specs: Sequence[Column], first: object) -> list[float]:
+    values = list(first) if isinstance(first, Sequence) else []
+    widths = []
+    for i, (title, spec) in enumerate(zip(header, specs, strict=True)):
+        if spec.width is not None:
+            widths.append(spec.width)
+            continue
+        value = _value_width(values[i]) + 1 if i < len(values) else 0
+        auto = max(utf16_units(title) * 1.1 + 3, value)
+        widths.append(round(min(max(auto, _MIN_WIDTH), _MAX_WIDTH), 1))
+    return widths
+
+
+_END: Final = object()
+
+
+def _generate(
+    header: list[str],
+    rows: Iterator[Sequence[object]],
+    *,
+    sheet_name: str,
+    specs: list[Column],
+    compress_level: int,
+    max_rows: int,
+    max_bytes: int,
+    stamp: bytes,
+    stats: WriteStats,
+) -> Iterator[bytes]:
+    formats: list[str] = []
+    column_styles = []
+    for spec in specs:
+        if spec.number_format is None:
+            column_styles.append(0)
+            continue
+        if spec.number_format not in formats:
+            formats.append(spec.number_format)
+        column_styles.append(FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
+    letters = [names.column_letter(i) for i in range(len(header))]
+    encoder = RowEncoder(CellEncoder(letters, column_styles, stats))
+
+    first = next(rows, _END)  # peeked for the column widths, written first
+    widths = _widths(header, specs, first)
+    carry: Sequence[object] | None = None if first is _END else first  # type: ignore[assignment]
+
+    zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=compress_level)
+    out = _Chunker(stats)
+    sheets: list[parts.SheetInfo] = []
+    while True:
+        index = len(sheets)
+        name = sheet_name if index == 0 else names.continuation_name(sheet_name, index + 1)
+        writer = SheetWriter(
+            rows=rows,
+            carry=carry,
+            encoder=encoder,
+            header=header,
+            widths=widths,
+            selected=index == 0,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+            stats=stats,
+        )
+        stats.sheets += 1
+        zs.add(writer, parts.sheet_path(index), size=SHEET_SIZE_HINT)
+        yield from out.entry(zs.file(), stamp)
+        sheets.append(parts.SheetInfo(name, writer.last_row, letters[-1]))
+        if writer.carry is None:
+            break
+        carry = writer.carry
+
+    zs.add(styles_xml(formats), "xl/styles.xml")
+    zs.add(parts.workbook_xml(sheets), "xl/workbook.xml")
+    zs.add(parts.workbook_rels_xml(len(sheets)), "xl/_rels/workbook.xml.rels")
+    zs.add(parts.root_rels_xml(), "_rels/.rels")
+    zs.add(parts.content_types_xml(len(sheets)), "[Content_Types].xml")
+    while zs.num_queued():
+        yield from out.entry(zs.file(), stamp)
+    yield from out.footer(zs.footer(), stamp)
+
+
+class _Chunker:
+    """Re-cuts zipstream-ng's output into OUTPUT_CHUNK pieces and stamps the entries' times.
+
+    zipstream-ng 1.9.3 has no per-entry timestamp argument (it uses the local time when an entry
+    starts), so the time and date fields are rewritten here, in each local header (the first
+    chunk of an entry) and each central directory header (one chunk each in the footer).
+    """
+
+    def __init__(self, stats: WriteStats) -> None:
+        self._buf = bytearray()
+        self._stats = stats
+
+    def entry(self, chunks: Iterator[bytes], stamp: bytes) -> Iterator[bytes]:
+        first = True
+        for chunk in chunks:
+            if first:
+                chunk = _restamp(chunk, _LOCAL_HEADER, 10, stamp)
+                first = False
+            yield from self._add(chunk)
+
+    def footer(self, chunks: Iterator[bytes], stamp: bytes) -> Iterator[bytes]:
+        for chunk in chunks:
+            if chunk[:4] == _CENTRAL_HEADER:
+                chunk = _restamp(chunk, _CENTRAL_HEADER, 12, stamp)
+            yield from self._add(chunk)
+        if self._buf:
+            self._stats.bytes_out += len(self._buf)
+            yield bytes(self._buf)
+            self._buf.clear()
+
+    def _add(self, chunk: bytes) -> Iterator[bytes]:
+        buf = self._buf
+        buf += chunk
+        while len(buf) >= OUTPUT_CHUNK:
+            piece = bytes(buf[:OUTPUT_CHUNK])
+            del buf[:OUTPUT_CHUNK]
+            self._stats.bytes_out += len(piece)
+            yield piece
+
+
+def _restamp(header: bytes, signature: bytes, offset: int, stamp: bytes) -> bytes:
+    if header[:4] != signature:
+        raise XlsxError(f"unexpected zip layout from zipstream-ng: {header[:4]!r} at a header")
+    return header[:offset] + stamp + header[offset + 4 :]
