@@ -1,0 +1,24 @@
+"""A TDS 7.4 dev server for ``dbo.spGenerateData``: sans-IO core, asyncio shell."""
+
+from sql.devserver.errors import DevServerError, ProtocolError
+from sql.devserver.server import (
+    DEV_DATABASE,
+    DEV_PASSWORD,
+    DEV_USER,
+    DevServer,
+    DevServerStats,
+    Faults,
+    run_in_thread,
+)
+
+__all__ = [
+    "DEV_DATABASE",
+    "DEV_PASSWORD",
+    "DEV_USER",
+    "DevServer",
+    "DevServerError",
+    "DevServerStats",
+    "Faults",
+    "ProtocolError",
+    "run_in_thread",
+]

@@ -1,0 +1,478 @@
+"""What the dev server answers: the pure decision logic behind every request.
+
+Given a protocol event and the session state, :class:`Session` returns a :data:`Reply`: token
+payloads (bytes) and :class:`Rows` placeholders that the I/O shell streams with backpressure.
+The shapes follow SQL Server's: a procedure's result set is COLMETADATA, ROW/NBCROW...,
+DONEINPROC (MORE|COUNT), RETURNSTATUS, DONEPROC; every DONE* but the message's last has MORE.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from dataclasses import dataclass, field
+
+from sql import report_data as rd
+from sql.devserver import requests, tokens
+from sql.devserver.resultset import colmetadata
+
+PROC_NAME = "spGenerateData"
+PARAM_NAME = "@RowCount"
+SP_EXECUTESQL_ID = 10  # well-known procedure ids (MS-TDS 2.2.6.6): 10 = sp_executesql
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+# The message the T-SQL's THROW raises (schema.sql says exactly the same).
+ROW_COUNT_MESSAGE = f"@RowCount must be between 1 and {rd.MAX_ROW_COUNT}."
+THROW_NUMBER = 50000
+UNSUPPORTED_NUMBER = 50001  # user-defined range: a dev-server limitation, not a SQL error
+RETURN_STATUS_AFTER_ERROR = -6  # what SQL Server returns from a procedure a statement error ended
+
+# TDS versions the server agrees to (LOGINACK echoes the highest not above the client's).
+# DATE and DATETIME2 need 7.3; ALL_HEADERS needs 7.2.
+TDS_VERSIONS = (0x74000004, 0x730B0003, 0x730A0003)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Stream rows 1..count of the report, then ``trailer``; on a mid-stream error send
+    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message)."""
+
+    count: int
+    trailer: bytes
+    in_batch: bool
+    last: bool = False
+
+
+Reply = list[bytes | Rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user: str
+    password: str
+    database: str
+
+
+class _StatementError(Exception):
+    def __init__(
+        self, number: int, text: str, state: int = 1, proc: str = "", line: int = 1
+    ) -> None:
+        super().__init__(text)
+        self.number = number
+        self.text = text
+        self.state = state
+        self.proc = proc
+        self.line = line
+
+    def token(self) -> bytes:
+        return tokens.error(
+            self.number, self.text, state=self.state, proc=self.proc, line=self.line
+        )
+
+
+def _done_with_more_cleared(payload: bytes) -> bytes:
+    """Clear MORE on the payload's trailing DONE* token (13 bytes: token, status, cmd, rows)."""
+    if len(payload) < 13 or payload[-13] not in (tokens.DONE, tokens.DONEPROC, tokens.DONEINPROC):
+        return payload + tokens.done(tokens.DONE, tokens.DONE_FINAL)
+    status = int.from_bytes(payload[-12:-10], "little") & ~tokens.DONE_MORE
+    return payload[:-12] + status.to_bytes(2, "little") + payload[-10:]
+
+
+def finish_reply(parts: Reply) -> Reply:
+    """Make the reply's last DONE* token final (no MORE)."""
+    if not parts:
+        return [tokens.done(tokens.DONE, tokens.DONE_FINAL)]
+    last = parts[-1]
+    if isinstance(last, Rows):
+        parts[-1] = Rows(last.count, _done_with_more_cleared(last.trailer), last.in_batch, True)
+    else:
+        parts[-1] = _done_with_more_cleared(last)
+    return parts
+
+
+# -- SQL batch statements -------------------------------------------------------------------
+
+_NAME = r"(?:\[[^\]]+\]|[A-Za-z_#@][\w@$#]*)"
+_EXEC = re.compile(
+    rf"^EXEC(?:UTE)?\s+(?P<name>(?:{_NAME}\s*\.\s*){{0,2}}{_NAME})(?:\s+(?P<args>.*))?$",
+    re.IGNORECASE | re.DOTALL,
+)
+_ARG = re.compile(
+    r"^(?:(?P<name>@\w+)\s*=\s*)?(?P<value>NULL|[-+]?\d+|N?'(?:[^']|'')*'|@\w+)$", re.IGNORECASE
+)
+_USE = re.compile(rf"^USE\s+(?P<db>{_NAME})$", re.IGNORECASE)
+_SET = re.compile(r"^SET\s+\w+", re.IGNORECASE)
+_SELECT_INT = re.compile(r"^SELECT\s+(?P<value>[-+]?\d+)$", re.IGNORECASE)
+_BEGIN = re.compile(r"^BEGIN\s+TRAN(?:SACTION)?$", re.IGNORECASE)
+_END_TRAN = re.compile(
+    r"^(?P<guard>IF\s+@@TRANCOUNT\s*>\s*0\s+)?(?P<verb>COMMIT|ROLLBACK)"
+    r"(?:\s+(?:TRAN(?:SACTION)?|WORK))?$",
+    re.IGNORECASE,
+)
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a batch: split at semicolons and line breaks outside quotes."""
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        if not quoted and ch in ";\r\n":
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    out.append("".join(current))
+    return [s.strip() for s in out if s.strip() and s.strip().upper() != "GO"]
+
+
+def _unquote(name: str) -> str:
+    name = name.strip()
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
+
+
+def _proc_parts(name: str) -> list[str]:
+    return [_unquote(p) for p in re.split(r"\s*\.\s*(?![^\[]*\])", name.strip())]
+
+
+@dataclass
+class Session:
+    """One logged-in session's state and the answers it gives."""
+
+    credentials: Credentials
+    database: str = ""
+    transaction: int = 0  # current transaction descriptor, 0 when none
+    _next_transaction: int = field(default=0x1000)
+
+    # -- login ------------------------------------------------------------------------------
+
+    def login(self, login: requests.Login) -> tuple[bool, bytes, int]:
+        """(accepted, reply payload, packet size to use from now on)."""
+        creds = self.credentials
+        user_ok = login.user.lower() == creds.user.lower() and login.password == creds.password
+        if not user_ok:
+            return False, self.login_refused(login.user), 0
+        if login.database and login.database.lower() != creds.database.lower():
+            text = (
+                f'Cannot open database "{login.database}" requested by the login. The login failed.'
+            )
+            payload = (
+                tokens.message(tokens.ERROR, 4060, text, severity=11)
+                + tokens.message(
+                    tokens.ERROR, 18456, f"Login failed for user '{login.user}'.", severity=14
+                )
+                + tokens.done(tokens.DONE, tokens.DONE_ERROR)
+            )
+            return False, payload, 0
+        version = next((v for v in TDS_VERSIONS if v <= login.tds_version), None)
+        if version is None:
+            text = "The dev server speaks TDS 7.3 and 7.4 only; configure the client for TDS 7.3+."
+            return (
+                False,
+                tokens.error(UNSUPPORTED_NUMBER, text)
+                + tokens.done(tokens.DONE, tokens.DONE_ERROR),
+                0,
+            )
+        # 0 means "server default"; otherwise clamp into the range MS-TDS allows.
+        size = login.packet_size or 4096
+        size = max(512, min(size, 32767))
+        self.database = creds.database
+        payload = (
+            tokens.env_text(tokens.ENV_DATABASE, self.database, "master")
+            + tokens.info(5701, f"Changed database context to '{self.database}'.")
+            + tokens.env_collation()
+            + tokens.env_text(tokens.ENV_LANGUAGE, "us_english", "")
+            + tokens.info(5703, "Changed language setting to us_english.")
+            + tokens.loginack(version)
+            + tokens.env_text(tokens.ENV_PACKET_SIZE, str(size), str(4096))
+            + tokens.done(tokens.DONE, tokens.DONE_FINAL)
+        )
+        return True, payload, size
+
+    @staticmethod
+    def login_refused(user: str) -> bytes:
+        """SQL Server's answer to a bad user name or password (class 14, state 1 to clients)."""
+        return tokens.message(
+            tokens.ERROR, 18456, f"Login failed for user '{user}'.", severity=14
+        ) + tokens.done(tokens.DONE, tokens.DONE_ERROR)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def bad_request(self, reason: str) -> Reply:
+        text = reason or "request ignored"
+        return [
+            tokens.error(UNSUPPORTED_NUMBER, text) + tokens.done(tokens.DONE, tokens.DONE_ERROR)
+        ]
+
+    def attention_done(self) -> bytes:
+        return tokens.done(tokens.DONE, tokens.DONE_ATTN)
+
+    def rpc(self, rpc: requests.Rpc) -> Reply:
+        if rpc.proc_id == SP_EXECUTESQL_ID or (
+            rpc.proc_name is not None and _proc_parts(rpc.proc_name)[-1].lower() == "sp_executesql"
+        ):
+            return self._sp_executesql(rpc.params)
+        if rpc.proc_id is not None:
+            return self._rpc_error(
+                _StatementError(
+                    UNSUPPORTED_NUMBER,
+                    f"The dev server does not implement system procedure id {rpc.proc_id}.",
+                )
+            )
+        try:
+            self._check_proc(rpc.proc_name or "")
+            count = self._row_count(
+                [(p.name, p.value, p.type_name) for p in rpc.params],
+            )
+        except _StatementError as exc:
+            return self._rpc_error(exc)
+        return finish_reply([colmetadata(), self._rows(count, in_batch=False)])
+
+    def _rpc_error(self, exc: _StatementError) -> Reply:
+        return [exc.token() + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR)]
+
+    def _sp_executesql(self, params: tuple[requests.RpcParam, ...]) -> Reply:
+        if not params or not isinstance(params[0].value, str):
+            return self._rpc_error(
+                _StatementError(
+                    214, "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'."
+                )
+            )
+        variables = {p.name.lower(): (p.value, p.type_name) for p in params[2:]}
+        parts = self._statements(params[0].value, variables, in_batch=False)
+        failed = any(isinstance(p, bytes) and tokens.ERROR in p[:1] for p in parts)
+        parts.append(
+            tokens.returnstatus(0)
+            + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR if failed else tokens.DONE_FINAL)
+        )
+        return finish_reply(parts)
+
+    def batch(self, text: str) -> Reply:
+        return finish_reply(self._statements(text, {}, in_batch=True))
+
+    def _statements(
+        self, text: str, variables: dict[str, tuple[object, str]], *, in_batch: bool
+    ) -> Reply:
+        done_token = tokens.DONE if in_batch else tokens.DONEINPROC
+        parts: Reply = []
+        for statement in split_statements(text):
+            try:
+                parts.extend(self._statement(statement, variables, in_batch, done_token))
+            except _StatementError as exc:
+                parts.append(
+                    exc.token() + tokens.done(done_token, tokens.DONE_MORE | tokens.DONE_ERROR)
+                )
+        if not parts:
+            parts.append(tokens.done(done_token, tokens.DONE_MORE))
+        return parts
+
+    def _statement(
+        self,
+        statement: str,
+        variables: dict[str, tuple[object, str]],
+        in_batch: bool,
+        done_token: int,
+    ) -> Reply:
+        more = tokens.DONE_MORE
+        if _SET.match(statement):
+            return [tokens.done(done_token, more, tokens.CMD_SET)]
+        if m := _USE.match(statement):
+            db = _unquote(m["db"])
+            if db.lower() != self.credentials.database.lower():
+                raise _StatementError(
+                    911,
+                    f"Database '{db}' does not exist. "
+                    "Make sure that the name is entered correctly.",
+                )
+            old, self.database = self.database, self.credentials.database
+            return [
+                tokens.env_text(tokens.ENV_DATABASE, self.database, old)
+                + tokens.info(5701, f"Changed database context to '{self.database}'.")
+                + tokens.done(done_token, more)
+            ]
+        if m := _SELECT_INT.match(statement):
+            value = int(m["value"])
+            if not INT_MIN <= value <= INT_MAX:
+                raise _StatementError(8115, "Arithmetic overflow error converting to int.")
+            meta = b"\x81\x01\x00" + b"\x00\x00\x00\x00\x00\x00" + b"\x26\x04" + b"\x00"
+            row = bytes((tokens.ROW, 4)) + value.to_bytes(4, "little", signed=True)
+            return [
+                meta + row + tokens.done(done_token, more | tokens.DONE_COUNT, tokens.CMD_SELECT, 1)
+            ]
+        if _BEGIN.match(statement):
+            return [self._begin() + tokens.done(done_token, more)]
+        if m := _END_TRAN.match(statement):
+            if not self.transaction and m["guard"]:
+                return [tokens.done(done_token, more)]
+            return [self._end(m["verb"].upper() == "COMMIT", False) + tokens.done(done_token, more)]
+        if m := _EXEC.match(statement):
+            self._check_proc(m["name"])
+            args = self._batch_args(m["args"] or "", variables)
+            count = self._row_count(args)
+            return [colmetadata(), self._rows(count, in_batch=True)]
+        shown = statement if len(statement) <= 60 else statement[:57] + "..."
+        raise _StatementError(
+            UNSUPPORTED_NUMBER,
+            f"The dev server does not support this statement: {shown} "
+            f"(it runs EXEC dbo.{PROC_NAME} @RowCount = N, SET, USE and transaction statements).",
+        )
+
+    # -- the procedure ----------------------------------------------------------------------
+
+    def _check_proc(self, name: str) -> None:
+        parts = _proc_parts(name)
+        schema_ok = len(parts) == 1 or parts[-2].lower() == "dbo"
+        db_ok = len(parts) < 3 or parts[-3].lower() == self.credentials.database.lower()
+        if len(parts) > 3 or not (schema_ok and db_ok) or parts[-1].lower() != PROC_NAME.lower():
+            raise _StatementError(2812, f"Could not find stored procedure '{name}'.", state=62)
+
+    @staticmethod
+    def _batch_args(
+        text: str, variables: dict[str, tuple[object, str]]
+    ) -> list[tuple[str, object, str]]:
+        args: list[tuple[str, object, str]] = []
+        for raw in [a.strip() for a in text.split(",")] if text.strip() else []:
+            m = _ARG.match(raw)
+            if m is None:
+                raise _StatementError(102, f"Incorrect syntax near '{raw[:40]}'.")
+            value_text = m["value"]
+            value: object
+            type_name = "int"
+            if value_text.upper() == "NULL":
+                value = None
+            elif value_text.startswith("@"):
+                if value_text.lower() not in variables:
+                    raise _StatementError(137, f'Must declare the scalar variable "{value_text}".')
+                value, type_name = variables[value_text.lower()]
+            elif value_text[0] in "nN'":
+                value, type_name = value_text.lstrip("nN")[1:-1].replace("''", "'"), "varchar"
+            else:
+                value = int(value_text)
+                type_name = "int" if INT_MIN <= value <= INT_MAX else "bigint"
+            args.append((m["name"] or "", value, type_name))
+        return args
+
+    @staticmethod
+    def _row_count(args: list[tuple[str, object, str]]) -> int:
+        """Binds the arguments to @RowCount INT the way SQL Server would, then checks range."""
+        bound: list[tuple[object, str]] = []
+        for position, (name, value, type_name) in enumerate(args):
+            if name:
+                if name.lower() != PARAM_NAME.lower():
+                    raise _StatementError(
+                        8145,
+                        f"{name} is not a parameter for procedure {PROC_NAME}.",
+                        proc=PROC_NAME,
+                    )
+            elif position > 0:
+                raise _StatementError(
+                    8144,
+                    f"Procedure or function {PROC_NAME} has too many arguments specified.",
+                    proc=PROC_NAME,
+                )
+            bound.append((value, type_name))
+        if len(bound) > 1:
+            raise _StatementError(
+                8144,
+                f"Procedure or function {PROC_NAME} has too many arguments specified.",
+                proc=PROC_NAME,
+            )
+        if not bound:
+            raise _StatementError(
+                201,
+                f"Procedure or function '{PROC_NAME}' expects parameter '{PARAM_NAME}', "
+                "which was not supplied.",
+                proc=PROC_NAME,
+            )
+        value, type_name = bound[0]
+        count = _to_int(value, type_name)
+        if count is None or not 1 <= count <= rd.MAX_ROW_COUNT:
+            raise _StatementError(THROW_NUMBER, ROW_COUNT_MESSAGE, proc=PROC_NAME, line=0)
+        return count
+
+    @staticmethod
+    def _rows(count: int, *, in_batch: bool) -> Rows:
+        trailer = (
+            tokens.done(
+                tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
+            )
+            + tokens.returnstatus(0)
+            + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
+        )
+        return Rows(count, trailer, in_batch)
+
+    @staticmethod
+    def error_trailer(rows: Rows, rows_sent: int, number: int, text: str) -> bytes:
+        """A statement error after ``rows_sent`` rows, where SQL Server raises it: inside the
+        SELECT (DONEINPROC with ERROR), after which the procedure returns."""
+        status = tokens.DONE_ERROR | (0 if rows.last else tokens.DONE_MORE)
+        return (
+            tokens.error(number, text, proc=PROC_NAME)
+            + tokens.done(
+                tokens.DONEINPROC,
+                tokens.DONE_MORE | tokens.DONE_ERROR | tokens.DONE_COUNT,
+                tokens.CMD_SELECT,
+                rows_sent,
+            )
+            + tokens.returnstatus(RETURN_STATUS_AFTER_ERROR)
+            + tokens.done(tokens.DONEPROC, status, tokens.CMD_EXECUTE)
+        )
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def _begin(self) -> bytes:
+        self._next_transaction += 1
+        self.transaction = self._next_transaction
+        return tokens.env_begin_tran(self.transaction)
+
+    def _end(self, commit: bool, begin_new: bool) -> bytes:
+        if not self.transaction:
+            number, verb = (3902, "COMMIT") if commit else (3903, "ROLLBACK")
+            raise _StatementError(
+                number, f"The {verb} TRANSACTION request has no corresponding BEGIN TRANSACTION."
+            )
+        kind = tokens.ENV_COMMIT_TRAN if commit else tokens.ENV_ROLLBACK_TRAN
+        out = tokens.env_end_tran(kind, self.transaction)
+        self.transaction = 0
+        if begin_new:
+            out += self._begin()
+        return out
+
+    def transaction_request(self, tx: requests.Transaction) -> Reply:
+        try:
+            if tx.request == requests.TM_BEGIN_XACT:
+                payload = self._begin()
+            elif tx.request in (requests.TM_COMMIT_XACT, requests.TM_ROLLBACK_XACT):
+                payload = self._end(tx.request == requests.TM_COMMIT_XACT, tx.begin_new)
+            else:
+                raise _StatementError(
+                    UNSUPPORTED_NUMBER,
+                    f"Transaction-manager request {tx.request} is not supported by the dev server.",
+                )
+        except _StatementError as exc:
+            return [exc.token() + tokens.done(tokens.DONE, tokens.DONE_ERROR)]
+        return [payload + tokens.done(tokens.DONE, tokens.DONE_FINAL)]
+
+
+def _to_int(value: object, type_name: str) -> int | None:
+    """SQL Server's implicit conversion of a parameter value to INT (8114/8115 on failure)."""
+    if value is None:
+        return None
+    result: int
+    if isinstance(value, bool | int):
+        result = int(value)
+    elif isinstance(value, float | decimal.Decimal):
+        result = int(value)  # float/decimal to int truncates toward zero, as in SQL Server
+    elif isinstance(value, str):
+        try:
+            result = int(value.strip())
+        except ValueError:
+            raise _StatementError(8114, f"Error converting data type {type_name} to int.") from None
+    else:
+        raise _StatementError(206, f"Operand type clash: {type_name} is incompatible with int")
+    if not INT_MIN <= result <= INT_MAX:
+        raise _StatementError(
+            8115, "Arithmetic overflow error converting expression to data type int."
+        )
+    return result

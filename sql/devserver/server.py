@@ -1,0 +1,375 @@
+"""The asyncio shell around the sans-IO core: sockets, timing, faults and counters.
+
+Per connection a reader task feeds :class:`~sql.devserver.protocol.ServerConnection` and queues
+its events, so an ATTENTION is seen at once even while the worker is blocked in ``drain()``;
+the worker answers requests one by one, streaming rows in chunks and awaiting ``drain()``
+after each write so a client that stops reading stops the server (bounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+from sql.devserver import engine, packets, protocol, requests
+from sql.devserver.errors import DevServerError, ProtocolError
+from sql.devserver.resultset import ReportEncoder
+
+log = logging.getLogger(__name__)
+
+DEV_USER = "sa"
+DEV_PASSWORD = "DevOnly_Passw0rd!"
+DEV_DATABASE = "ExportDemo"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 1433  # SQL Server's registered port
+# Rows encoded per write: ~256 x 75 bytes = ~19 KiB, a few 4 KiB packets per write, so writes
+# are big enough to be cheap and small enough that the per-connection buffer stays bounded.
+DEFAULT_ROWS_PER_CHUNK = 256
+# Transport buffer above which the server stops producing (asyncio's own default high-water
+# mark, 64 KiB); with one chunk in flight, memory per connection stays under ~100 KiB.
+DEFAULT_WRITE_BUFFER_HIGH = 64 * 1024
+# Bytes read from a client at a time: requests are small, so this only bounds a flood.
+READ_SIZE = 64 * 1024
+
+DIVIDE_BY_ZERO = (8134, "Divide by zero error encountered.")
+
+
+@dataclass
+class Faults:
+    """Fault injection, read live by the server (tests change fields at runtime)."""
+
+    first_row_delay: float = 0.0  # seconds before the first row (after COLMETADATA)
+    row_delay: float = 0.0  # sleep this long ...
+    row_delay_every: int = 0  # ... after every N rows (0: never)
+    error_after_rows: int | None = None  # ERROR 8134 after row N
+    drop_after_rows: int | None = None  # close the socket abruptly after row N
+    refuse_logins: bool = False  # answer every login with error 18456
+    login_delay: float = 0.0  # seconds before answering a login
+
+
+@dataclass
+class DevServerStats:
+    connections_total: int = 0
+    connections_open: int = 0
+    logins_failed: int = 0
+    requests: int = 0
+    rows_sent: int = 0
+    attentions: int = 0
+    backpressure_pauses: int = 0  # times production waited for the client to read
+    last_pause_at: float | None = None  # time.monotonic() of the last such wait
+
+
+class _Dropped(DevServerError):
+    """The drop_after_rows fault closed the connection."""
+
+
+_PRELOGIN_REPLY = requests.build_prelogin(
+    {
+        requests.PL_VERSION: bytes((16, 0)) + (4096).to_bytes(2, "big") + b"\x00\x00",
+        requests.PL_ENCRYPTION: bytes((requests.ENCRYPT_NOT_SUP,)),
+        requests.PL_INSTOPT: b"\x00",
+        requests.PL_THREADID: b"",
+        requests.PL_MARS: b"\x00",  # MARS off: a MARS reply would switch clients to SMP framing
+    }
+)
+
+
+class _Connection:
+    def __init__(
+        self, server: DevServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.core = protocol.ServerConnection()
+        self.session = engine.Session(server.credentials)
+        self.queue: asyncio.Queue[tuple[protocol.Event, int] | None] = asyncio.Queue()
+        self.attention = asyncio.Event()
+        self.attentions_received = 0
+        self.attentions_answered = 0
+        self.worker: asyncio.Task[None] | None = None
+        writer.transport.set_write_buffer_limits(high=server.write_buffer_high)
+
+    @property
+    def stats(self) -> DevServerStats:
+        return self.server.stats
+
+    async def run(self) -> None:
+        read_task = asyncio.create_task(self._read_loop())
+        self.worker = asyncio.create_task(self._work())
+        try:
+            # asyncio.wait, not await: a worker cancelled by DevServer.close() ends quietly.
+            await asyncio.wait([self.worker])
+            if not self.worker.cancelled() and (exc := self.worker.exception()) is not None:
+                if not isinstance(exc, ConnectionError | _Dropped | ProtocolError):
+                    raise exc
+                log.debug("connection ended: %r", exc)
+        finally:
+            self.worker.cancel()
+            read_task.cancel()
+            await asyncio.wait([read_task])
+            self.writer.transport.abort()
+
+    def abort(self) -> None:
+        """End the connection now (server shutdown)."""
+        self.writer.transport.abort()
+        if self.worker is not None:
+            self.worker.cancel()
+
+    async def _read_loop(self) -> None:
+        try:
+            while data := await self.reader.read(READ_SIZE):
+                self.core.receive_data(data)
+                while (event := self.core.next_event()) is not None:
+                    if isinstance(event, protocol.AttentionReceived):
+                        self.stats.attentions += 1
+                        self.attentions_received += 1
+                        self.attention.set()
+                    self.queue.put_nowait((event, self.attentions_received))
+        except (ConnectionError, ProtocolError) as exc:
+            log.debug("reader stopped: %r", exc)
+        finally:
+            self.queue.put_nowait(None)
+
+    async def _work(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            event, attention_seq = item
+            if isinstance(event, protocol.AttentionReceived):
+                if attention_seq > self.attentions_answered:
+                    # Idle when it arrived (the request already ended): a message of its own.
+                    self.attentions_answered = attention_seq
+                    self.attention.clear()
+                    await self._send(self.core.reply(self.session.attention_done()))
+                continue
+            if not await self._handle(event):
+                return
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            self.writer.write(data)
+            await self._drain()
+
+    async def _drain(self) -> None:
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > self.server.write_buffer_high:
+            self.stats.backpressure_pauses += 1
+            self.stats.last_pause_at = time.monotonic()
+        await self.writer.drain()
+
+    async def _handle(self, event: protocol.Event) -> bool:
+        """Answer one request; False ends the connection."""
+        if isinstance(event, protocol.PreLoginReceived):
+            await self._send(self.core.reply(_PRELOGIN_REPLY))
+            return True
+        if isinstance(event, protocol.LoginReceived):
+            return await self._login(event.login)
+        self.stats.requests += 1
+        if isinstance(event, protocol.BatchReceived):
+            reply = self.session.batch(event.text)
+        elif isinstance(event, protocol.RpcReceived):
+            reply = self.session.rpc(event.rpc)
+        elif isinstance(event, protocol.TransactionReceived):
+            reply = self.session.transaction_request(event.transaction)
+        elif isinstance(event, protocol.BadRequest):
+            reply = self.session.bad_request(event.reason)
+        else:  # pragma: no cover - every event type is handled above
+            raise AssertionError(event)
+        await self._stream(reply)
+        return True
+
+    async def _login(self, login: requests.Login) -> bool:
+        faults = self.server.faults
+        if faults.login_delay > 0:
+            await asyncio.sleep(faults.login_delay)
+        if faults.refuse_logins:
+            ok, payload, size = False, self.session.login_refused(login.user), 0
+        else:
+            ok, payload, size = self.session.login(login)
+        await self._send(self.core.reply(payload))
+        if not ok:
+            self.stats.logins_failed += 1
+            self.core.login_failed()
+            return False  # SQL Server closes the connection after a failed login
+        self.core.login_succeeded(size)
+        return True
+
+    def _attention_pending(self) -> bool:
+        return self.attentions_received > self.attentions_answered
+
+    async def _wait_or_attention(self, seconds: float) -> None:
+        """Sleep, waking early when an ATTENTION arrives."""
+        if seconds > 0 and not self._attention_pending():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.attention.wait(), seconds)
+
+    async def _stream(self, reply: engine.Reply) -> None:
+        packetizer = self.core.packetizer()
+        for part in reply:
+            if self._attention_pending():
+                break
+            if isinstance(part, bytes):
+                await self._send(packetizer.add(part))
+            else:
+                await self._rows(part, packetizer)
+        if self._attention_pending():
+            # Stop at a token boundary and acknowledge: DONE with ATTN ends the message.
+            self.attentions_answered = self.attentions_received
+            self.attention.clear()
+            await self._send(packetizer.finish(self.session.attention_done()))
+            return
+        await self._send(packetizer.finish())
+
+    async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
+        server = self.server
+        encoder = server.encoder
+        stats = self.stats
+        chunk_rows = server.rows_per_chunk
+        faults = server.faults
+        if faults.first_row_delay > 0:
+            await self._send(packetizer.flush())
+            await self._wait_or_attention(faults.first_row_delay)
+        sent = 0
+        while sent < rows.count:
+            if self._attention_pending():
+                return
+            stop = min(rows.count, sent + chunk_rows)
+            for limit in (faults.error_after_rows, faults.drop_after_rows):
+                if limit is not None and sent < limit:
+                    stop = min(stop, limit)
+            every = faults.row_delay_every
+            if every > 0 and faults.row_delay > 0:
+                stop = min(stop, (sent // every + 1) * every)
+            data = packetizer.add(encoder.encode_rows(sent + 1, stop - sent))
+            stats.rows_sent += stop - sent
+            sent = stop
+            if data:
+                self.writer.write(data)
+                await self._drain()
+            if faults.drop_after_rows is not None and sent == faults.drop_after_rows:
+                await self._send(packetizer.flush())
+                raise _Dropped(f"dropped after {sent} rows")
+            if faults.error_after_rows is not None and sent == faults.error_after_rows:
+                number, text = DIVIDE_BY_ZERO
+                await self._send(
+                    packetizer.add(self.session.error_trailer(rows, sent, number, text))
+                )
+                return
+            if every > 0 and faults.row_delay > 0 and sent % every == 0 and sent < rows.count:
+                await self._send(packetizer.flush())
+                await self._wait_or_attention(faults.row_delay)
+        await self._send(packetizer.add(rows.trailer))
+
+
+class DevServer:
+    """A TDS 7.4 server for ``dbo.spGenerateData``, on one asyncio event loop."""
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        user: str = DEV_USER,
+        password: str = DEV_PASSWORD,
+        database: str = DEV_DATABASE,
+        faults: Faults | None = None,
+        rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
+        write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.credentials = engine.Credentials(user=user, password=password, database=database)
+        self.faults = faults if faults is not None else Faults()
+        self.stats = DevServerStats()
+        self.rows_per_chunk = rows_per_chunk
+        self.write_buffer_high = write_buffer_high
+        self.encoder = ReportEncoder()
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise DevServerError("the dev server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self._requested_port, reuse_address=True
+        )
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connection = _Connection(self, reader, writer)
+        self._connections[task] = connection
+        self.stats.connections_total += 1
+        self.stats.connections_open += 1
+        try:
+            await connection.run()
+        finally:
+            self.stats.connections_open -= 1
+            self._connections.pop(task, None)
+
+    async def close(self) -> None:
+        """Stop listening and end every live connection."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for connection in list(self._connections.values()):
+            connection.abort()
+        if self._connections:
+            await asyncio.wait(list(self._connections))
+        if server is not None:
+            await server.wait_closed()
+
+    async def __aenter__(self) -> DevServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    user: str = DEV_USER,
+    password: str = DEV_PASSWORD,
+    database: str = DEV_DATABASE,
+    faults: Faults | None = None,
+) -> Iterator[DevServer]:
+    """A started DevServer running its own event loop on a daemon thread; closed on exit."""
+    loop = asyncio.new_event_loop()
+    server = DevServer(
+        host=host, port=port, user=user, password=password, database=database, faults=faults
+    )
+    thread = threading.Thread(target=loop.run_forever, name="tds-devserver", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()

@@ -1,0 +1,1 @@
+"""Tests of sql/: the report definition, its T-SQL and the TDS dev server."""
