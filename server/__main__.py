@@ -1,0 +1,272 @@
+"""``python -m server`` / ``xlsx-export-api``: the export API as a process.
+
+Configuration is read here and nowhere else: each setting has a flag and an environment
+variable (the flag wins), with the defaults of :mod:`server.config`. SIGTERM and SIGINT stop
+accepting connections, let running exports finish within the grace period, abort the rest
+and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from server.app import ExportApi
+from server.config import ApiConfig, DbSettings
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: where it goes (``db.`` prefix for DbSettings), its flag, env var and type."""
+
+    field: str
+    flag: str
+    env: str
+    kind: Callable[[str], Any]
+    help: str
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be more than 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"not a TCP port: {value}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"unknown log level {text!r}")
+    return level
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "API_HOST", str, "address to listen on"),
+    Option("port", "--port", "API_PORT", _port, "TCP port to listen on (0: any free port)"),
+    Option("db.host", "--mssql-host", "MSSQL_HOST", str, "SQL Server host"),
+    Option("db.port", "--mssql-port", "MSSQL_PORT", _port, "SQL Server TCP port"),
+    Option("db.user", "--mssql-user", "MSSQL_USER", str, "SQL Server login"),
+    Option("db.password", "--mssql-password", "MSSQL_PASSWORD", str, "password (prefer the env)"),
+    Option("db.database", "--mssql-database", "MSSQL_DATABASE", str, "database name"),
+    Option(
+        "db.login_timeout_s",
+        "--mssql-login-timeout",
+        "MSSQL_LOGIN_TIMEOUT",
+        _positive_float,
+        "seconds for connect plus login",
+    ),
+    Option(
+        "db.packet_size",
+        "--mssql-packet-size",
+        "MSSQL_PACKET_SIZE",
+        _positive_int,
+        "TDS packet size asked for at login",
+    ),
+    Option("procedure", "--procedure", "API_PROCEDURE", str, "stored procedure to export"),
+    Option("pool_min", "--pool-min", "API_POOL_MIN", _non_negative_int, "idle connections kept"),
+    Option(
+        "pool_max", "--pool-max", "API_POOL_MAX", _positive_int, "max connections = max exports"
+    ),
+    Option(
+        "pool_idle_timeout_s",
+        "--pool-idle-timeout",
+        "API_POOL_IDLE_TIMEOUT",
+        _positive_float,
+        "seconds before an idle connection above the minimum is closed",
+    ),
+    Option(
+        "default_row_count",
+        "--default-row-count",
+        "API_DEFAULT_ROW_COUNT",
+        _positive_int,
+        "rows when rowCount is absent",
+    ),
+    Option(
+        "max_row_count",
+        "--max-row-count",
+        "API_MAX_ROW_COUNT",
+        _positive_int,
+        "largest rowCount accepted",
+    ),
+    Option(
+        "max_rows_per_sheet",
+        "--max-rows-per-sheet",
+        "API_MAX_ROWS_PER_SHEET",
+        _positive_int,
+        "rows per worksheet (header included) before rolling over to a new sheet",
+    ),
+    Option(
+        "first_row_timeout_s",
+        "--first-row-timeout",
+        "API_FIRST_ROW_TIMEOUT",
+        _positive_float,
+        "seconds to wait for the first row",
+    ),
+    Option(
+        "row_timeout_s",
+        "--row-timeout",
+        "API_ROW_TIMEOUT",
+        _positive_float,
+        "seconds of database silence allowed between rows",
+    ),
+    Option(
+        "client_write_timeout_s",
+        "--client-write-timeout",
+        "API_CLIENT_WRITE_TIMEOUT",
+        _positive_float,
+        "seconds a client may accept no data before the export is aborted",
+    ),
+    Option(
+        "cancel_timeout_s",
+        "--cancel-timeout",
+        "API_CANCEL_TIMEOUT",
+        _positive_float,
+        "seconds to wait for the database to acknowledge a cancel",
+    ),
+    Option(
+        "fetch_batch_rows",
+        "--fetch-batch-rows",
+        "API_FETCH_BATCH_ROWS",
+        _positive_int,
+        "rows per fetch between cancel checks",
+    ),
+    Option(
+        "queue_chunks",
+        "--queue-chunks",
+        "API_QUEUE_CHUNKS",
+        _positive_int,
+        "~64 KiB chunks buffered between the database reader and the client",
+    ),
+    Option(
+        "memory_log_every_rows",
+        "--memory-log-every",
+        "API_MEMORY_LOG_EVERY",
+        _non_negative_int,
+        "log RSS every N rows (0: only at start and end)",
+    ),
+    Option(
+        "retry_after_s",
+        "--retry-after",
+        "API_RETRY_AFTER",
+        _positive_int,
+        "Retry-After seconds on 503 answers",
+    ),
+    Option(
+        "shutdown_grace_s",
+        "--shutdown-grace",
+        "API_SHUTDOWN_GRACE",
+        _positive_float,
+        "seconds running exports get to finish after SIGTERM",
+    ),
+    Option("log_level", "--log-level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR"),
+)
+
+
+class ConfigError(ValueError):
+    """A flag or environment variable with a value that cannot be used."""
+
+
+def _default(option: Option) -> Any:
+    section, _, name = option.field.rpartition(".")
+    record: Any = DbSettings() if section == "db" else ApiConfig()
+    return getattr(record, name)
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
+    """Flags over environment over defaults; raises :class:`ConfigError` naming the culprit."""
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Export API: streams dbo.spGenerateData as .xlsx (issue 4).",
+    )
+    for option in OPTIONS:
+        env_note = f" [env {option.env}; default {_default(option)!r}]"
+        if option.field == "db.password":
+            env_note = f" [env {option.env}; required]"
+        parser.add_argument(option.flag, dest=option.field, help=option.help + env_note)
+    args = vars(parser.parse_args(list(argv)))
+    api_values: dict[str, Any] = {}
+    db_values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = args[option.field]
+        source = option.flag
+        if raw is None:
+            raw = environ.get(option.env)
+            source = option.env
+        if raw is None:
+            continue
+        try:
+            value = option.kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        section, _, name = option.field.rpartition(".")
+        (db_values if section == "db" else api_values)[name] = value
+    if not db_values.get("password"):
+        raise ConfigError("MSSQL_PASSWORD (or --mssql-password) is required")
+    settings = replace(DbSettings(), **db_values)
+    config = replace(ApiConfig(), db=settings, **api_values)
+    if config.pool_min > config.pool_max:
+        raise ConfigError(f"pool minimum {config.pool_min} exceeds maximum {config.pool_max}")
+    if config.default_row_count > config.max_row_count:
+        raise ConfigError(
+            f"default row count {config.default_row_count} exceeds maximum {config.max_row_count}"
+        )
+    return config
+
+
+async def serve(config: ApiConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    api = ExportApi(config)
+    await api.start()
+    await stop.wait()
+    logging.getLogger("server").info("signal received: shutting down")
+    await api.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as exc:
+        print(f"xlsx-export-api: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Export API configuration: frozen records with named defaults.
+
+Nothing in this package reads ``os.environ``; ``server.__main__`` turns flags and environment
+variables into an :class:`ApiConfig` and passes it in. Every default says where its number
+comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Loopback by default: a dev stack must not be reachable from the network by accident;
+# containers pass --host 0.0.0.0 explicitly.
+DEFAULT_HOST = "127.0.0.1"
+# The original design's port for the API (the BFF and page are on 3000).
+DEFAULT_PORT = 3001
+
+DEFAULT_DB_HOST = "127.0.0.1"
+# SQL Server's registered TCP port.
+DEFAULT_DB_PORT = 1433
+DEFAULT_DB_USER = "sa"
+DEFAULT_DB_DATABASE = "ExportDemo"
+DEFAULT_PROCEDURE = "dbo.spGenerateData"
+# Connect plus login. pytds' own default is 15 s with retries; a database on the same network
+# that has not answered a login within 5 s is down for our purposes, and the client gets its
+# 503 quickly instead of waiting out the budget.
+DEFAULT_LOGIN_TIMEOUT_S = 5.0
+# TDS packet size asked for at login. pytds.md measured 36-37k rows/s with 32 KiB packets
+# against ~30k rows/s with the 4 KiB default (fewer recv calls and packet headers per row).
+DEFAULT_PACKET_SIZE = 32_768
+
+# The original design's pool (mssql/tarn settings): at most 50 connections, 5 kept warm.
+DEFAULT_POOL_MIN = 5
+DEFAULT_POOL_MAX = 50
+# Connections above the minimum that sat idle this long are closed (tarn's idleTimeoutMillis).
+DEFAULT_POOL_IDLE_TIMEOUT_S = 30.0
+
+# The original design: 30,000 rows when the query string says nothing, at most 1,048,576
+# (Excel's rows per sheet; our writer rolls over to a second sheet, so the header row fits).
+DEFAULT_ROW_COUNT = 30_000
+DEFAULT_MAX_ROW_COUNT = 1_048_576
+# Excel's hard limit of rows per worksheet; configurable so tests can show the rollover small.
+DEFAULT_MAX_ROWS_PER_SHEET = 1_048_576
+
+# The original design's request timeout (mssql requestTimeout: 30 s) for the first row; a
+# healthy server never goes silent that long in the middle of a result either.
+DEFAULT_FIRST_ROW_TIMEOUT_S = 30.0
+DEFAULT_ROW_TIMEOUT_S = 30.0
+# A client that has not accepted a single byte for a minute has gone (issue 4's default).
+DEFAULT_CLIENT_WRITE_TIMEOUT_S = 60.0
+# After an attention, a server answers within milliseconds (pytds.md: ~11 ms); 5 s without an
+# answer means the connection is wedged and is shut down instead.
+DEFAULT_CANCEL_TIMEOUT_S = 5.0
+# How often a worker blocked in a database read looks at its cancel flag and deadlines: a
+# client that goes away is noticed within this time even while the database is silent.
+DEFAULT_POLL_INTERVAL_S = 0.1
+
+# Rows per fetchmany between cancel checks: ~30 ms of pytds decoding at ~30k rows/s.
+DEFAULT_FETCH_BATCH_ROWS = 1_000
+# Writer chunks (~64 KiB each) in flight between the worker and the response: enough to keep
+# the socket busy while the worker decodes, small enough that a stalled client holds < 0.5 MiB.
+DEFAULT_QUEUE_CHUNKS = 4
+
+# The original design logged memory every 5,000 rows.
+DEFAULT_MEMORY_LOG_EVERY_ROWS = 5_000
+# What a client told 503 should wait before retrying: a small export takes about this long.
+DEFAULT_RETRY_AFTER_S = 5
+# Kubernetes sends SIGKILL 30 s after SIGTERM by default; 25 s leaves time to abort and exit.
+DEFAULT_SHUTDOWN_GRACE_S = 25.0
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    """Where the database is and how to log in."""
+
+    host: str = DEFAULT_DB_HOST
+    port: int = DEFAULT_DB_PORT
+    user: str = DEFAULT_DB_USER
+    password: str = field(default="", repr=False)  # never printed
+    database: str = DEFAULT_DB_DATABASE
+    login_timeout_s: float = DEFAULT_LOGIN_TIMEOUT_S
+    packet_size: int = DEFAULT_PACKET_SIZE
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Everything the export API needs; built once at the entry point."""
+
+    db: DbSettings = field(default_factory=DbSettings)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    procedure: str = DEFAULT_PROCEDURE
+    pool_min: int = DEFAULT_POOL_MIN
+    pool_max: int = DEFAULT_POOL_MAX
+    pool_idle_timeout_s: float = DEFAULT_POOL_IDLE_TIMEOUT_S
+    default_row_count: int = DEFAULT_ROW_COUNT
+    max_row_count: int = DEFAULT_MAX_ROW_COUNT
+    max_rows_per_sheet: int = DEFAULT_MAX_ROWS_PER_SHEET
+    first_row_timeout_s: float = DEFAULT_FIRST_ROW_TIMEOUT_S
+    row_timeout_s: float = DEFAULT_ROW_TIMEOUT_S
+    client_write_timeout_s: float = DEFAULT_CLIENT_WRITE_TIMEOUT_S
+    cancel_timeout_s: float = DEFAULT_CANCEL_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    fetch_batch_rows: int = DEFAULT_FETCH_BATCH_ROWS
+    queue_chunks: int = DEFAULT_QUEUE_CHUNKS
+    memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    log_level: str = DEFAULT_LOG_LEVEL

@@ -1,0 +1,279 @@
+"""pytds connections that one thread owns and can interrupt from inside their own reads.
+
+pytds blocks in ``recv_into`` while the database is silent (a slow first row, a stalled
+stream), and cancelling from another thread breaks the connection (pytds.md: ``Invalid TDS
+marker`` / ``EBADF``). So the socket pytds reads from is a :class:`WatchedSocket`: its reads
+wait in slices of ``poll_interval_s`` and, between slices, on the owning thread itself:
+
+- if the export was cancelled (client gone, shutdown) or the phase's silence limit passed
+  (first row, between rows), it sends a TDS attention through pytds' own ``put_cancel`` and
+  keeps reading: the server answers with a DONE carrying the ATTN flag, pytds consumes it and
+  the connection stays usable (the same thing pytds does when a first-packet read times out);
+- if no acknowledgement arrives within ``cancel_timeout_s``, it shuts the socket down and
+  raises :class:`DatabaseStalled`; the connection is then discarded. This is the watchdog,
+  run by the only thread allowed to touch the connection.
+
+Two pytds internals are used, both only here: the session (``_tds_socket.main_session``) for
+``put_cancel``/``state``/``in_cancel``, and ``tds_base.TDS_IDLE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytds
+from pytds import tds_base
+
+from server.config import DbSettings
+from server.errors import DatabaseError, DatabaseUnavailable, ExportError
+
+# pytds error numbers that mean "this login will not work", not "this query failed".
+_LOGIN_ERRORS = frozenset({18452, 18456, 18486, 18487, 18488, 4060})
+APP_NAME = "xlsx-stream-export"
+
+
+class DatabaseStalled(OSError):
+    """A read that never finished: the server ignored an attention, or a login took too long.
+
+    An ``OSError`` but deliberately not a ``ConnectionError``/``TimeoutError``: pytds retries
+    logins after those (sleeping out the login budget); anything else ends the attempt at once.
+    """
+
+
+class WatchedSocket:
+    """The transport pytds reads from (its ``TransportProtocol`` plus ``setsockopt``)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        poll_interval_s: float,
+        cancel_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        sock.settimeout(poll_interval_s)
+        self._sock = sock
+        self._poll_interval_s = poll_interval_s
+        self._cancel_timeout_s = cancel_timeout_s
+        self._clock = clock
+        # What pytds asked for with settimeout(): the login budget, then None.
+        self._requested_timeout: float | None = None
+        # Set by the owner once logged in; until then a silence only counts against the budget.
+        self._send_attention: Callable[[], None] | None = None
+        self._cancel_requested: Callable[[], bool] = _never
+        self._silence_limit_s: float | None = None
+        self._silence_reason = ""
+        self.attention_reason: str | None = None
+        self._attention_at = 0.0
+
+    # -- owner's controls ------------------------------------------------------------------
+
+    def attach(self, send_attention: Callable[[], None]) -> None:
+        self._send_attention = send_attention
+
+    def watch(
+        self,
+        cancel_requested: Callable[[], bool],
+        *,
+        silence_limit_s: float | None,
+        reason: str,
+    ) -> None:
+        """From now on, interrupt a read on cancellation or after ``silence_limit_s`` silent."""
+        self._cancel_requested = cancel_requested
+        self._silence_limit_s = silence_limit_s
+        self._silence_reason = reason
+
+    def attention_sent(self, reason: str) -> None:
+        """Record that an attention is on its way (sent here, or by pytds' ``cancel()``)."""
+        if self.attention_reason is None:
+            self.attention_reason = reason
+            self._attention_at = self._clock()
+
+    def reset(self) -> None:
+        """Back to an idle connection's state, before the pool lends it again."""
+        self._cancel_requested = _never
+        self._silence_limit_s = None
+        self.attention_reason = None
+
+    def has_pending_input(self) -> bool:
+        """True if the peer closed or sent something unasked: an idle connection must not."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):  # closed: fileno() is -1
+            return True
+        return bool(readable)
+
+    def shutdown(self) -> None:
+        """Wake any blocked read and end the connection (from any thread: no TDS involved)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    # -- pytds' transport protocol -----------------------------------------------------------
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._requested_timeout = timeout
+
+    def gettimeout(self) -> float | None:
+        return self._requested_timeout
+
+    def setsockopt(self, *args: Any) -> None:
+        self._sock.setsockopt(*args)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        # Requests and attentions are a few hundred bytes: a send that cannot finish within
+        # the cancel timeout means the server stopped reading altogether.
+        self._sock.settimeout(self._cancel_timeout_s)
+        try:
+            self._sock.sendall(data, flags)
+        except TimeoutError as exc:
+            self.shutdown()
+            raise DatabaseStalled("the database stopped accepting data") from exc
+        finally:
+            self._sock.settimeout(self._poll_interval_s)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        started = self._clock()
+        while True:
+            try:
+                return self._sock.recv_into(buffer, nbytes, flags)
+            except TimeoutError:
+                self._on_silence(started)
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        started = self._clock()
+        while True:
+            try:
+                return self._sock.recv(size, flags)
+            except TimeoutError:
+                self._on_silence(started)
+
+    def _on_silence(self, started: float) -> None:
+        now = self._clock()
+        if self.attention_reason is not None:
+            if now - self._attention_at >= self._cancel_timeout_s:
+                self.shutdown()
+                raise DatabaseStalled(
+                    f"no answer to a cancel ({self.attention_reason}) "
+                    f"within {self._cancel_timeout_s:g} s"
+                )
+            return
+        if self._send_attention is None:
+            budget = self._requested_timeout
+            if budget is not None and now - started >= budget:
+                raise DatabaseStalled(f"no answer from the database within {budget:g} s")
+            return
+        if self._cancel_requested():
+            reason = "cancelled"
+        elif self._silence_limit_s is not None and now - started >= self._silence_limit_s:
+            reason = self._silence_reason
+        else:
+            return
+        self.attention_sent(reason)
+        self._send_attention()
+
+
+def _never() -> bool:
+    return False
+
+
+class DbConnection:
+    """One logged-in pytds connection and the socket it reads from."""
+
+    def __init__(self, conn: Any, sock: WatchedSocket, *, created_at: float) -> None:
+        self._conn = conn
+        self._session = conn._tds_socket.main_session
+        self.socket = sock
+        self.created_at = created_at
+        self.idle_since = created_at
+        sock.attach(self._session.put_cancel)
+
+    def cursor(self) -> Any:
+        return self._conn.cursor()
+
+    def is_idle(self) -> bool:
+        """The last request was read to its end: a new one can be sent right away."""
+        return bool(self._session.state == tds_base.TDS_IDLE and not self._session.in_cancel)
+
+    def is_healthy(self) -> bool:
+        """Cheap check before lending: protocol idle and nothing (not even EOF) on the socket."""
+        return self.is_idle() and not self.socket.has_pending_input()
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # closing a dead connection may fail in many ways; it is gone anyway
+            self.socket.close()
+
+
+def connect(
+    settings: DbSettings,
+    *,
+    poll_interval_s: float,
+    cancel_timeout_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> DbConnection:
+    """Open a TCP connection and log in; raises :class:`DatabaseUnavailable` on any failure."""
+    where = f"{settings.host}:{settings.port}"
+    try:
+        raw = socket.create_connection(
+            (settings.host, settings.port), timeout=settings.login_timeout_s
+        )
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {where}: {exc.strerror or exc}"
+        ) from exc
+    sock = WatchedSocket(raw, poll_interval_s=poll_interval_s, cancel_timeout_s=cancel_timeout_s)
+    try:
+        conn = pytds.connect(
+            dsn=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            database=settings.database,
+            sock=sock,
+            autocommit=True,  # read-only exports; pytds would otherwise send BEGIN TRAN first
+            login_timeout=settings.login_timeout_s,
+            disable_connect_retry=True,
+            blocksize=settings.packet_size,
+            appname=APP_NAME,
+        )
+    except tds_base.DatabaseError as exc:
+        sock.close()
+        raise DatabaseUnavailable(
+            f"database login failed at {where} (error {_error_number(exc)})"
+        ) from exc
+    except Exception as exc:
+        sock.close()
+        raise DatabaseUnavailable(
+            f"cannot log in to the database at {where}: {type(exc).__name__}"
+        ) from exc
+    return DbConnection(conn, sock, created_at=clock())
+
+
+def _error_number(exc: BaseException) -> int:
+    return int(getattr(exc, "msg_no", 0) or 0)
+
+
+def is_server_error(exc: BaseException) -> bool:
+    """An error the server reported with an ERROR token: the connection itself is fine."""
+    return isinstance(exc, tds_base.DatabaseError) and _error_number(exc) != 0
+
+
+def translate(exc: BaseException) -> ExportError:
+    """A driver or socket exception as the error the client is told about."""
+    if isinstance(exc, ExportError):
+        return exc
+    number = _error_number(exc)
+    if number in _LOGIN_ERRORS:
+        return DatabaseUnavailable(f"database login failed (error {number})")
+    if is_server_error(exc):
+        return DatabaseError(f"the database reported error {number}")
+    return DatabaseUnavailable(f"lost the database connection ({type(exc).__name__})")

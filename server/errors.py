@@ -1,0 +1,92 @@
+"""The export API's errors: each knows its HTTP status, its stable code and its extra headers.
+
+One base, :class:`ExportError`, which is also a ``RuntimeError``; handlers turn any of them
+into ``{"error": {"message": ..., "code": ...}}``. Messages are written for the person reading
+the JSON: no tracebacks, no driver internals, never a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+class ExportError(RuntimeError):
+    """Base of every error the API answers with a JSON body."""
+
+    status = 500
+    code = "INTERNAL_ERROR"
+    # True for 503s: the response adds a Retry-After header (its value is configuration).
+    retry_later = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+
+class InvalidRowCount(ExportError, ValueError):
+    status = 400
+    code = "INVALID_ROW_COUNT"
+
+
+class NotFound(ExportError, LookupError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowed(ExportError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+    def __init__(self, message: str, allowed: Iterable[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(sorted(allowed))
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class _RetryLater(ExportError):
+    """A 503: the request was fine; the answer carries the configured ``Retry-After``."""
+
+    status = 503
+    retry_later = True
+
+
+class DatabaseUnavailable(_RetryLater, ConnectionError):
+    """The database cannot be reached or refuses our login."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
+class TooManyExports(_RetryLater):
+    """Every pooled connection is busy with another export."""
+
+    code = "TOO_MANY_EXPORTS"
+
+
+class ShuttingDown(_RetryLater):
+    """The process received SIGTERM and takes no new exports."""
+
+    code = "SHUTTING_DOWN"
+
+
+class DatabaseError(ExportError):
+    """The database answered with an error (missing procedure, error raised by the query...)."""
+
+    code = "DATABASE_ERROR"
+
+
+class DatabaseTimeout(ExportError, TimeoutError):
+    """The database did not send the first row in time."""
+
+    status = 504
+    code = "DATABASE_TIMEOUT"
+
+
+class InternalError(ExportError):
+    """A bug on our side; the details are in the log, not in the answer."""

@@ -1,0 +1,162 @@
+"""Prometheus metrics in the text exposition format (version 0.0.4), written by hand.
+
+A handful of counters, two gauges and one histogram do not need a client library. Updates come
+from the event loop and from export worker threads, so every change takes one lock; rendering
+takes a consistent snapshot under the same lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Iterable, Sequence
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Export durations range from a fraction of a second (a few thousand rows) to about a minute
+# (1M rows at ~30k rows/s) and longer for slow clients: roughly x2.5 steps over that range.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
+
+
+class Outcome(enum.StrEnum):
+    """How an export request ended; the ``outcome`` label of ``export_requests_total``."""
+
+    COMPLETED = "completed"
+    CLIENT_DISCONNECTED = "client_disconnected"  # went away, or stopped reading for too long
+    DB_ERROR = "db_error"  # unreachable, login refused, error or timeout, before or mid-stream
+    REJECTED = "rejected"  # 503: every connection busy, or shutting down
+    INVALID = "invalid"  # 400: bad rowCount
+    SHUTDOWN = "shutdown"  # still running when the shutdown grace period ended
+    INTERNAL_ERROR = "internal_error"  # a bug on our side
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Metrics:
+    """The export API's counters; one instance per server."""
+
+    def __init__(self, *, duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS) -> None:
+        self._lock = threading.Lock()
+        self._requests = dict.fromkeys(Outcome, 0)
+        self._rows = 0
+        self._bytes = 0
+        self._active = 0
+        self._buckets = tuple(sorted(duration_buckets))
+        self._bucket_counts = [0] * len(self._buckets)
+        self._duration_sum = 0.0
+        self._duration_count = 0
+
+    def export_started(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def export_finished(self, outcome: Outcome, duration_s: float) -> None:
+        """One export (started with :meth:`export_started`) ended."""
+        with self._lock:
+            self._active -= 1
+            self._requests[outcome] += 1
+            self._observe(duration_s)
+
+    def request_refused(self, outcome: Outcome) -> None:
+        """An export request answered without starting (400, 503 before any work)."""
+        with self._lock:
+            self._requests[outcome] += 1
+
+    def add_rows(self, rows: int) -> None:
+        with self._lock:
+            self._rows += rows
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            self._bytes += count
+
+    def _observe(self, value: float) -> None:
+        for i, bound in enumerate(self._buckets):
+            if value <= bound:
+                self._bucket_counts[i] += 1
+        self._duration_sum += value
+        self._duration_count += 1
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+    def requests(self, outcome: Outcome) -> int:
+        with self._lock:
+            return self._requests[outcome]
+
+    def render(self, *, pool_idle: int, pool_in_use: int, resident_memory_bytes: int) -> str:
+        """The exposition text; the pool and process figures are sampled by the caller."""
+        with self._lock:
+            lines: list[str] = []
+            _family(
+                lines,
+                "export_requests_total",
+                "counter",
+                "Export requests by how they ended.",
+                ((f'outcome="{o.value}"', n) for o, n in self._requests.items()),
+            )
+            _family(lines, "export_rows_total", "counter", "Rows streamed.", [("", self._rows)])
+            _family(
+                lines,
+                "export_bytes_total",
+                "counter",
+                "Response body bytes handed to clients.",
+                [("", self._bytes)],
+            )
+            _family(lines, "exports_active", "gauge", "Exports in progress.", [("", self._active)])
+            lines.append(
+                "# HELP export_duration_seconds Time from request to the end of the export."
+            )
+            lines.append("# TYPE export_duration_seconds histogram")
+            for bound, count in zip(self._buckets, self._bucket_counts, strict=True):
+                lines.append(f'export_duration_seconds_bucket{{le="{_number(bound)}"}} {count}')
+            lines.append(f'export_duration_seconds_bucket{{le="+Inf"}} {self._duration_count}')
+            lines.append(f"export_duration_seconds_sum {_number(self._duration_sum)}")
+            lines.append(f"export_duration_seconds_count {self._duration_count}")
+        _family(
+            lines,
+            "db_pool_connections",
+            "gauge",
+            "Pooled database connections by state.",
+            [('state="idle"', pool_idle), ('state="in_use"', pool_in_use)],
+        )
+        _family(
+            lines,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident set size of this process.",
+            [("", resident_memory_bytes)],
+        )
+        return "\n".join(lines) + "\n"
+
+
+def _family(
+    lines: list[str], name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]
+) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        label_text = f"{{{labels}}}" if labels else ""
+        lines.append(f"{name}{label_text} {_number(value)}")

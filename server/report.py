@@ -1,0 +1,119 @@
+"""What the report looks like in Excel: readable headers, column widths and number formats.
+
+The database's column names (``ColBigInt``) become headers a person reads (``Big Integer``);
+the writer's column specs follow the columns' SQL types (``DECIMAL(18,4)`` shows four
+decimals). Pure functions; the SQL types come from :mod:`sql.report_data`, the procedure's
+declared contract.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping, Sequence
+
+import xlsx
+from sql import report_data
+
+# Database column name -> header shown in the sheet (the original design's labels).
+HEADERS: Mapping[str, str] = {
+    "Id": "ID",
+    "ColInt": "Integer",
+    "ColBigInt": "Big Integer",
+    "ColDecimal": "Decimal",
+    "ColVarchar": "Varchar",
+    "ColNVarchar": "NVarchar",
+    "ColDate": "Date",
+    "ColDateTime": "DateTime",
+    "ColBit": "Bit",
+    "ColFloat": "Float",
+}
+
+# Widths in Excel character units, wide enough for the type's typical values: int32 with sign
+# (11 characters), int64 (20), a DECIMAL(18,4) (20), a date (10), a datetime (19), TRUE/FALSE.
+# A NULL-width (None) column keeps Excel's default of 8.43.
+_TYPE_WIDTHS: Mapping[str, float] = {
+    "INT": 12,
+    "BIGINT": 21,
+    "DECIMAL": 21,
+    "NUMERIC": 21,
+    "VARCHAR": 16,
+    "NVARCHAR": 16,
+    "DATE": 12,
+    "DATETIME": 20,
+    "DATETIME2": 20,
+    "BIT": 7,
+    "FLOAT": 14,
+}
+# Integers shown as integers, never as 1.23E+15; dates get the writer's own format.
+_INTEGER_FORMAT = "0"
+_INTEGER_TYPES = frozenset({"INT", "BIGINT", "SMALLINT", "TINYINT"})
+_DECIMAL_TYPES = frozenset({"DECIMAL", "NUMERIC"})
+# The writer's default datetime format stops at whole seconds (and drops the fraction); a column
+# with fractional seconds gets a format that shows them, which makes the writer keep them.
+# Excel displays at most three decimals of a second; DATETIME is accurate to 1/300 s.
+_DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+_MAX_SECOND_DECIMALS = 3
+_DATETIME_DEFAULT_PRECISION = {"DATETIME": 3, "DATETIME2": 7}
+# "DECIMAL(18,4)" -> ("DECIMAL", "18,4"); "INT" -> ("INT", None)
+_SQL_TYPE = re.compile(r"^\s*([A-Za-z0-9]+)\s*(?:\(([^)]*)\))?\s*$")
+
+
+def header_for(column_name: str) -> str:
+    """The sheet header for a database column; unknown columns keep their own name."""
+    return HEADERS.get(column_name, column_name)
+
+
+def column_spec(sql_type: str) -> xlsx.Column:
+    """Width and number format for a column of this SQL Server type."""
+    match = _SQL_TYPE.match(sql_type)
+    if match is None:
+        return xlsx.Column()
+    base = match.group(1).upper()
+    width = _TYPE_WIDTHS.get(base)
+    if base in _INTEGER_TYPES:
+        return xlsx.Column(width=width, number_format=_INTEGER_FORMAT)
+    if base in _DECIMAL_TYPES:
+        return xlsx.Column(width=width, number_format=_decimal_format(match.group(2)))
+    if base in _DATETIME_DEFAULT_PRECISION:
+        return xlsx.Column(width=width, number_format=_datetime_format(base, match.group(2)))
+    return xlsx.Column(width=width)
+
+
+def _decimal_format(arguments: str | None) -> str:
+    """``"18,4"`` -> ``"0.0000"``: as many decimals as the column's scale."""
+    scale = 0
+    if arguments and "," in arguments:
+        scale = _small_int(arguments.split(",", 1)[1], default=0)
+    return "0." + "0" * scale if scale else _INTEGER_FORMAT
+
+
+def _datetime_format(base: str, arguments: str | None) -> str | None:
+    """``DATETIME2(3)`` -> ``"yyyy-mm-dd hh:mm:ss.000"``; no fraction -> the writer's default."""
+    precision = _DATETIME_DEFAULT_PRECISION[base]
+    if arguments:
+        precision = _small_int(arguments, default=precision)
+    decimals = min(precision, _MAX_SECOND_DECIMALS)
+    return f"{_DATETIME_FORMAT}.{'0' * decimals}" if decimals else None
+
+
+def _small_int(text: str, *, default: int) -> int:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else default
+
+
+_SQL_TYPES: Mapping[str, str] = {c.name: c.sql_type for c in report_data.COLUMNS}
+
+
+def layout(column_names: Sequence[str]) -> tuple[list[str], list[xlsx.Column | None]]:
+    """Headers and writer column specs for the columns the procedure actually returned."""
+    headers = [header_for(name) for name in column_names]
+    specs: list[xlsx.Column | None] = [
+        column_spec(_SQL_TYPES[name]) if name in _SQL_TYPES else None for name in column_names
+    ]
+    return headers, specs
+
+
+def download_filename(now: datetime.datetime) -> str:
+    """``report-YYYY-MM-DD-HHMMSS.xlsx``: from the server's clock, never from the request."""
+    return f"report-{now:%Y-%m-%d-%H%M%S}.xlsx"
