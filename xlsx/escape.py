@@ -11,9 +11,10 @@ MAX_CELL_UTF16_UNITS: Final = 32_767
 # Excel's own convention, so the text round-trips and Excel never offers to repair the file.
 # Tab and newline are legal and kept as they are.
 _ILLEGAL = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
-# Text that already looks like an escape must itself be escaped (`_` becomes `_x005F_`),
-# otherwise Excel would decode it.
-_LOOKALIKE = re.compile("_(x[0-9A-Fa-f]{4}_)")
+# Text that already looks like an escape must itself be escaped (its `_` becomes `_x005F_`),
+# otherwise Excel would decode it. A lookahead, so that in "_x005F_x0041_" the underscore that
+# ends one lookalike can still start the next.
+_LOOKALIKE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
 # One search that finds every character which sends a string down the slow path: markup,
 # illegal characters and `_` (an escape lookalike needs one). Leading/trailing whitespace is
 # checked separately (str.strip) because anchors make the search several times slower.
@@ -27,7 +28,7 @@ def _hex_escape(match: re.Match[str]) -> str:
 def escape_text(text: str) -> str:
     """Escape `text` for the inside of a `<t>` element."""
     if "_x" in text:
-        text = _LOOKALIKE.sub(r"_x005F_\1", text)
+        text = _LOOKALIKE.sub("_x005F_", text)
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:

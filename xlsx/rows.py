@@ -3,10 +3,11 @@
 A "shape" is the tuple of the row's value types. For each shape seen, a small function is
 generated whose body is one f-string with every cell reference and attribute already spelled out,
 guarded by cheap checks (int within 2**53, finite float, plain text...). When a guard fails the
-row goes through the reference encoder (cells.py) instead, so the fast path only ever has to be
-right for the easy values; tests check both paths give identical bytes. Generating the code
-(as dataclasses and attrs do) removes the per-cell call and dispatch that dominate a
-straightforward encoder: see the benchmark in tests/bench/xlsx_writer.py.
+row is assembled cell by cell, and the cells whose guard failed go through the reference encoder
+(cells.py); so the fast path only ever has to be right for the easy values, and tests check that
+both paths give identical XML. Generating the code (as dataclasses and attrs do) removes the
+per-cell call and type dispatch that dominate a straightforward encoder (see
+tests/bench/xlsx_writer.py).
 """
 
 import datetime as dt
@@ -58,25 +59,34 @@ class RowEncoder:
 
     def _compile(self, shape: tuple[type, ...]) -> RowFunction:
         guards: list[str] = []
-        parts: list[str] = []
+        cells: list[str] = []  # per cell, for the fallback: fast when its own guard holds
         for i, kind in enumerate(shape):
             guard, part = self._column_code(i, kind)
+            if not part:
+                continue
             if guard:
-                guards.append(guard)
-            parts.append(part)
-        names = ", ".join(f"v{i}" for i in range(len(shape)))
-        unpack = f"    {names}, = row\n" if shape else ""
-        body = 'f\'<row r="{rs}">' + "".join(parts) + "</row>'"
-        condition = " and ".join(f"({g})" for g in guards) or "True"
-        source = (
-            "def encode_row(row, rs):\n"
-            f"{unpack}"
-            f"    if {condition}:\n"
-            f"        return {body}\n"
-            "    return _reference(row, rs)\n"
+                guards.append(f"({guard})")
+                cells.append(f"(f'{part}' if {guard} else _cell(v{i}, {i}, rs))")
+            else:
+                cells.append(f"f'{part}'")
+        fast = 'f\'<row r="{rs}">' + "".join(
+            self._column_code(i, k)[1] for i, k in enumerate(shape)
         )
+        names = ", ".join(f"v{i}" for i in range(len(shape)))
+        lines = ["def encode_row(row, rs):"]
+        if shape:
+            lines.append(f"    {names}, = row")
+        if guards:
+            # Every guard holds (the usual case): the whole row is one f-string.
+            lines.append(f"    if {' and '.join(guards)}:")
+            lines.append(f"        return {fast}</row>'")
+            # Some value needs the reference encoder: only its cell goes there.
+            lines.append(
+                "    return ''.join((f'<row r=\"{rs}\">', " + ", ".join(cells) + ", '</row>'))"
+            )
+        else:
+            lines.append(f"    return {fast}</row>'")
         namespace: dict[str, object] = {
-            "_reference": self.reference,
             "_cell": self.cells.cell,
             "_needs_work": escape.NEEDS_WORK,
             "_EPOCH": dates.EPOCH,
@@ -84,6 +94,7 @@ class RowEncoder:
             "_MICROSECOND": dates.ONE_MICROSECOND,
             "_INF": float("inf"),
         }
+        source = "\n".join(lines) + "\n"
         exec(compile(source, f"<xlsx row shape {len(self._shapes)}>", "exec"), namespace)
         fn = namespace["encode_row"]
         assert callable(fn)
