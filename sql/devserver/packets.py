@@ -25,6 +25,10 @@ LOGIN7 = 0x10
 SSPI = 0x11
 PRELOGIN = 0x12
 
+CLIENT_TYPES = frozenset(
+    {SQL_BATCH, RPC, ATTENTION, BULK_LOAD, TRANSACTION_MANAGER, LOGIN7, SSPI, PRELOGIN}
+)
+
 STATUS_EOM = 0x01  # last packet of a message
 STATUS_IGNORE = 0x02  # client asks the server to ignore this message (MS-TDS 2.2.3.1.2)
 
@@ -67,6 +71,8 @@ class MessageAssembler:
             if len(buf) < HEADER_SIZE:
                 return None
             ptype, status, length, _spid, _pid, _win = HEADER.unpack_from(buf, 0)
+            if ptype not in CLIENT_TYPES:
+                raise ProtocolError(f"not a TDS client packet (type {ptype:#04x})")
             if length < HEADER_SIZE or length > MAX_PACKET_SIZE + 1:
                 raise ProtocolError(f"bad TDS packet length {length}")
             if len(buf) < length:
