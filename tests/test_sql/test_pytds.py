@@ -179,7 +179,7 @@ def test_bad_parameters_get_sql_servers_numbers(conn: Any, params: Any, number: 
     with conn.cursor() as cur:
         with pytest.raises(pytds.Error) as info:
             cur.callproc(PROC, params)
-        assert info.value.msg_no == number  # type: ignore[attr-defined]
+        assert info.value.msg_no == number
     assert fetch_proc(conn, 3) == expected(3)
 
 
