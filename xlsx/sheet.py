@@ -12,8 +12,6 @@ from xlsx.styles import STYLE_HEADER
 # Rows are joined into batches of about this many characters before one encode and one
 # compressor call: per-call overhead dominated with one row per call (xlsx-and-zip.md: 2x slower).
 BATCH_CHARS: Final = 64 * 1024
-# Bytes kept free at the end of a sheet for its closing tags and autofilter (~70 bytes).
-TAIL_RESERVE: Final = 256
 # A UTF-8 character takes at most this many bytes per Python character (code point).
 _MAX_UTF8_PER_CHAR: Final = 4
 
@@ -82,14 +80,14 @@ class SheetWriter:
             + f'<row r="1">{header}</row>'
         ).encode()
 
-    def tail(self) -> bytes:
+    def tail(self, last_row: int) -> bytes:
         last = self._encoder.cells.letters[-1]
-        return f'</sheetData><autoFilter ref="A1:{last}{self.last_row}"/></worksheet>'.encode()
+        return f'</sheetData><autoFilter ref="A1:{last}{last_row}"/></worksheet>'.encode()
 
     def __iter__(self) -> Iterator[bytes]:
         head = self.head()
-        # Exact bytes still free, less what the closing tags need.
-        remaining = self._max_bytes - len(head) - TAIL_RESERVE
+        # Exact bytes still free, less what the closing tags can need.
+        remaining = self._max_bytes - len(head) - len(self.tail(self._max_rows))
         if remaining < 0:
             raise XlsxValueError("max_sheet_xml_bytes is too small for the header row")
         self.bytes_written = len(head)
@@ -151,6 +149,6 @@ class SheetWriter:
             stats.rows += len(batch)
             yield data
         self.last_row = r
-        tail = self.tail()
+        tail = self.tail(r)
         self.bytes_written += len(tail)
         yield tail
