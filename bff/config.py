@@ -1,0 +1,144 @@
+"""BFF configuration: a frozen record with named defaults, parsed from a mapping.
+
+Nothing here reads ``os.environ``; ``bff.__main__`` passes the environment in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from bff.errors import ConfigError
+
+# Loopback by default: the dev stack must not be reachable from the network by accident;
+# containers pass --host 0.0.0.0 explicitly.
+DEFAULT_HOST = "127.0.0.1"
+# The original design's ports: BFF and page on 3000, API on 3001.
+DEFAULT_PORT = 3000
+DEFAULT_API_URL = "http://127.0.0.1:3001"
+# The API waits up to 30 s for the first row before it answers with its own JSON error; waiting
+# a little longer lets that clearer error reach the client instead of our 504.
+DEFAULT_UPSTREAM_HEADERS_TIMEOUT_S = 45.0
+# Longest silence between two body chunks. The API gives up on a stalled database or client
+# after 60 s and aborts; 90 s only fires when the API itself hangs.
+DEFAULT_UPSTREAM_READ_TIMEOUT_S = 90.0
+# The API is on the same host or network; a connect that takes seconds means it is down.
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT_S = 5.0
+# Twice the API's maximum export concurrency (its pool max is 50), so the API's own
+# 503 + Retry-After answers overload, never a queue inside the BFF.
+DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
+# Concurrent downloads per client IP: a person exporting a few reports side by side is normal,
+# one client holding more than a few of the API's 50 database connections is not. 0 = off.
+DEFAULT_MAX_DOWNLOADS_PER_CLIENT = 4
+# Seconds a client told "too many downloads" should wait: a small export takes about that long.
+DEFAULT_RETRY_AFTER_S = 10
+# The page's row-count field mirrors the API's bounds (issue 4): default 30,000,
+# maximum 1,048,576 (one full sheet's worth, as in the original design).
+DEFAULT_ROW_COUNT = 30_000
+DEFAULT_MAX_ROW_COUNT = 1_048_576
+DEFAULT_LOG_LEVEL = "INFO"
+
+_ENV_NAMES = {
+    "host": "BFF_HOST",
+    "port": "BFF_PORT",
+    "api_url": "API_URL",
+    "cors_origins": "BFF_CORS_ORIGINS",
+    "tokens": "BFF_TOKENS",
+    "max_downloads_per_client": "BFF_MAX_DOWNLOADS_PER_CLIENT",
+    "retry_after_s": "BFF_RETRY_AFTER",
+    "upstream_headers_timeout_s": "BFF_UPSTREAM_HEADERS_TIMEOUT",
+    "upstream_read_timeout_s": "BFF_UPSTREAM_READ_TIMEOUT",
+    "upstream_connect_timeout_s": "BFF_UPSTREAM_CONNECT_TIMEOUT",
+    "upstream_max_connections": "BFF_UPSTREAM_MAX_CONNECTIONS",
+    "max_row_count": "BFF_MAX_ROW_COUNT",
+    "log_level": "BFF_LOG_LEVEL",
+}
+
+# An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+@dataclass(frozen=True)
+class BffConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_url: str = DEFAULT_API_URL
+    cors_origins: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = field(default=(), repr=False)  # never printed
+    max_downloads_per_client: int = DEFAULT_MAX_DOWNLOADS_PER_CLIENT
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    upstream_headers_timeout_s: float = DEFAULT_UPSTREAM_HEADERS_TIMEOUT_S
+    upstream_read_timeout_s: float = DEFAULT_UPSTREAM_READ_TIMEOUT_S
+    upstream_connect_timeout_s: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_S
+    upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
+    max_row_count: int = DEFAULT_MAX_ROW_COUNT
+    log_level: str = DEFAULT_LOG_LEVEL
+
+
+def _int(name: str, raw: str, *, minimum: int) -> int:
+    if not re.fullmatch(r"[0-9]+", raw.strip()):
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}")
+    value = int(raw)
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_api_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"API_URL must be an http(s) URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"API_URL must not have a query or fragment, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    origins = _list(raw)
+    for origin in origins:
+        if origin != "*" and not _ORIGIN_RE.match(origin):
+            raise ConfigError(f"BFF_CORS_ORIGINS entry is not an origin: {origin!r}")
+    return origins
+
+
+def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
+    """Build a config from environment-style strings; ``overrides`` (flags) win over ``env``."""
+    values: dict[str, object] = {}
+    for key, name in _ENV_NAMES.items():
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        if key in ("port", "upstream_max_connections", "max_row_count"):
+            values[key] = _int(name, raw, minimum=0 if key == "port" else 1)
+        elif key in ("max_downloads_per_client", "retry_after_s"):
+            values[key] = _int(name, raw, minimum=0)
+        elif key.endswith("_s"):
+            values[key] = _seconds(name, raw)
+        elif key == "api_url":
+            values[key] = parse_api_url(raw)
+        elif key == "cors_origins":
+            values[key] = parse_origins(raw)
+        elif key == "tokens":
+            values[key] = _list(raw)
+        else:
+            values[key] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "api_url" in overrides and isinstance(values["api_url"], str):
+        values["api_url"] = parse_api_url(values["api_url"])
+    return BffConfig(**values)  # type: ignore[arg-type]

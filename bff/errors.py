@@ -1,0 +1,27 @@
+"""The BFF's exceptions: one base, each also a standard type so callers can catch either."""
+
+from __future__ import annotations
+
+
+class BffError(Exception):
+    """Base of every error raised by the ``bff`` package."""
+
+
+class ConfigError(BffError, ValueError):
+    """A configuration value (flag or environment variable) is malformed."""
+
+
+class UpstreamAborted(BffError, ConnectionError):
+    """The API broke off a body mid-stream; our own response was aborted the same way.
+
+    A ``ConnectionError`` on purpose: aiohttp's server treats a handler that raises one as a
+    premature disconnect (no 500 page, no final chunk), which is exactly what the client must see.
+    """
+
+
+class UpstreamUnavailable(BffError, ConnectionError):
+    """The API could not be reached or broke the connection before answering: 502."""
+
+
+class UpstreamTimeout(BffError, TimeoutError):
+    """The API did not send its response headers in time: 504."""

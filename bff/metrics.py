@@ -1,0 +1,65 @@
+"""Counters for ``GET /metrics`` in the Prometheus text format (version 0.0.4)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+# Every way a download through the BFF can end; each is always exported, zero included, so a
+# dashboard query never has to guess whether a series exists yet.
+OUTCOMES = (
+    "completed",  # upstream body relayed to the end (any status)
+    "client_disconnected",  # our client went away; upstream closed at once
+    "upstream_aborted",  # the API broke off mid-body; our response aborted the same way
+    "proxy_error",  # API unreachable or refused: 502
+    "proxy_timeout",  # API too slow to send headers: 504
+    "unauthorized",  # 401
+    "forbidden_origin",  # 403 from the CORS allowlist
+    "rate_limited",  # 429 from the per-client limit
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self, rss: Callable[[], int] | None = None) -> None:
+        self.relays_active = 0
+        self.bytes_relayed = 0
+        self.outcomes: Counter[str] = Counter()
+        self.upstream_statuses: Counter[str] = Counter()
+        self._rss = rss
+
+    def outcome(self, name: str) -> None:
+        assert name in OUTCOMES, name
+        self.outcomes[name] += 1
+
+    def upstream_status(self, status: int) -> None:
+        self.upstream_statuses[f"{status // 100}xx"] += 1
+
+    def render(self) -> str:
+        lines = [
+            "# HELP bff_relays_active Downloads currently being relayed from the API.",
+            "# TYPE bff_relays_active gauge",
+            f"bff_relays_active {self.relays_active}",
+            "# HELP bff_bytes_relayed_total Body bytes relayed from the API to clients.",
+            "# TYPE bff_bytes_relayed_total counter",
+            f"bff_bytes_relayed_total {self.bytes_relayed}",
+            "# HELP bff_downloads_total Downloads by how they ended.",
+            "# TYPE bff_downloads_total counter",
+        ]
+        lines += [f'bff_downloads_total{{outcome="{o}"}} {self.outcomes[o]}' for o in OUTCOMES]
+        lines += [
+            "# HELP bff_upstream_responses_total API responses by status class.",
+            "# TYPE bff_upstream_responses_total counter",
+        ]
+        lines += [
+            f'bff_upstream_responses_total{{status_class="{c}"}} {self.upstream_statuses[c]}'
+            for c in ("2xx", "3xx", "4xx", "5xx")
+        ]
+        if self._rss is not None:
+            lines += [
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+                "# TYPE process_resident_memory_bytes gauge",
+                f"process_resident_memory_bytes {self._rss()}",
+            ]
+        return "\n".join(lines) + "\n"

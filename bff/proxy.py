@@ -1,0 +1,134 @@
+"""Talking to the API: one shared client session, header filtering and the chunk relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from bff.errors import UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
+
+# Response headers worth relaying to the browser. An allowlist rather than a denylist: anything
+# else the API sends (Server, internal debugging headers, hop-by-hop headers) stays inside.
+RELAYED_HEADERS = (
+    "Content-Type",
+    "Content-Disposition",
+    "Cache-Control",
+    "Retry-After",
+    "Content-Encoding",  # relayed raw: the session never decompresses
+    "Content-Language",
+    "X-Content-Type-Options",
+    "WWW-Authenticate",
+)
+# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded. Listed for the
+# tests and for anyone who widens the allowlist.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+# Idle keep-alive connections to the API are kept this long (aiohttp's default is 15 s; the
+# API is local, so a longer reuse window costs nothing and saves handshakes between exports).
+DEFAULT_KEEPALIVE_S = 30.0
+
+
+def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """The subset of the API's response headers our client gets (Content-Length handled apart)."""
+    connection_tokens = {
+        token.strip().lower() for token in upstream.get("Connection", "").split(",") if token
+    }
+    out: dict[str, str] = {}
+    for name in RELAYED_HEADERS:
+        key = name.lower()
+        if key in HOP_BY_HOP or key in connection_tokens:
+            continue
+        value = upstream.get(name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def new_session(
+    *, connect_timeout_s: float, read_timeout_s: float, max_connections: int
+) -> aiohttp.ClientSession:
+    """The one session every relay shares: bounded keep-alive pool, no total time limit.
+
+    A healthy 1M-row export takes minutes, so only silence is timed: the connect, the gap
+    between body chunks (``sock_read``), and, per request, the wait for headers.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=max_connections,
+        keepalive_timeout=DEFAULT_KEEPALIVE_S,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,  # bytes go through untouched
+        cookie_jar=aiohttp.DummyCookieJar(),  # never mix one client's cookies into another's
+        raise_for_status=False,
+    )
+
+
+class Upstream:
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession, *, headers_timeout_s: float
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._session = session
+        self._headers_timeout_s = headers_timeout_s
+
+    async def open(self, path_and_query: str, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """Send the request and return once the API's status and headers are in."""
+        url = self._base_url + path_and_query
+        try:
+            async with asyncio.timeout(self._headers_timeout_s):
+                return await self._session.get(
+                    # encoded=True: the query goes upstream byte for byte, as the client sent it.
+                    URL(url, encoded=True),
+                    headers=dict(headers),
+                    allow_redirects=False,
+                )
+        except TimeoutError as exc:  # includes aiohttp's ServerTimeoutError (sock_read)
+            raise UpstreamTimeout(
+                f"The export service did not answer within {self._headers_timeout_s:g} s."
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable("The export service is unreachable.") from exc
+
+
+async def relay_body(
+    source: aiohttp.ClientResponse,
+    sink: web.StreamResponse,
+    on_chunk: Callable[[bytes], None],
+) -> None:
+    """Copy the body chunk by chunk; each write waits for the client (drain), so a slow client
+    stops us reading, which fills the socket buffers and slows the API in turn.
+
+    Raises ``UpstreamAborted`` when the API's body breaks off; ``ConnectionError`` (or
+    cancellation) from the write side means our own client went away.
+    """
+    content = source.content
+    while True:
+        try:
+            chunk = await content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamAborted(f"The export service broke off the transfer: {exc}") from exc
+        if not chunk:
+            return
+        await sink.write(chunk)
+        on_chunk(chunk)
