@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import re
+import struct
 from dataclasses import dataclass, field
 
 from sql import report_data as rd
@@ -295,7 +296,8 @@ class Session:
             value = int(m["value"])
             if not INT_MIN <= value <= INT_MAX:
                 raise _StatementError(8115, "Arithmetic overflow error converting to int.")
-            meta = b"\x81\x01\x00" + b"\x00\x00\x00\x00\x00\x00" + b"\x26\x04" + b"\x00"
+            # COLMETADATA: one unnamed column, user type 0, flags 0, INTN(4).
+            meta = struct.pack("<BHIH", tokens.COLMETADATA, 1, 0, 0) + b"\x26\x04" + b"\x00"
             row = bytes((tokens.ROW, 4)) + value.to_bytes(4, "little", signed=True)
             return [
                 meta + row + tokens.done(done_token, more | tokens.DONE_COUNT, tokens.CMD_SELECT, 1)

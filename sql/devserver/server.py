@@ -235,6 +235,8 @@ class _Connection:
             await self._send(packetizer.flush())
             await self._wait_or_attention(faults.first_row_delay)
         sent = 0
+        if await self._fault_after(sent, rows, packetizer):
+            return
         while sent < rows.count:
             if self._attention_pending():
                 return
@@ -251,19 +253,27 @@ class _Connection:
             if data:
                 self.writer.write(data)
                 await self._drain()
-            if faults.drop_after_rows is not None and sent == faults.drop_after_rows:
-                await self._send(packetizer.flush())
-                raise _Dropped(f"dropped after {sent} rows")
-            if faults.error_after_rows is not None and sent == faults.error_after_rows:
-                number, text = DIVIDE_BY_ZERO
-                await self._send(
-                    packetizer.add(self.session.error_trailer(rows, sent, number, text))
-                )
+            if await self._fault_after(sent, rows, packetizer):
                 return
             if every > 0 and faults.row_delay > 0 and sent % every == 0 and sent < rows.count:
                 await self._send(packetizer.flush())
                 await self._wait_or_attention(faults.row_delay)
         await self._send(packetizer.add(rows.trailer))
+
+    async def _fault_after(
+        self, sent: int, rows: engine.Rows, packetizer: packets.Packetizer
+    ) -> bool:
+        """Apply drop/error faults due after ``sent`` rows; True when the rows end here."""
+        faults = self.server.faults
+        if faults.drop_after_rows is not None and sent == faults.drop_after_rows:
+            # Deliver the rows produced so far, then close without a reply's end.
+            await self._send(packetizer.flush())
+            raise _Dropped(f"dropped after {sent} rows")
+        if faults.error_after_rows is not None and sent == faults.error_after_rows:
+            number, text = DIVIDE_BY_ZERO
+            await self._send(packetizer.add(self.session.error_trailer(rows, sent, number, text)))
+            return True
+        return False
 
 
 class DevServer:

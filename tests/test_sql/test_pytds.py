@@ -190,15 +190,18 @@ def test_unsupported_statement_is_a_clear_error(conn: Any) -> None:
     assert fetch_proc(conn, 3) == expected(3)
 
 
-def test_mid_stream_error_arrives_after_the_rows_before_it(server: DevServer, conn: Any) -> None:
-    server.faults.error_after_rows = 700
+@pytest.mark.parametrize("after", [0, 700])
+def test_mid_stream_error_arrives_after_the_rows_before_it(
+    server: DevServer, conn: Any, after: int
+) -> None:
+    server.faults.error_after_rows = after
     got: list[tuple[object, ...]] = []
     with conn.cursor() as cur:
         cur.callproc(PROC, (5000,))
         with pytest.raises(pytds.OperationalError) as info:
             fetch_into(cur, got)
     assert info.value.msg_no == 8134
-    assert got == expected(700)
+    assert got == expected(after)
     server.faults.error_after_rows = None
     assert fetch_proc(conn, 10) == expected(10)
 
