@@ -1,0 +1,48 @@
+"""``make run``: dev database (1433), export API (3001), BFF and page (3000); Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from scripts.stack import StackError, running_stack
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.run_stack", description=__doc__)
+    parser.add_argument("--db-port", type=int, default=1433, help="TDS dev database (1433)")
+    parser.add_argument("--api-port", type=int, default=3001, help="export API (3001)")
+    parser.add_argument("--bff-port", type=int, default=3000, help="BFF and page (3000)")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with running_stack(
+            db_port=args.db_port, api_port=args.api_port, bff_port=args.bff_port
+        ) as stack:
+            print(
+                f"\nReady: open {stack.bff.url}/ in a browser "
+                f"(API {stack.api.url}, dev database 127.0.0.1:{args.db_port}).\n"
+                f"  curl -fo report.xlsx '{stack.bff.url}/exports/report?rowCount=100000'\n"
+                "Ctrl-C stops everything.\n",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                for service in stack.services():
+                    if service.process.poll() is not None:
+                        print(f"{service.name} exited ({service.process.returncode}); stopping")
+                        return 1
+            print("stopping BFF, API and dev database...", flush=True)
+    except StackError as exc:
+        print(f"could not start the stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Start and stop the dev stack (TDS dev database, export API, BFF) as real processes.
+
+Used by ``make run`` (through ``scripts.run_stack``), by the end-to-end tests and by the
+end-to-end benchmark. Each service is a ``python -m ...`` subprocess in its own session (so a
+Ctrl-C in the terminal reaches only the launcher, which then stops them in order), polled until
+ready, stopped with SIGTERM and, after a grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+# Starting Python, importing aiohttp and pytds and binding takes ~1 s on an idle machine; a
+# loaded 2-core CI box can be ten times slower.
+DEFAULT_READY_TIMEOUT_S = 60.0
+# The API's own shutdown grace is 25 s; a stack being torn down has no downloads worth
+# waiting that long for, so SIGKILL follows sooner.
+DEFAULT_STOP_GRACE_S = 10.0
+# The dev server's fixed login (sql.devserver's DEV_* defaults).
+DEV_USER = "sa"
+DEV_PASSWORD = "DevOnly_Passw0rd!"
+DEV_DATABASE = "ExportDemo"
+
+
+class StackError(RuntimeError):
+    """A service did not start, or exited while we waited for it."""
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_text(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, grace_s: float = DEFAULT_STOP_GRACE_S) -> int:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the OS picks it; a tiny race is accepted in tests)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _spawn(
+    name: str, args: list[str], port: int, env: Mapping[str, str], log_dir: Path | None
+) -> Service:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    log_path = None if log_dir is None else log_dir / f"{name}.log"
+    log = None if log_path is None else log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        start_new_session=True,
+    )
+    return Service(name, process, port, log_path, log)
+
+
+def _wait(service: Service, ready: object, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if service.process.poll() is not None:
+            raise StackError(
+                f"{service.name} exited with {service.process.returncode} while starting:\n"
+                + service.log_text()[-4000:]
+            )
+        if ready_check(ready):
+            return
+        if time.monotonic() > deadline:
+            service.stop()
+            raise StackError(f"{service.name} not ready within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def ready_check(ready: object) -> bool:
+    """``ready`` is a port (TCP connect succeeds) or a URL (answers 200)."""
+    if isinstance(ready, int):
+        with contextlib.suppress(OSError), socket.create_connection((HOST, ready), timeout=1):
+            return True
+        return False
+    assert isinstance(ready, str)
+    try:
+        with urllib.request.urlopen(ready, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_devdb(
+    port: int, *, log_dir: Path | None = None, timeout_s: float = DEFAULT_READY_TIMEOUT_S
+) -> Service:
+    args = ["-m", "sql.devserver", "--host", HOST, "--port", str(port)]
+    args += ["--user", DEV_USER, "--password", DEV_PASSWORD, "--database", DEV_DATABASE]
+    service = _spawn("devdb", args, port, {}, log_dir)
+    _wait(service, port, timeout_s)
+    return service
+
+
+def start_api(
+    port: int,
+    *,
+    db_port: int,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> Service:
+    db_env = {
+        "MSSQL_HOST": HOST,
+        "MSSQL_PORT": str(db_port),
+        "MSSQL_USER": DEV_USER,
+        "MSSQL_PASSWORD": DEV_PASSWORD,
+        "MSSQL_DATABASE": DEV_DATABASE,
+    }
+    args = ["-m", "server", "--host", HOST, "--port", str(port)]
+    service = _spawn("api", args, port, {**db_env, **(env or {})}, log_dir)
+    _wait(service, f"http://{HOST}:{port}/healthz", timeout_s)
+    return service
+
+
+def start_bff(
+    port: int,
+    *,
+    api_url: str,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+) -> Service:
+    args = ["-m", "bff", "--host", HOST, "--port", str(port), "--api-url", api_url]
+    service = _spawn("bff", args, port, dict(env or {}), log_dir)
+    _wait(service, f"http://{HOST}:{port}/healthz", timeout_s)
+    return service
+
+
+@dataclass
+class Stack:
+    api: Service
+    bff: Service
+    devdb: Service | None = None
+
+    def services(self) -> list[Service]:
+        return [s for s in (self.bff, self.api, self.devdb) if s is not None]
+
+    def stop(self) -> None:
+        # Front to back: nothing new reaches the API once the BFF is gone.
+        for service in self.services():
+            service.stop()
+
+
+@contextlib.contextmanager
+def running_stack(
+    *,
+    db_port: int | None = None,
+    start_db: bool = True,
+    api_port: int | None = None,
+    bff_port: int | None = None,
+    api_env: Mapping[str, str] | None = None,
+    bff_env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> Iterator[Stack]:
+    """Dev database (unless ``start_db`` is false: one is already on ``db_port``), API, BFF."""
+    started: list[Service] = []
+    try:
+        devdb = None
+        if start_db:
+            devdb = start_devdb(db_port or free_port(), log_dir=log_dir)
+            started.append(devdb)
+            db_port = devdb.port
+        assert db_port is not None, "db_port is required when start_db is false"
+        api = start_api(api_port or free_port(), db_port=db_port, env=api_env, log_dir=log_dir)
+        started.append(api)
+        bff = start_bff(bff_port or free_port(), api_url=api.url, env=bff_env, log_dir=log_dir)
+        started.append(bff)
+        yield Stack(api=api, bff=bff, devdb=devdb)
+    finally:
+        for service in reversed(started):
+            service.stop()
