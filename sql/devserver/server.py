@@ -36,6 +36,10 @@ DEFAULT_ROWS_PER_CHUNK = 256
 DEFAULT_WRITE_BUFFER_HIGH = 64 * 1024
 # Bytes read from a client at a time: requests are small, so this only bounds a flood.
 READ_SIZE = 64 * 1024
+# Requests waiting behind the one being answered.  A TDS client sends the next request only
+# after the previous reply ended (ATTENTION excepted), so more than a couple is a broken or
+# hostile client; the bound keeps memory per connection bounded while rows stream.
+MAX_QUEUED_REQUESTS = 8
 
 DIVIDE_BY_ZERO = (8134, "Divide by zero error encountered.")
 
@@ -131,9 +135,15 @@ class _Connection:
                         self.stats.attentions += 1
                         self.attentions_received += 1
                         self.attention.set()
+                    elif self.queue.qsize() >= MAX_QUEUED_REQUESTS:
+                        raise ProtocolError("client sent requests without reading the replies")
                     self.queue.put_nowait((event, self.attentions_received))
-        except (ConnectionError, ProtocolError) as exc:
+        except ConnectionError as exc:
             log.debug("reader stopped: %r", exc)
+        except ProtocolError as exc:
+            # Not TDS (or a client that ignores the protocol): nothing sensible to answer.
+            log.info("closing a connection: %s", exc)
+            self.writer.transport.abort()
         finally:
             self.queue.put_nowait(None)
 

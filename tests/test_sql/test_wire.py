@@ -147,3 +147,16 @@ async def test_many_connections_in_one_loop(devserver: DevServer) -> None:
 
     counts = list(range(1, 41))
     assert await asyncio.gather(*(one(n) for n in counts)) == counts
+
+
+async def test_bytes_that_are_not_tds_close_the_connection(devserver: DevServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", devserver.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    # The server is unharmed.
+    client = await AsyncClient.connect(devserver)
+    await client.send(tdsclient.rpc_message("spGenerateData", ("", 1)))
+    assert tdsclient.done_tokens((await client.reply()).payload)[0] == (0xFF, 0x11, 1)
+    client.close()
