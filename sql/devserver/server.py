@@ -146,6 +146,9 @@ class _Connection:
             self.writer.transport.abort()
         finally:
             self.queue.put_nowait(None)
+        # The client closed its end: no TDS client half-closes and still reads, so stop now
+        # rather than produce rows nobody will read (a worker blocked in drain() wakes up).
+        self.writer.transport.abort()
 
     async def _work(self) -> None:
         while (item := await self.queue.get()) is not None:

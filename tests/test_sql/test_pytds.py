@@ -343,3 +343,14 @@ def test_a_million_rows_with_flat_client_memory(conn: Any) -> None:
     assert n == count
     grown = process.memory_info().rss - rss_at_100k
     assert grown < 30 * 1024 * 1024, f"client memory grew by {grown} bytes"
+
+
+def test_a_client_closing_mid_stream_ends_production(server: DevServer) -> None:
+    c = connect(server)
+    cur = c.cursor()
+    cur.callproc(PROC, (MAX_ROW_COUNT,))
+    cur.fetchone()
+    wait_for(lambda: server.stats.backpressure_pauses > 0, "a backpressure pause")
+    c.close()  # pytds closes the socket without cancelling
+    wait_for(lambda: server.stats.connections_open == 0, "the connection to end")
+    assert server.stats.rows_sent < MAX_ROW_COUNT

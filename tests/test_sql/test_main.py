@@ -1,0 +1,61 @@
+"""``python -m sql.devserver`` as a process: options, environment fallback, a real client."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytds
+
+from sql.report_data import row_values
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_command_serves_with_credentials_from_the_environment() -> None:
+    env = {
+        **os.environ,
+        "MSSQL_USER": "exporter",
+        "MSSQL_PASSWORD": "S3cret-from-env",
+        "MSSQL_DATABASE": "Reports",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sql.devserver", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, "the dev server exited before listening"
+            if m := re.search(r"on 127\.0\.0\.1:(\d+)", line):
+                port = int(m[1])
+        assert port is not None
+        with (
+            pytds.connect(
+                "127.0.0.1",
+                port=port,
+                user="exporter",
+                password="S3cret-from-env",
+                database="Reports",
+                autocommit=True,
+                login_timeout=10,
+            ) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.callproc("spGenerateData", (3,))
+            assert [tuple(r) for r in cur.fetchall()] == [row_values(n) for n in (1, 2, 3)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
