@@ -38,20 +38,24 @@ def test_values_are_deterministic_typed_and_in_range() -> None:
     nulls = sum(v is None for r in rows for v in r)
     assert 0 < nulls < len(rows) * 10 // 4
     for r in rows:
-        if r[3] is not None:
-            assert isinstance(r[3], decimal.Decimal)
-            assert abs(r[3]) < 10**14  # DECIMAL(18,4)
-            assert r[3] == r[3].quantize(decimal.Decimal("0.0001"))
-        if r[2] is not None:
-            assert -(2**63) <= r[2] < 2**63
-        if r[1] is not None:
-            assert -(2**31) <= r[1] < 2**31
-        if r[9] is not None:
+        decimal_value, bigint, integer, text, ntext, floating = r[3], r[2], r[1], r[4], r[5], r[9]
+        if decimal_value is not None:
+            assert isinstance(decimal_value, decimal.Decimal)
+            assert abs(decimal_value) < 10**14  # DECIMAL(18,4)
+            assert decimal_value == decimal_value.quantize(decimal.Decimal("0.0001"))
+        if bigint is not None:
+            assert isinstance(bigint, int)
+            assert -(2**63) <= bigint < 2**63
+        if integer is not None:
+            assert isinstance(integer, int)
+            assert -(2**31) <= integer < 2**31
+        if floating is not None:
             # Exactly representable: survives a round trip through an 8-byte double.
-            assert struct.unpack("<d", struct.pack("<d", r[9]))[0] == r[9]
-    assert any(r[2] is not None and r[2] > 2**53 for r in rows)
-    assert any(r[5] is not None and not r[5].isascii() for r in rows)
-    assert all(len(r[4]) <= 100 for r in rows if r[4] is not None)
+            assert struct.unpack("<d", struct.pack("<d", floating))[0] == floating
+        assert text is None or (isinstance(text, str) and len(text) <= 100)
+        assert ntext is None or (isinstance(ntext, str) and len(ntext) <= 100)
+    assert any(isinstance(r[2], int) and r[2] > 2**53 for r in rows)
+    assert any(isinstance(r[5], str) and not r[5].isascii() for r in rows)
 
 
 def test_encoder_writes_one_token_per_row_with_nulls_as_nbcrow() -> None:

@@ -19,7 +19,7 @@ def parse_batches() -> list[exp.Expression]:
     batches = [b for b in re.split(r"(?im)^\s*GO\s*$", text) if b.strip()]
     out: list[exp.Expression] = []
     for batch in batches:
-        out.extend(e for e in sqlglot.parse(batch, read="tsql") if e is not None)
+        out.extend(e for e in sqlglot.parse(batch, read="tsql") if isinstance(e, exp.Expression))
     return out
 
 
