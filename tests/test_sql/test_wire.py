@@ -160,3 +160,24 @@ async def test_bytes_that_are_not_tds_close_the_connection(devserver: DevServer)
     await client.send(tdsclient.rpc_message("spGenerateData", ("", 1)))
     assert tdsclient.done_tokens((await client.reply()).payload)[0] == (0xFF, 0x11, 1)
     client.close()
+
+
+async def test_a_batch_of_statements_gets_one_done_each_and_only_the_last_is_final(
+    devserver: DevServer,
+) -> None:
+    client = await AsyncClient.connect(devserver)
+    await client.send(
+        tdsclient.batch_message("SET ANSI_NULLS ON;SET TEXTSIZE 2147483647\nuse [ExportDemo]")
+    )
+    reply = await client.reply()
+    assert token_ids(reply.payload) == [0xFD, 0xFD, 0xE3, 0xAB, 0xFD]
+    statuses = [
+        int.from_bytes(reply.payload[i + 1 : i + 3], "little")
+        for i in (0, 13, len(reply.payload) - 13)
+    ]
+    assert statuses == [0x01, 0x01, 0x00]
+    await client.send(tdsclient.batch_message("BEGIN TRAN; EXEC spGenerateData 2; COMMIT"))
+    reply = await client.reply()
+    dones = tdsclient.done_tokens(reply.payload)
+    assert dones[-1] == (0xFD, 0x00, 0)
+    client.close()
