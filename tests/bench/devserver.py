@@ -57,10 +57,11 @@ class Result:
     client_rss_growth: int
 
     def row(self) -> str:
-        mib = self.payload_bytes / 2**20
+        # pytds hides the bytes it read; only the raw reader counts payload.
+        mib = f"{self.payload_bytes / 2**20 / self.seconds:.1f}" if self.payload_bytes else "n/a"
         return (
             f"| {self.reader} | {self.rows:,} | {self.packet_size} | {self.seconds:.2f} "
-            f"| {self.rows / self.seconds:,.0f} | {mib / self.seconds:.1f} "
+            f"| {self.rows / self.seconds:,.0f} | {mib} "
             f"| {self.client_cpu:.2f} | {self.server_cpu:.2f} "
             f"| {self.client_rss_growth / 2**20:.1f} |"
         )

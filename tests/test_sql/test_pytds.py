@@ -240,7 +240,8 @@ def test_a_paused_reader_pauses_the_server(server: DevServer, conn: Any) -> None
             previous = server.stats.rows_sent
             time.sleep(0.2)
             assert time.monotonic() < deadline, "the server kept producing"
-        assert server.stats.rows_sent < 200_000
+        # Bounded by socket buffers (a few MiB on loopback), far from the 10M asked for.
+        assert server.stats.rows_sent < 1_000_000
         # Reading again resumes production.
         for _ in range(50_000):
             cur.fetchone()
