@@ -39,7 +39,8 @@ BEGIN
         CAST(CASE WHEN n % 16 IN (0, 5) THEN NULL
                   ELSE CAST(9007199254740993 AS BIGINT) * (n % 3 - 1) + n END AS BIGINT) AS ColBigInt,
         CAST(CASE WHEN n % 16 IN (0, 7) THEN NULL
-                  ELSE CAST((n * 12345679) % 1000000000000 - 500000000000 AS DECIMAL(38, 4)) / 10000
+                  ELSE CAST((n * 12345679) % CAST(1000000000000 AS BIGINT) - CAST(500000000000 AS BIGINT)
+                            AS DECIMAL(38, 4)) / 10000
              END AS DECIMAL(18, 4)) AS ColDecimal,
         CAST(CASE WHEN n % 16 IN (0, 9) THEN NULL
                   ELSE CONCAT('Item-', RIGHT(CONCAT('0000000', n), 8)) END AS VARCHAR(100)) AS ColVarchar,
