@@ -34,7 +34,8 @@ class RowEncoder:
     def __init__(self, cells: CellEncoder) -> None:
         self.cells = cells
         self.width = len(cells.letters)
-        self._shapes: dict[tuple[type, ...], RowFunction] = {}
+        # Compiled encoders by shape; the sheet loop looks here first (a method call costs).
+        self.compiled: dict[tuple[type, ...], RowFunction] = {}
 
     def reference(self, row: Sequence[object], rs: str) -> str:
         """The row through the per-cell reference encoder."""
@@ -47,11 +48,11 @@ class RowEncoder:
 
     def for_shape(self, shape: tuple[type, ...]) -> RowFunction:
         """The encoder for rows of this shape (compiled on first sight)."""
-        fn = self._shapes.get(shape)
+        fn = self.compiled.get(shape)
         if fn is None:
-            if len(shape) > self.width or len(self._shapes) >= MAX_COMPILED_SHAPES:
+            if len(shape) > self.width or len(self.compiled) >= MAX_COMPILED_SHAPES:
                 return self.reference
-            fn = self._shapes[shape] = self._compile(shape)
+            fn = self.compiled[shape] = self._compile(shape)
         return fn
 
     def encode(self, row: Sequence[object], rs: str) -> str:
@@ -59,49 +60,57 @@ class RowEncoder:
 
     def _compile(self, shape: tuple[type, ...]) -> RowFunction:
         guards: list[str] = []
+        fast: list[str] = []  # f-string fragments of the whole row when every guard holds
         cells: list[str] = []  # per cell, for the fallback: fast when its own guard holds
         for i, kind in enumerate(shape):
             guard, part = self._column_code(i, kind)
-            if not part:
-                continue
+            fast.append(part)
             if guard:
                 guards.append(f"({guard})")
                 cells.append(f"(f'{part}' if {guard} else _cell(v{i}, {i}, rs))")
-            else:
+            elif part:
                 cells.append(f"f'{part}'")
-        fast = 'f\'<row r="{rs}">' + "".join(
-            self._column_code(i, k)[1] for i, k in enumerate(shape)
-        )
-        names = ", ".join(f"v{i}" for i in range(len(shape)))
         lines = ["def encode_row(row, rs):"]
         if shape:
-            lines.append(f"    {names}, = row")
+            lines.append("    " + ", ".join(f"v{i}" for i in range(len(shape))) + ", = row")
+        row = " + ".join(
+            f"f'{''.join(group)}'" for group in _groups(['<row r="{rs}">', *fast, "</row>"])
+        )
         if guards:
             # Every guard holds (the usual case): the whole row is one f-string.
             lines.append(f"    if {' and '.join(guards)}:")
-            lines.append(f"        return {fast}</row>'")
+            lines.append(f"        return {row}")
             # Some value needs the reference encoder: only its cell goes there.
             lines.append(
                 "    return ''.join((f'<row r=\"{rs}\">', " + ", ".join(cells) + ", '</row>'))"
             )
         else:
-            lines.append(f"    return {fast}</row>'")
+            lines.append(f"    return {row}")
         namespace: dict[str, object] = {
             "_cell": self.cells.cell,
             "_needs_work": escape.NEEDS_WORK,
             "_EPOCH": dates.EPOCH,
-            "_SECOND": dates.ONE_SECOND,
             "_MICROSECOND": dates.ONE_MICROSECOND,
             "_INF": float("inf"),
+            "_BOOL": ("0", "1"),
+            # Opening and closing markup of an int cell: [0] as text (beyond 2**53), [1] number.
+            "_INT_OPEN": ('" t="inlineStr"><is><t>', '"><v>'),
+            "_INT_CLOSE": ("</t></is></c>", "</v></c>"),
         }
+        for style in set(self.cells.column_styles) - {0}:
+            namespace[f"_INT_OPEN_{style}"] = ('" t="inlineStr"><is><t>', f'" s="{style}"><v>')
         source = "\n".join(lines) + "\n"
-        exec(compile(source, f"<xlsx row shape {len(self._shapes)}>", "exec"), namespace)
+        exec(compile(source, f"<xlsx row shape {len(self.compiled)}>", "exec"), namespace)
         fn = namespace["encode_row"]
         assert callable(fn)
         return fn
 
     def _column_code(self, i: int, kind: type) -> tuple[str, str]:
-        """(guard expression, f-string fragment) for column i holding values of type `kind`."""
+        """(guard expression, f-string fragment) for column i holding values of type `kind`.
+
+        Names bound in a guard with := are used by the fragment, which is only evaluated after
+        its guard held.
+        """
         v = f"v{i}"
         ref = self.cells.letters[i] + "{rs}"
         style = self.cells.column_styles[i]
@@ -113,17 +122,17 @@ class RowEncoder:
         if kind is type(None):
             return "", ""
         if kind is bool:
-            return "", f'<c r="{ref}" t="b"><v>{{{v}:d}}</v></c>'
+            return "", f'<c r="{ref}" t="b"><v>{{_BOOL[{v}]}}</v></c>'
         if kind is int:
-            return (
-                f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}",
-                f'<c r="{ref}"{s}><v>{{{v}}}</v></c>',
-            )
+            # No guard: the cell itself picks number or text markup (a bool indexes the pair).
+            opening = f"_INT_OPEN_{style}" if style else "_INT_OPEN"
+            exact = f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
+            return "", (f'<c r="{ref}{{{opening}[(k{i} := {exact})]}}{{{v}}}{{_INT_CLOSE[k{i}]}}')
         if kind is float:
             return f"-_INF < {v} < _INF", f'<c r="{ref}"{s}><v>{{{v}!r}}</v></c>'
         if kind is decimal.Decimal:
             return (
-                f'{v}.is_finite() and len(d{i} := {v}.__str__()) < 16 and "E" not in d{i}',
+                f'{v}.is_finite() and len(d{i} := str({v})) < 16 and "E" not in d{i}',
                 f'<c r="{ref}"{s}><v>{{d{i}}}</v></c>',
             )
         if kind is str:
@@ -145,12 +154,20 @@ class RowEncoder:
                 f"(n{i} := {v}.toordinal() - {dates.EPOCH_ORDINAL}) >= {first}",
                 f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{n{i}}}</v></c>',
             )
-        if kind is dt.datetime:
-            unit, per_day = ("_MICROSECOND", 86_400_000_000) if style else ("_SECOND", 86_400)
+        if kind is dt.datetime and style:
+            # A column with its own format keeps microseconds: exact int / int division.
             return (
-                f"{v}.tzinfo is None and (n{i} := ({v} - _EPOCH) // {unit}) >= {first * per_day}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
-                f"<v>{{n{i} / {per_day}!r}}</v></c>",
+                f"{v}.tzinfo is None and"
+                f" (n{i} := ({v} - _EPOCH) // _MICROSECOND) >= {first * 86_400_000_000}",
+                f'<c r="{ref}" s="{style}"><v>{{n{i} / 86400000000!r}}</v></c>',
+            )
+        if kind is dt.datetime:
+            # Whole seconds since 1899-12-30; one correctly rounded division makes the serial.
+            seconds = f"{v}.toordinal() * 86400 + {v}.hour * 3600 + {v}.minute * 60 + {v}.second"
+            return (
+                f"{v}.tzinfo is None and"
+                f" (n{i} := {seconds} - {dates.EPOCH_ORDINAL * 86_400}) >= {first * 86_400}",
+                f'<c r="{ref}" s="{styles.STYLE_DATETIME}"><v>{{n{i} / 86400!r}}</v></c>',
             )
         if kind is dt.time and not style:
             return (
@@ -160,3 +177,22 @@ class RowEncoder:
             )
         # Subclasses, rarer types and unsupported ones: the reference encoder decides (and raises).
         return "", f"{{_cell({v}, {i}, rs)}}"
+
+
+# CPython 3.11 compiles an f-string of more than 30 parts into a list and str.join, which is
+# markedly slower than its BUILD_STRING for up to 30 parts: rows are built from groups that stay
+# under that (counting each {} field and the literal text around it).
+_MAX_FSTRING_PARTS: Final = 30
+
+
+def _groups(fragments: list[str]) -> list[list[str]]:
+    groups: list[list[str]] = [[]]
+    parts = 0
+    for fragment in fragments:
+        count = 2 * fragment.count("{") + 1
+        if parts + count > _MAX_FSTRING_PARTS and groups[-1]:
+            groups.append([])
+            parts = 0
+        groups[-1].append(fragment)
+        parts += count
+    return groups

@@ -92,8 +92,10 @@ class SheetWriter:
             raise XlsxValueError("max_sheet_xml_bytes is too small for the header row")
         self.bytes_written = len(head)
         yield head
+        # Batch characters that surely fit whatever they encode to; past it, measure exactly.
+        safe = remaining // _MAX_UTF8_PER_CHAR
+        compiled = self._encoder.compiled.get
         for_shape = self._encoder.for_shape
-        stats = self._stats
         r = 1  # last row number used
         max_r = self._max_rows
         batch: list[str] = []
@@ -104,33 +106,29 @@ class SheetWriter:
             if r >= max_r:
                 self.carry = row
                 break
-            rs = str(r + 1)
-            xml = for_shape(tuple(map(type, row)))(row, rs)
-            n = len(xml)
-            if (pending + n) * _MAX_UTF8_PER_CHAR <= remaining:
-                r += 1
+            r += 1
+            rs = str(r)
+            shape = tuple(map(type, row))
+            xml = (compiled(shape) or for_shape(shape))(row, rs)
+            pending += len(xml)
+            if pending <= safe:
                 batch.append(xml)
-                pending += n
                 if pending >= BATCH_CHARS:
-                    data = "".join(batch).encode()
+                    data = self._take(batch)
                     remaining -= len(data)
-                    self.bytes_written += len(data)
-                    stats.rows += len(batch)
-                    batch.clear()
+                    safe = remaining // _MAX_UTF8_PER_CHAR
                     pending = 0
                     yield data
                 continue
             # Near the byte limit (or a huge row): measure exactly before deciding.
             if batch:
-                data = "".join(batch).encode()
+                data = self._take(batch)
                 remaining -= len(data)
-                self.bytes_written += len(data)
-                stats.rows += len(batch)
-                batch.clear()
-                pending = 0
                 yield data
+            pending = 0
             data = xml.encode()
             if len(data) > remaining:
+                r -= 1
                 if r == 1:
                     raise XlsxValueError(
                         f"row {rs} alone needs {len(data)} bytes of XML, more than"
@@ -138,17 +136,22 @@ class SheetWriter:
                     )
                 self.carry = row
                 break
-            r += 1
             remaining -= len(data)
+            safe = remaining // _MAX_UTF8_PER_CHAR
             self.bytes_written += len(data)
-            stats.rows += 1
+            self._stats.rows += 1
             yield data
         if batch:
-            data = "".join(batch).encode()
-            self.bytes_written += len(data)
-            stats.rows += len(batch)
-            yield data
+            yield self._take(batch)
         self.last_row = r
         tail = self.tail(r)
         self.bytes_written += len(tail)
         yield tail
+
+    def _take(self, batch: list[str]) -> bytes:
+        """The batch as bytes (one join, one encode); counts its rows and empties it."""
+        data = "".join(batch).encode()
+        self.bytes_written += len(data)
+        self._stats.rows += len(batch)
+        batch.clear()
+        return data
