@@ -110,6 +110,7 @@ class ExportJob:
         self.finished_at: float | None = None
         self._rows_reported = 0
         self._conn: DbConnection | None = None
+        self._cursor: Any = None
 
     # -- handler side (event loop) --------------------------------------------------------------
 
@@ -154,6 +155,8 @@ class ExportJob:
             self._work()
         except _Stop:
             self.db_result = f"cancelled ({self.cancel_reason or 'stopped'})"
+            if not self._cancel.is_set():  # never leave the handler waiting for an event
+                self._emit(Failed(InternalError("the export stopped unexpectedly")))
         except ExportError as exc:
             self.db_result = f"failed: {exc.message}"
             self._emit(Failed(exc))
@@ -162,6 +165,7 @@ class ExportJob:
             self.db_result = f"failed: {type(exc).__name__}"
             self._emit(Failed(InternalError("the export failed unexpectedly")))
         finally:
+            self._settle()
             conn, self._conn = self._conn, None
             self.connection_kept = conn is not None and conn.is_idle()
             self._lease.release(conn, reusable=self.connection_kept)
@@ -208,19 +212,19 @@ class ExportJob:
             conn, reused = self._lease.acquire()
             self._conn = conn
             self.connection_reused = reused
+            conn.socket.reset()  # no attention state left over from the previous borrower
             conn.socket.watch(
                 self._cancel.is_set,
                 silence_limit_s=self._config.first_row_timeout_s,
                 reason=FIRST_ROW_TIMEOUT,
             )
-            cursor = conn.cursor()
+            cursor = self._cursor = conn.cursor()
             try:
                 cursor.callproc(self._config.procedure, {"@RowCount": self.row_count})
                 first = cursor.fetchone() if cursor.description is not None else None
             except Exception as exc:
                 if is_server_error(exc) or conn.socket.attention_reason is not None:
-                    self._settle(cursor)
-                    raise translate(exc) from exc
+                    raise translate(exc) from exc  # the connection is settled at the end
                 # Not the server's answer: the socket. If the connection came from the pool it
                 # may have died while idle (no FIN seen yet); one fresh connection settles that.
                 self._discard()
@@ -230,7 +234,7 @@ class ExportJob:
                     )
                     continue
                 raise translate(exc) from exc
-            self._check_interrupted(cursor)
+            self._check_interrupted()
             if cursor.description is None:
                 raise DatabaseError(f"{self._config.procedure} returned no result set")
             return cursor, first
@@ -252,28 +256,26 @@ class ExportJob:
             try:
                 batch = cursor.fetchmany(batch_size)
             except Exception as exc:
-                self._fail_mid_stream(cursor, exc)
-        self._check_interrupted(cursor)
+                self._fail_mid_stream(exc)
+        self._check_interrupted()
         try:
             # RETURNSTATUS and DONEPROC are still unread (pytds.md); read them so the connection
             # goes back idle instead of needing an attention before its next request.
             while cursor.nextset():
                 pass
         except Exception as exc:
-            self._fail_mid_stream(cursor, exc)
+            self._fail_mid_stream(exc)
 
-    def _fail_mid_stream(self, cursor: Any, exc: Exception) -> NoReturn:
-        if is_server_error(exc):
-            self._settle(cursor)
-        else:
-            self._discard()
+    def _fail_mid_stream(self, exc: Exception) -> NoReturn:
+        if not is_server_error(exc):
+            self._discard()  # the socket failed: nothing to settle
         raise translate(exc) from exc
 
     def _check_cancelled(self) -> None:
         if self._cancel.is_set():
             raise _Stop
 
-    def _check_interrupted(self, cursor: Any) -> None:
+    def _check_interrupted(self) -> None:
         """After a read returned: did our socket interrupt it with an attention?
 
         An interrupted read looks like a normal end of rows to pytds (the server's DONE
@@ -284,7 +286,6 @@ class ExportJob:
         reason = self._conn.socket.attention_reason
         if reason is None:
             return
-        self._settle(cursor)
         if reason == _CANCELLED:
             raise _Stop
         limit = (
@@ -294,14 +295,14 @@ class ExportJob:
         )
         raise DatabaseTimeout(f"the database sent nothing for {limit:g} s ({reason})")
 
-    def _settle(self, cursor: Any) -> None:
+    def _settle(self) -> None:
         """Bring the connection back to idle (attention + drain), or give up on it."""
         conn = self._conn
         if conn is None or conn.is_idle():
             return
         conn.socket.attention_sent(_CANCELLED)
         try:
-            cursor.cancel()  # sends the attention unless one is already on its way; reads the ack
+            self._cursor.cancel()  # sends the attention unless one is on its way; reads the ack
         except Exception:
             logger.info("export %d: connection did not settle; discarding it", self.export_id)
             self._discard()

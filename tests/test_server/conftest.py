@@ -1,0 +1,85 @@
+"""Export API fixtures: the API in the test's event loop, talking to the dev server over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.app import ExportApi
+from server.config import ApiConfig, DbSettings
+from sql.devserver import DEV_PASSWORD, DevServer
+
+StartApi = Callable[..., Awaitable[ExportApi]]
+
+# Small pool and short timeouts: tests wait for conditions, and short limits keep them quick.
+TEST_DEFAULTS: dict[str, Any] = {
+    "port": 0,
+    "pool_min": 1,
+    "pool_max": 4,
+    "first_row_timeout_s": 10.0,
+    "row_timeout_s": 10.0,
+    "client_write_timeout_s": 30.0,
+    "cancel_timeout_s": 3.0,
+    "poll_interval_s": 0.05,
+    "memory_log_every_rows": 0,
+    "shutdown_grace_s": 2.0,
+}
+
+
+def api_config(db_port: int, **overrides: Any) -> ApiConfig:
+    db_overrides = overrides.pop("db", {})
+    db = DbSettings(port=db_port, password=DEV_PASSWORD, login_timeout_s=3.0, **db_overrides)
+    return dataclasses.replace(ApiConfig(db=db), **{**TEST_DEFAULTS, **overrides})
+
+
+@pytest.fixture
+async def start_api(devserver: DevServer) -> AsyncIterator[StartApi]:
+    """``await start_api(**config_overrides)``: a started ExportApi against ``devserver``."""
+    started: list[ExportApi] = []
+
+    async def start(**overrides: Any) -> ExportApi:
+        db_port = overrides.pop("db_port", devserver.port)
+        api = ExportApi(api_config(db_port, **overrides))
+        await api.start()
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
+        await api.close(grace_s=0.5)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def url(api: ExportApi, path: str) -> str:
+    return f"http://127.0.0.1:{api.port}{path}"
+
+
+async def wait_for(
+    condition: Callable[[], bool], *, deadline_s: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll until ``condition()`` holds; fail after a generous deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {deadline_s:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_idle(api: ExportApi, *, deadline_s: float = 20.0) -> None:
+    """Every export over and every pooled connection given back."""
+    await wait_for(
+        lambda: api.active_exports == 0 and api.pool.in_use == 0,
+        deadline_s=deadline_s,
+        what="exports to end and the pool's in-use count to return to 0",
+    )
