@@ -23,9 +23,12 @@ from xlsx.styles import FIRST_CUSTOM_STYLE, styles_xml
 
 # Excel's rows per sheet, header included (Excel specifications and limits).
 EXCEL_MAX_ROWS: Final = 1_048_576
-# Deflate level 1, chosen by tests/bench/xlsx_writer.py on the 10-column benchmark rows: level 1
-# compresses the XML ~X (see README) while level 6 (zlib's default) makes files only ~Y% smaller
-# and the whole writer ~Z% slower; the level is the biggest single cost in the writer.
+# Deflate level 1, chosen with tests/bench/xlsx_writer.py (100k rows of the 10 typed benchmark
+# columns, 42.5 MB of XML): level 1 gives 9.0 MB (4.7x) at ~150-160k rows/s; level 3 7.8 MB
+# (-13%) ~20% slower; level 6 (zlib's default) 7.0 MB (-22%) at half the speed (~75k rows/s),
+# missing the 150k rows/s target (issue 2). Deflate is already a third of the writer's time at
+# level 1. Trade-off: level 1 sends ~25% more bytes, which only costs time on links slower than
+# the writer's ~13 MB/s output; a deployment serving slow links can pass compress_level=6.
 DEFAULT_COMPRESS_LEVEL: Final = 1
 # zipstream-ng 1.9.3 decides Zip64 per entry from its size hint, against zipfile.ZIP64_LIMIT
 # (2**31 - 1, not 4 GiB) times 1.05, and raises after the data was sent if an entry declared
@@ -87,8 +90,10 @@ def stream_xlsx(
     `columns` optionally gives a width and number format per column. A sheet that reaches
     `max_rows_per_sheet` rows (header included) or would pass `max_sheet_xml_bytes` of XML
     continues on "<sheet_name> (2)", ... with the same header, freeze and filter.
-    `modified_at` sets the zip entries' timestamps (naive local time; default now), making the
-    output byte-for-byte reproducible. `stats`, if given, is updated as the rows are written.
+    `modified_at` sets the zip entries' timestamps (its wall-clock fields, as zip has no
+    timezone; default now), making the output byte-for-byte reproducible. `stats`, if given, is
+    updated as the rows are written. Closing the returned generator stops pulling rows; closing
+    the row source itself stays with the caller.
     """
     header = list(header)
     if not header:

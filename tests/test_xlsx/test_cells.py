@@ -12,7 +12,7 @@ from xlsx import dates, escape
 from xlsx.cells import CellEncoder
 from xlsx.errors import UnsupportedValueError
 from xlsx.names import column_letter
-from xlsx.rows import RowEncoder
+from xlsx.rows import MAX_COMPILED_SHAPES, RowEncoder
 from xlsx.spec import WriteStats
 
 UTC_PLUS_2 = dt.timezone(dt.timedelta(hours=2))
@@ -234,3 +234,13 @@ def test_escape_lookalike_round_trip_rules() -> None:
     assert escape.is_plain("abc")
     assert not escape.is_plain("a_b")
     assert not escape.is_plain(" a")
+
+
+def test_past_the_shape_limit_rows_still_encode_the_same() -> None:
+    rnd = random.Random(7)
+    fast = RowEncoder(encoder(10))
+    slow = RowEncoder(encoder(10))
+    for r in range(2_000):  # 2**10 possible NULL patterns: far more than MAX_COMPILED_SHAPES
+        row = [None if rnd.random() < 0.5 else i for i in range(10)]
+        assert fast.encode(row, str(r)) == slow.reference(row, str(r))
+    assert len(fast.compiled) == MAX_COMPILED_SHAPES

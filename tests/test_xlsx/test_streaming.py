@@ -103,3 +103,13 @@ def test_memory_stays_flat() -> None:
     # whatever the number of rows.
     assert large < 4 * 2**20
     assert large < small + 256 * 2**10
+
+
+def test_closing_early_stops_pulling_rows() -> None:
+    pulled = [0]
+    chunks = xlsx.stream_xlsx(HEADER, noisy_rows(100_000, pulled), modified_at=FIXED_TIME)
+    next(chunks)
+    seen = pulled[0]
+    chunks.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
+    assert seen < 100_000
+    assert pulled[0] == seen
