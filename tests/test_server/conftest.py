@@ -34,7 +34,8 @@ TEST_DEFAULTS: dict[str, Any] = {
 
 def api_config(db_port: int, **overrides: Any) -> ApiConfig:
     db_overrides = overrides.pop("db", {})
-    db = DbSettings(port=db_port, password=DEV_PASSWORD, login_timeout_s=3.0, **db_overrides)
+    db_settings = {"port": db_port, "password": DEV_PASSWORD, "login_timeout_s": 3.0}
+    db = DbSettings(**{**db_settings, **db_overrides})
     return dataclasses.replace(ApiConfig(db=db), **{**TEST_DEFAULTS, **overrides})
 
 

@@ -1,0 +1,150 @@
+"""Failures before the first byte of the body: a JSON error with the right status, never a
+broken download; and the service recovers by itself when the database comes back."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+
+from server.metrics import Outcome
+from sql.devserver import DevServer
+from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
+from tests.test_server.readers import is_valid_zip
+
+
+async def _json_error(response: aiohttp.ClientResponse) -> tuple[str, str]:
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "code"}
+    assert "Traceback" not in body["error"]["message"]
+    return body["error"]["code"], body["error"]["message"]
+
+
+def _free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_database_down_is_503_with_retry_after(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    api = await start_api(db_port=_free_port(), retry_after_s=7)
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "7"
+        code, _ = await _json_error(response)
+    assert code == "DATABASE_UNAVAILABLE"
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 503
+        assert (await _json_error(response))[0] == "DATABASE_UNAVAILABLE"
+    await wait_idle(api)
+    assert api.metrics.requests(Outcome.DB_ERROR) == 1
+
+
+async def test_wrong_password_is_503_and_does_not_leak_the_password(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    api = await start_api(db={"password": "not-the-password"})
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 503
+        assert "Retry-After" in response.headers
+        code, message = await _json_error(response)
+    assert code == "DATABASE_UNAVAILABLE"
+    assert "18456" in message
+    assert "not-the-password" not in message
+    assert devserver.stats.logins_failed == 1
+
+
+async def test_missing_procedure_is_500_database_error(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    api = await start_api(procedure="dbo.spDoesNotExist")
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 500
+        code, message = await _json_error(response)
+    assert code == "DATABASE_ERROR"
+    assert "2812" in message
+    await wait_idle(api)
+    assert api.pool.idle == 1, "a server-reported error leaves the connection usable"
+
+
+async def test_error_before_the_first_row_is_500_not_a_download(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    devserver.faults.error_after_rows = 0
+    api = await start_api()
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 500
+        assert (await _json_error(response))[0] == "DATABASE_ERROR"
+
+
+async def test_first_row_timeout_is_504_and_cancels_the_query(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    devserver.faults.first_row_delay = 60.0
+    api = await start_api(first_row_timeout_s=0.5)
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 504
+        assert (await _json_error(response))[0] == "DATABASE_TIMEOUT"
+    await wait_for(lambda: devserver.stats.attentions == 1, what="an attention")
+    await wait_idle(api)
+    assert api.pool.idle == 1
+
+
+async def test_service_recovers_when_the_database_comes_back(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    first = DevServer(port=0)
+    await first.start()
+    port = first.port
+    api = await start_api(db_port=port)
+    async with http.get(url(api, "/export/report?rowCount=100")) as response:
+        assert response.status == 200
+        await response.read()
+    await wait_idle(api)
+    assert api.pool.idle == 1
+
+    await first.close()  # the database goes away; the pooled connection is now dead
+    async with http.get(url(api, "/export/report?rowCount=100")) as response:
+        assert response.status == 503
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 503
+
+    second = DevServer(port=port)  # back on the same address
+    await second.start()
+    try:
+        async with http.get(url(api, "/readyz")) as response:
+            assert response.status == 200
+        async with http.get(url(api, "/export/report?rowCount=100")) as response:
+            assert response.status == 200
+            assert is_valid_zip(await response.read())
+    finally:
+        await second.close()
+    await wait_idle(api)
+
+
+async def test_dead_pooled_connection_is_replaced_without_an_error(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    """A restart between two exports: the idle connection fails its check and a new one is made."""
+    first = DevServer(port=0)
+    await first.start()
+    port = first.port
+    api = await start_api(db_port=port)
+    async with http.get(url(api, "/export/report?rowCount=100")) as response:
+        await response.read()
+    await wait_idle(api)
+    await first.close()
+    second = DevServer(port=port)
+    await second.start()
+    try:
+        async with http.get(url(api, "/export/report?rowCount=100")) as response:
+            assert response.status == 200
+            assert is_valid_zip(await response.read())
+        assert second.stats.connections_total == 1
+    finally:
+        await second.close()

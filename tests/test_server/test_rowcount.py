@@ -1,0 +1,102 @@
+"""rowCount: the parser alone, then every bad form over real HTTP with the exact query bytes."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from server.errors import InvalidRowCount
+from server.metrics import Outcome
+from server.rowcount import parse_row_count
+from sql.devserver import DevServer
+from tests.test_server.conftest import StartApi
+
+MAX = 1_048_576
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], 30_000),
+        (["1"], 1),
+        (["30000"], 30_000),
+        (["1048576"], MAX),
+        (["0000042"], 42),  # leading zeros are still base-10 digits
+    ],
+)
+def test_accepted(values: list[str], expected: int) -> None:
+    assert parse_row_count(values, default=30_000, maximum=MAX) == expected
+
+
+BAD_VALUES = [
+    "",
+    "0",
+    "000",
+    "-1",
+    "+5",
+    " 5",
+    "5 ",
+    "1.0",
+    "1e3",
+    "0x10",
+    "1_000",
+    "1,000",
+    "١٢",  # Arabic-Indic digits: str.isdigit() says yes
+    "１２",  # full-width digits
+    "²",  # superscript two
+    "1048577",
+    "9" * 5_000,  # beyond Python's int-from-str digit limit
+    "abc",
+]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_rejected(value: str) -> None:
+    with pytest.raises(InvalidRowCount) as caught:
+        parse_row_count([value], default=30_000, maximum=MAX)
+    assert caught.value.status == 400
+    assert caught.value.code == "INVALID_ROW_COUNT"
+
+
+def test_repeated_parameter_is_rejected_even_when_both_agree() -> None:
+    with pytest.raises(InvalidRowCount, match="at most once"):
+        parse_row_count(["10", "10"], default=30_000, maximum=MAX)
+
+
+# Raw query strings as a client would send them (percent-encoding included).
+BAD_QUERIES = [
+    "rowCount=",
+    "rowCount",
+    "rowCount=0",
+    "rowCount=-1",
+    "rowCount=%2B5",  # "+5"
+    "rowCount=+5",  # "+" in a query string decodes to a space
+    "rowCount=%205",
+    "rowCount=1.5",
+    "rowCount=1e3",
+    "rowCount=0x10",
+    "rowCount=%D9%A1%D9%A2",  # Arabic-Indic "12"
+    "rowCount=%EF%BC%91",  # full-width "1"
+    "rowCount=1048577",
+    "rowCount=" + "9" * 3_000,
+    "rowCount=10&rowCount=10",
+    "rowCount=10&rowCount=20",
+    "rowCount=abc",
+]
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+async def test_bad_row_count_over_http_is_400_json(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, query: str
+) -> None:
+    api = await start_api()
+    target = URL(f"http://127.0.0.1:{api.port}/export/report?{query}", encoded=True)
+    async with http.get(target) as response:
+        assert response.status == 400
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = await response.json()
+    assert body["error"]["code"] == "INVALID_ROW_COUNT"
+    assert "1,048,576" in body["error"]["message"] or "once" in body["error"]["message"]
+    assert devserver.stats.connections_total == 0, "no database work for a bad request"
+    assert api.metrics.requests(Outcome.INVALID) == 1
