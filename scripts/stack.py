@@ -87,7 +87,7 @@ def _spawn(
     name: str, args: list[str], port: int, env: Mapping[str, str], log_dir: Path | None
 ) -> Service:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    log_path = None if log_dir is None else log_dir / f"{name}.log"
+    log_path = None if log_dir is None else log_dir / f"{name}-{port}.log"
     log = None if log_path is None else log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, *args],

@@ -46,6 +46,7 @@
   }
 
   function megabytes(n) {
+    if (n < 1048576) return `${Math.max(1, Math.round(n / 1024))} KB`;
     return `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
   }
 

@@ -1,0 +1,103 @@
+"""The page in a real headless Chromium (Debian's, driven by Playwright; never a downloaded one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from scripts.stack import Service, free_port
+from tests.e2e.conftest import Chain
+from tests.e2e.test_curl import data_rows
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Where to leave a screenshot of the page for a person to look at (optional).
+SCREENSHOT_ENV = "BFF_E2E_SCREENSHOT"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is required (make system-deps installs Debian's chromium)")
+    # Playwright must never fetch a browser of its own.
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def test_the_page_downloads_a_workbook(chain: Chain, page: Page, tmp_path: Path) -> None:
+    page.goto(f"{chain.bff.url}/")
+    expect(page.locator("h1")).to_have_text("Report export")
+    page.fill("#row-count", "1234")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    assert download.suggested_filename.startswith("report-")
+    assert download.suggested_filename.endswith(".xlsx")
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    assert download.failure() is None
+    assert data_rows(target) == 1234
+    # The page learns the outcome from the BFF and says so.
+    expect(page.locator(".state.completed")).to_contain_text("1,234 rows: finished")
+    shot = os.environ.get(SCREENSHOT_ENV)
+    if shot:
+        page.screenshot(path=shot, full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("12x", "must be a whole number"),
+        ("0", "at least 1"),
+        ("2000000", "at most 1,048,576"),
+        ("", "Enter the number of rows"),
+    ],
+)
+def test_a_bad_row_count_shows_a_readable_message(
+    chain: Chain, page: Page, typed: str, message: str
+) -> None:
+    page.goto(f"{chain.bff.url}/")
+    page.fill("#row-count", typed)
+    page.click("#download")
+    expect(page.locator(".state.failed")).to_contain_text(message)
+    expect(page.locator("#row-count")).to_have_attribute("aria-invalid", "true")
+    # Checked in the page: no request left the browser for the report.
+    assert "/exports/report" not in chain.bff.log_text()
+
+
+def test_a_server_side_error_is_shown_as_text_not_json(
+    bff_factory: Callable[..., Service], page: Page
+) -> None:
+    bff = bff_factory(api_url=f"http://127.0.0.1:{free_port()}")  # the API is down
+    page.goto(f"{bff.url}/")
+    page.fill("#row-count", "100")
+    page.click("#download")
+    failed = page.locator(".state.failed")
+    expect(failed).to_contain_text("The export service is unreachable.")
+    expect(failed).to_contain_text("HTTP 502")
+    assert page.url == f"{bff.url}/"  # still on the page, not on a raw JSON document
