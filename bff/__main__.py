@@ -24,7 +24,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Environment: API_URL, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, BFF_TOKENS, "
         "BFF_MAX_DOWNLOADS_PER_CLIENT, BFF_RETRY_AFTER, BFF_UPSTREAM_HEADERS_TIMEOUT, "
         "BFF_UPSTREAM_READ_TIMEOUT, BFF_UPSTREAM_CONNECT_TIMEOUT, BFF_UPSTREAM_MAX_CONNECTIONS, "
-        "BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL (flags win).",
+        "BFF_CLIENT_WRITE_TIMEOUT, BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL (flags win).",
     )
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")

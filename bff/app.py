@@ -27,7 +27,7 @@ from bff.downloads import (
     Download,
     DownloadTable,
 )
-from bff.errors import UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
+from bff.errors import ClientStalled, UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
 from bff.limits import ClientLimiter
 from bff.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bff.metrics import Metrics
@@ -320,7 +320,12 @@ class BffApp:
         clean = False
         try:
             await response.prepare(request)
-            await relay_body(upstream, response, on_chunk)
+            await relay_body(
+                upstream,
+                response,
+                on_chunk,
+                write_timeout_s=self.config.client_write_timeout_s,
+            )
             await response.write_eof()
             clean = True
         except UpstreamAborted:
@@ -329,6 +334,11 @@ class BffApp:
             if request.transport is not None:
                 request.transport.abort()
             self._ended(download, ABORTED, "upstream_aborted", started)
+            raise
+        except ClientStalled:
+            if request.transport is not None:
+                request.transport.abort()
+            self._ended(download, CANCELLED, "client_stalled", started)
             raise
         except (ConnectionError, asyncio.CancelledError):
             self._ended(download, CANCELLED, "client_disconnected", started)

@@ -24,6 +24,9 @@ DEFAULT_UPSTREAM_HEADERS_TIMEOUT_S = 45.0
 # Longest silence between two body chunks. The API gives up on a stalled database or client
 # after 60 s and aborts; 90 s only fires when the API itself hangs.
 DEFAULT_UPSTREAM_READ_TIMEOUT_S = 90.0
+# A client that has not accepted a byte for this long is gone (the API uses the same 60 s for
+# the BFF); its download is cut so it frees its per-client slot and the API's connection.
+DEFAULT_CLIENT_WRITE_TIMEOUT_S = 60.0
 # The API is on the same host or network; a connect that takes seconds means it is down.
 DEFAULT_UPSTREAM_CONNECT_TIMEOUT_S = 5.0
 # Twice the API's maximum export concurrency (its pool max is 50), so the API's own
@@ -52,6 +55,7 @@ _ENV_NAMES = {
     "upstream_read_timeout_s": "BFF_UPSTREAM_READ_TIMEOUT",
     "upstream_connect_timeout_s": "BFF_UPSTREAM_CONNECT_TIMEOUT",
     "upstream_max_connections": "BFF_UPSTREAM_MAX_CONNECTIONS",
+    "client_write_timeout_s": "BFF_CLIENT_WRITE_TIMEOUT",
     "max_row_count": "BFF_MAX_ROW_COUNT",
     "log_level": "BFF_LOG_LEVEL",
 }
@@ -73,6 +77,7 @@ class BffConfig:
     upstream_read_timeout_s: float = DEFAULT_UPSTREAM_READ_TIMEOUT_S
     upstream_connect_timeout_s: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_S
     upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
+    client_write_timeout_s: float = DEFAULT_CLIENT_WRITE_TIMEOUT_S
     max_row_count: int = DEFAULT_MAX_ROW_COUNT
     log_level: str = DEFAULT_LOG_LEVEL
 

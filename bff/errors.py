@@ -25,3 +25,7 @@ class UpstreamUnavailable(BffError, ConnectionError):
 
 class UpstreamTimeout(BffError, TimeoutError):
     """The API did not send its response headers in time: 504."""
+
+
+class ClientStalled(BffError, ConnectionError):
+    """Our client accepted no bytes for the client write timeout: treated as gone."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 OUTCOMES = (
     "completed",  # upstream body relayed to the end (any status)
     "client_disconnected",  # our client went away; upstream closed at once
+    "client_stalled",  # our client accepted nothing for the write timeout; cut off
     "upstream_aborted",  # the API broke off mid-body; our response aborted the same way
     "proxy_error",  # API unreachable or refused: 502
     "proxy_timeout",  # API too slow to send headers: 504

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from bff.errors import UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
+from bff.errors import ClientStalled, UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
 
 # Response headers worth relaying to the browser. An allowlist rather than a denylist: anything
 # else the API sends (Server, internal debugging headers, hop-by-hop headers) stays inside.
@@ -115,12 +115,15 @@ async def relay_body(
     source: aiohttp.ClientResponse,
     sink: web.StreamResponse,
     on_chunk: Callable[[bytes], None],
+    *,
+    write_timeout_s: float,
 ) -> None:
     """Copy the body chunk by chunk; each write waits for the client (drain), so a slow client
     stops us reading, which fills the socket buffers and slows the API in turn.
 
     Raises ``UpstreamAborted`` when the API's body breaks off; ``ConnectionError`` (or
-    cancellation) from the write side means our own client went away.
+    cancellation) from the write side means our own client went away, ``ClientStalled`` that
+    it accepted nothing for ``write_timeout_s``.
     """
     content = source.content
     while True:
@@ -130,5 +133,9 @@ async def relay_body(
             raise UpstreamAborted(f"The export service broke off the transfer: {exc}") from exc
         if not chunk:
             return
-        await sink.write(chunk)
+        try:
+            async with asyncio.timeout(write_timeout_s):
+                await sink.write(chunk)
+        except TimeoutError:
+            raise ClientStalled(f"client accepted nothing for {write_timeout_s:g} s") from None
         on_chunk(chunk)

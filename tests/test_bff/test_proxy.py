@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -166,11 +166,24 @@ async def test_upstream_abort_never_sends_the_final_chunk(
     assert not received.endswith(b"0\r\n\r\n")
 
 
+_opened: list[asyncio.StreamWriter] = []
+
+
 async def _raw_request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare socket client, so a test can stop reading or vanish exactly when it wants."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _opened.append(writer)
     writer.write(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     await writer.drain()
     return reader, writer
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_clients() -> Iterator[None]:
+    """Raw clients are dropped even when a test fails half-way (no unclosed-socket warnings)."""
+    yield
+    while _opened:
+        _opened.pop().transport.abort()
 
 
 async def test_client_drop_mid_body_closes_the_upstream_connection(
@@ -216,6 +229,21 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
     await poll(lambda: upstream.bytes_sent > held)
     writer.transport.abort()
     await poll(lambda: upstream.disconnects == 1)
+
+
+async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
+    upstream: Upstream, make_bff: BffFactory
+) -> None:
+    bff = await make_bff(client_write_timeout_s=0.5, max_downloads_per_client=1)
+    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        await poll(lambda: upstream.disconnects == 1, within=30)
+        assert bff.app.metrics.outcomes["client_stalled"] == 1
+        # Its per-client slot is free again.
+        await poll(lambda: bff.app.metrics.relays_active == 0)
+    finally:
+        writer.transport.abort()
 
 
 async def test_metrics_count_relays_bytes_and_outcomes(
