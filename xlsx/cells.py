@@ -71,9 +71,9 @@ class CellEncoder:
     def cell(self, value: object, col: int, rs: str) -> str:
         """The `<c>` element for `value` in column `col` (0-based) of row `rs`; "" for None."""
         kind = type(value)
-        encoder = self._resolved.get(kind, _UNRESOLVED)
-        if encoder is _UNRESOLVED:
-            encoder = self._resolved[kind] = _lookup(kind)
+        encoder = self._resolved.get(kind)
+        if encoder is None and kind not in self._resolved:
+            encoder = self._resolved[kind] = _lookup(kind)  # a subclass, or unsupported (None)
         if encoder is None:
             raise UnsupportedValueError(
                 f"cannot write a value of type {kind.__module__}.{kind.__qualname__} "
@@ -92,9 +92,6 @@ class CellEncoder:
         return (
             f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{escape.escape_text(value)}</t></is></c>'
         )
-
-
-_UNRESOLVED: Final[Encoder] = lambda self, value, ref, style: ""  # noqa: E731  (sentinel)
 
 
 def _none(self: CellEncoder, value: object, ref: str, style: int) -> str:
