@@ -152,6 +152,13 @@ OPTIONS: tuple[Option, ...] = (
         "seconds to wait for the database to acknowledge a cancel",
     ),
     Option(
+        "poll_interval_s",
+        "--poll-interval",
+        "API_POLL_INTERVAL",
+        _positive_float,
+        "seconds between cancel/timeout checks while a database read waits",
+    ),
+    Option(
         "fetch_batch_rows",
         "--fetch-batch-rows",
         "API_FETCH_BATCH_ROWS",

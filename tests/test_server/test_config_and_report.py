@@ -1,0 +1,136 @@
+"""Pure parts: configuration from flags and environment, the report's layout, metrics text."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import pytest
+
+import xlsx
+from server.__main__ import OPTIONS, ConfigError, load_config
+from server.config import ApiConfig, DbSettings
+from server.metrics import Metrics, Outcome
+from server.report import column_spec, download_filename, header_for, layout
+from sql.report_data import COLUMN_NAMES
+
+ENV = {"MSSQL_PASSWORD": "secret"}
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    config = load_config([], ENV)
+    assert config.port == 3001
+    assert config.host == "127.0.0.1"
+    assert (config.pool_min, config.pool_max) == (5, 50)
+    assert config.default_row_count == 30_000
+    assert config.max_row_count == 1_048_576
+    assert config.first_row_timeout_s == 30.0
+    assert config.client_write_timeout_s == 60.0
+    assert config.memory_log_every_rows == 5_000
+    assert config.db == DbSettings(password="secret")
+    assert config == dataclasses.replace(ApiConfig(), db=DbSettings(password="secret"))
+
+
+def test_environment_then_flags_win() -> None:
+    env = {**ENV, "MSSQL_HOST": "db.internal", "MSSQL_PORT": "14330", "API_POOL_MAX": "8"}
+    config = load_config(["--pool-max", "9", "--port", "0", "--log-level", "debug"], env)
+    assert config.db.host == "db.internal"
+    assert config.db.port == 14330
+    assert config.pool_max == 9
+    assert config.port == 0
+    assert config.log_level == "DEBUG"
+
+
+def test_every_option_names_a_real_field_and_a_unique_flag_and_variable() -> None:
+    api_fields = {f.name for f in dataclasses.fields(ApiConfig)}
+    db_fields = {f"db.{f.name}" for f in dataclasses.fields(DbSettings)}
+    assert {o.field for o in OPTIONS} == (api_fields - {"db"}) | db_fields
+    assert len({o.flag for o in OPTIONS}) == len(OPTIONS)
+    assert len({o.env for o in OPTIONS}) == len(OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "culprit"),
+    [
+        ([], {}, "MSSQL_PASSWORD"),
+        (["--port", "70000"], ENV, "--port"),
+        ([], {**ENV, "API_FIRST_ROW_TIMEOUT": "0"}, "API_FIRST_ROW_TIMEOUT"),
+        ([], {**ENV, "API_POOL_MIN": "-1"}, "API_POOL_MIN"),
+        (["--pool-min", "10", "--pool-max", "5"], ENV, "pool minimum"),
+        (["--default-row-count", "10", "--max-row-count", "5"], ENV, "default row count"),
+        ([], {**ENV, "LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_their_source(argv: list[str], env: dict[str, str], culprit: str) -> None:
+    with pytest.raises(ConfigError, match=culprit):
+        load_config(argv, env)
+
+
+def test_password_never_in_repr() -> None:
+    assert "secret" not in repr(load_config([], ENV))
+
+
+def test_headers_are_readable_names_in_procedure_order() -> None:
+    headers, specs = layout(COLUMN_NAMES)
+    assert headers == [
+        "ID",
+        "Integer",
+        "Big Integer",
+        "Decimal",
+        "Varchar",
+        "NVarchar",
+        "Date",
+        "DateTime",
+        "Bit",
+        "Float",
+    ]
+    assert len(specs) == len(headers)
+    assert header_for("SomethingNew") == "SomethingNew"
+    assert layout(["SomethingNew"]) == (["SomethingNew"], [None])
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "number_format"),
+    [
+        ("INT", "0"),
+        ("BIGINT", "0"),
+        ("DECIMAL(18,4)", "0.0000"),
+        ("numeric(10, 2)", "0.00"),
+        ("DECIMAL(18,0)", "0"),
+        ("DATETIME2(3)", "yyyy-mm-dd hh:mm:ss.000"),
+        ("DATETIME2(7)", "yyyy-mm-dd hh:mm:ss.000"),
+        ("DATETIME2(0)", None),
+        ("DATETIME", "yyyy-mm-dd hh:mm:ss.000"),
+        ("DATE", None),
+        ("VARCHAR(100)", None),
+        ("BIT", None),
+        ("FLOAT", None),
+        ("GEOGRAPHY", None),
+    ],
+)
+def test_column_formats_follow_sql_types(sql_type: str, number_format: str | None) -> None:
+    spec = column_spec(sql_type)
+    assert isinstance(spec, xlsx.Column)
+    assert spec.number_format == number_format
+
+
+def test_filename_comes_from_the_clock() -> None:
+    moment = datetime.datetime(2026, 2, 7, 14, 30, 22, tzinfo=datetime.UTC)
+    assert download_filename(moment) == "report-2026-02-07-143022.xlsx"
+
+
+def test_histogram_buckets_are_cumulative_and_counts_add_up() -> None:
+    metrics = Metrics(duration_buckets=(1.0, 10.0))
+    for duration in (0.5, 5.0, 50.0):
+        metrics.export_started()
+        metrics.export_finished(Outcome.COMPLETED, duration)
+    metrics.request_refused(Outcome.INVALID)
+    text = metrics.render(pool_idle=2, pool_in_use=1, resident_memory_bytes=123)
+    assert 'export_duration_seconds_bucket{le="1"} 1\n' in text
+    assert 'export_duration_seconds_bucket{le="10"} 2\n' in text
+    assert 'export_duration_seconds_bucket{le="+Inf"} 3\n' in text
+    assert "export_duration_seconds_sum 55.5\n" in text
+    assert 'export_requests_total{outcome="completed"} 3\n' in text
+    assert 'export_requests_total{outcome="invalid"} 1\n' in text
+    assert "exports_active 0\n" in text
+    assert 'db_pool_connections{state="in_use"} 1\n' in text
