@@ -277,7 +277,13 @@ class BffApp:
         try:
             try:
                 upstream = await self._upstream.open(
-                    path, {"X-Request-ID": download.request_id, "Accept": "*/*"}
+                    path,
+                    {
+                        "X-Request-ID": download.request_id,
+                        "Accept": "*/*",
+                        # The body is relayed as is, so ask for it as any client can read it.
+                        "Accept-Encoding": "identity",
+                    },
                 )
             except UpstreamTimeout as exc:
                 return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")

@@ -67,6 +67,7 @@ async def test_path_is_rewritten_and_the_query_passed_through_untouched(
     seen = upstream.requests[-1]
     assert seen.path == "/export/report"
     assert seen.raw_path == "/export/report?" + raw_query
+    assert upstream.headers[-1]["Accept-Encoding"] == "identity"
 
 
 @pytest.mark.parametrize(
