@@ -77,7 +77,7 @@ class RowEncoder:
             f"f'{''.join(group)}'" for group in _groups(['<row r="{rs}">', *fast, "</row>"])
         )
         if guards:
-            # Every guard holds (the usual case): the whole row is one f-string.
+            # Every guard holds (the usual case): the whole row is one expression of f-strings.
             lines.append(f"    if {' and '.join(guards)}:")
             lines.append(f"        return {row}")
             # Some value needs the reference encoder: only its cell goes there.
@@ -138,7 +138,7 @@ class RowEncoder:
         if kind is str:
             return (
                 f"len({v}) <= {escape.MAX_CELL_UTF16_UNITS // 2} and _needs_work({v}) is None"
-                f" and {v}.strip() == {v}",
+                f' and "_x" not in {v} and {v}.strip() == {v}',
                 text(f"{{{v}}}"),
             )
         if kind is uuid.UUID:

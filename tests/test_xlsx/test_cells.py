@@ -232,7 +232,8 @@ def test_escape_lookalike_round_trip_rules() -> None:
     # The underscore closing one lookalike opens the next: both are escaped.
     assert escape.escape_text("_x005F_x0041_") == "_x005F_x005F_x005F_x0041_"
     assert escape.is_plain("abc")
-    assert not escape.is_plain("a_b")
+    assert escape.is_plain("a_b")
+    assert not escape.is_plain("a_x0041_")
     assert not escape.is_plain(" a")
 
 
