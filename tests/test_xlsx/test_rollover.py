@@ -91,3 +91,16 @@ def test_long_sheet_names_stay_within_31_characters() -> None:
     base = "A" * 31
     data = write(HEADER, rows(5), sheet_name=base, max_rows_per_sheet=3)
     assert list(read_openpyxl(data)) == [base, "A" * 27 + " (2)", "A" * 27 + " (3)"]
+
+
+@pytest.mark.slow
+def test_excel_row_limit_rollover_at_full_size() -> None:
+    n = xlsx.EXCEL_MAX_ROWS + 10  # header included, so 11 rows spill over
+    data = write(["n"], ((i,) for i in range(n)))
+    sheets = read_calamine(data)
+    assert list(sheets) == ["Report", "Report (2)"]
+    first, second = sheets["Report"], sheets["Report (2)"]
+    assert len(first) == xlsx.EXCEL_MAX_ROWS
+    assert first[1] == [0.0]
+    assert first[-1] == [float(xlsx.EXCEL_MAX_ROWS - 2)]
+    assert second == [["n"]] + [[float(i)] for i in range(xlsx.EXCEL_MAX_ROWS - 1, n)]
