@@ -1,6 +1,11 @@
 """Streaming XLSX writer: rows in, the bytes of one .xlsx out, as the rows arrive.
 
-A pure generator: no files, sockets, threads or event loop. See workbook.stream_xlsx.
+    stats = xlsx.WriteStats()
+    for chunk in xlsx.stream_xlsx(["id", "name"], rows, sheet_name="Orders", stats=stats):
+        send(chunk)  # ~64 KiB each; the first long before `rows` is exhausted
+
+A pure generator: no files, sockets, threads or event loop. Typing rules per value type are in
+cells.py and dates.py; limits, rollover and the zip layout in workbook.py.
 """
 
 from xlsx.errors import UnsupportedValueError, XlsxError, XlsxValueError

@@ -47,4 +47,4 @@ def check_sheet_name(name: str) -> str:
 def continuation_name(base: str, number: int) -> str:
     """Name of the `number`-th sheet (2, 3, ...) after `base`: "Report (2)", shortened to fit."""
     suffix = f" ({number})"
-    return base[: MAX_SHEET_NAME - len(suffix)].rstrip("'") + suffix
+    return base[: MAX_SHEET_NAME - len(suffix)] + suffix
