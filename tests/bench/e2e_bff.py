@@ -37,6 +37,7 @@ class RssSampler:
 
         self._processes: dict[str, Any] = {s.name: psutil.Process(s.pid) for s in services}
         self.peaks = {name: 0 for name in self._processes}
+        self.cpu = {name: 0.0 for name in self._processes}  # CPU seconds used meanwhile
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,7 +49,15 @@ class RssSampler:
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             self._sample()
 
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, process in self._processes.items():
+            times = process.cpu_times()
+            out[name] = float(times.user + times.system)
+        return out
+
     def __enter__(self) -> RssSampler:
+        self._cpu_start = self._cpu()
         self._sample()
         self._thread.start()
         return self
@@ -57,6 +66,8 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        end = self._cpu()
+        self.cpu = {name: end[name] - self._cpu_start[name] for name in end}
 
 
 @dataclass
@@ -68,6 +79,8 @@ class Run:
     size: int
     api_peak: int
     bff_peak: int
+    api_cpu: float
+    bff_cpu: float
 
     @property
     def rows_per_s(self) -> float:
@@ -100,20 +113,21 @@ def measure(path: str, url: str, rows: int, api: Service, bff: Service, scratch:
     with RssSampler([api, bff]) as rss:
         seconds, ttfb, size = download(url, scratch / f"{path}-{rows}.xlsx")
     (scratch / f"{path}-{rows}.xlsx").unlink()
-    return Run(path, rows, seconds, ttfb, size, rss.peaks["api"], rss.peaks["bff"])
+    peaks, cpu = rss.peaks, rss.cpu
+    return Run(path, rows, seconds, ttfb, size, peaks["api"], peaks["bff"], cpu["api"], cpu["bff"])
 
 
 def table(runs: list[Run]) -> str:
     lines = [
         "| path | rows | seconds | rows/s | first byte (ms) | MiB | API peak RSS (MiB) "
-        "| BFF peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| BFF peak RSS (MiB) | API CPU (s) | BFF CPU (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         lines.append(
             f"| {r.path} | {r.rows:,} | {r.seconds:.2f} | {r.rows_per_s:,.0f} | "
             f"{r.ttfb * 1000:.0f} | {r.size / MIB:.1f} | {r.api_peak / MIB:.1f} | "
-            f"{r.bff_peak / MIB:.1f} |"
+            f"{r.bff_peak / MIB:.1f} | {r.api_cpu:.2f} | {r.bff_cpu:.2f} |"
         )
     return "\n".join(lines)
 
