@@ -14,6 +14,7 @@
   const input = document.getElementById("row-count");
   const button = document.getElementById("download");
   const list = document.getElementById("downloads");
+  const rowError = document.getElementById("row-error");
   const maxRows = Number(form.dataset.maxRows);
   const COOKIE = "bff_download";
   const POLL_MS = 400;
@@ -134,15 +135,17 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const checked = checkRowCount(input.value);
-    const item = document.createElement("li");
-    list.prepend(item);
     if (checked.error) {
       input.setAttribute("aria-invalid", "true");
-      show(item, "failed", checked.error);
+      rowError.textContent = checked.error;
+      rowError.hidden = false;
       input.focus();
       return;
     }
     input.removeAttribute("aria-invalid");
+    rowError.hidden = true;
+    const item = document.createElement("li");
+    list.prepend(item);
     const id = newId();
     // Read once by the BFF for the next /exports/ request, which also clears it.
     document.cookie = `${COOKIE}=${id}; Path=/exports/; Max-Age=60; SameSite=Strict`;

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from scripts.stack import Service, free_port
-from tests.e2e.conftest import Chain
+from tests.e2e.conftest import Chain, poll
 from tests.e2e.test_curl import data_rows
 
 CHROMIUM = "/usr/bin/chromium"
@@ -52,7 +52,7 @@ def page(browser: Browser) -> Iterator[Page]:
 def test_the_page_downloads_a_workbook(chain: Chain, page: Page, tmp_path: Path) -> None:
     page.goto(f"{chain.bff.url}/")
     expect(page.locator("h1")).to_have_text("Report export")
-    page.fill("#row-count", "1234")
+    page.fill("#row-count", "1,234")  # a person may type the separator; the page drops it
     with page.expect_download() as download_info:
         page.click("#download")
     download = download_info.value
@@ -84,10 +84,17 @@ def test_a_bad_row_count_shows_a_readable_message(
     page.goto(f"{chain.bff.url}/")
     page.fill("#row-count", typed)
     page.click("#download")
-    expect(page.locator(".state.failed")).to_contain_text(message)
+    expect(page.locator("#row-error")).to_contain_text(message)
     expect(page.locator("#row-count")).to_have_attribute("aria-invalid", "true")
-    # Checked in the page: no request left the browser for the report.
-    assert "/exports/report" not in chain.bff.log_text()
+    # Fixing the number clears the message and starts the download.
+    page.fill("#row-count", "10")
+    with page.expect_download():
+        page.click("#download")
+    expect(page.locator("#row-error")).to_be_hidden()
+    # The bad number was caught in the page: only the corrected one reached the server.
+    poll(lambda: chain.bff.log_text().count("/exports/report?") >= 1, what="access log line")
+    assert chain.bff.log_text().count("/exports/report?") == 1
+    assert "/exports/report?rowCount=10 " in chain.bff.log_text()
 
 
 def test_a_server_side_error_is_shown_as_text_not_json(
@@ -97,7 +104,7 @@ def test_a_server_side_error_is_shown_as_text_not_json(
     page.goto(f"{bff.url}/")
     page.fill("#row-count", "100")
     page.click("#download")
-    failed = page.locator(".state.failed")
+    failed = page.locator("#downloads .state.failed")
     expect(failed).to_contain_text("The export service is unreachable.")
     expect(failed).to_contain_text("HTTP 502")
     assert page.url == f"{bff.url}/"  # still on the page, not on a raw JSON document
