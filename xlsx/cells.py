@@ -33,7 +33,7 @@ from xlsx.spec import WriteStats
 MAX_EXACT_INT: Final = 2**53 - 1
 NUM_ERROR: Final = "#NUM!"
 
-Encoder = Callable[["CellEncoder", object, str, int], str]
+Encoder = Callable[["CellEncoder", object, int, str], str]
 
 
 def number_xml(ref: str, text: str, style: int) -> str:
@@ -60,11 +60,17 @@ class CellEncoder:
     """Encodes single cells; counts truncated texts. One per stream (not thread-safe)."""
 
     def __init__(
-        self, letters: Sequence[str], column_styles: Sequence[int], stats: WriteStats
+        self,
+        letters: Sequence[str],
+        column_styles: Sequence[int],
+        stats: WriteStats,
+        column_decimals: Sequence[int] | None = None,
     ) -> None:
         self.letters = letters
         # Style per column for numeric cells; 0 = none given (dates then get their default).
         self.column_styles = column_styles
+        # Decimals of a second kept in datetime/time serials per column (see dates.py).
+        self.column_decimals = column_decimals or [0] * len(letters)
         self.stats = stats  # truncated_cells is counted here, live
         self._resolved: dict[type, Encoder | None] = dict(_ENCODERS)
 
@@ -79,7 +85,7 @@ class CellEncoder:
                 f"cannot write a value of type {kind.__module__}.{kind.__qualname__} "
                 f"(row {rs}, column {self.letters[col]}); convert it to a supported type first"
             )
-        return encoder(self, value, self.letters[col] + rs, self.column_styles[col])
+        return encoder(self, value, col, self.letters[col] + rs)
 
     def text(self, ref: str, value: str, style: int = 0) -> str:
         """Any text cell: truncated to Excel's limit (counted), escaped, preserved."""
@@ -94,31 +100,32 @@ class CellEncoder:
         )
 
 
-def _none(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _none(self: CellEncoder, value: object, col: int, ref: str) -> str:
     return ""
 
 
-def _bool(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _bool(self: CellEncoder, value: object, col: int, ref: str) -> str:
     return bool_xml(ref, bool(value))
 
 
-def _int(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _int(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, int)
     text = int.__repr__(value)
     if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-        return number_xml(ref, text, style)
+        return number_xml(ref, text, self.column_styles[col])
     return self.text(ref, text)
 
 
-def _float(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _float(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, float)
     if math.isfinite(value):
-        return number_xml(ref, float.__repr__(value), style)
+        return number_xml(ref, float.__repr__(value), self.column_styles[col])
     return error_xml(ref)
 
 
-def _decimal(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _decimal(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, decimal.Decimal)
+    style = self.column_styles[col]
     if not value.is_finite():
         return error_xml(ref)
     exponent = value.as_tuple().exponent
@@ -136,44 +143,44 @@ def _decimal(self: CellEncoder, value: object, ref: str, style: int) -> str:
     return number_xml(ref, repr(number), style)
 
 
-def _datetime(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _datetime(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, dt.datetime)
-    keep = style != 0
+    style, decimals = self.column_styles[col], self.column_decimals[col]
     try:
         naive = dates.to_naive_utc(value)
     except OverflowError:  # an aware instant at the very ends of the calendar: keep it as text
         return self.text(ref, value.isoformat(sep=" "))
-    serial = dates.datetime_serial(naive, keep_microseconds=keep)
+    serial = dates.datetime_serial(naive, decimals=decimals)
     if serial is None:
-        return self.text(ref, dates.datetime_text(naive, keep_microseconds=keep))
+        return self.text(ref, dates.datetime_text(naive, decimals=decimals))
     return number_xml(ref, repr(serial), style or styles.STYLE_DATETIME)
 
 
-def _date(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _date(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, dt.date)
     serial = dates.date_serial(value)
     if serial is None:
         return self.text(ref, value.isoformat())
-    return number_xml(ref, str(serial), style or styles.STYLE_DATE)
+    return number_xml(ref, str(serial), self.column_styles[col] or styles.STYLE_DATE)
 
 
-def _time(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _time(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, dt.time)
-    serial = dates.time_serial(value, keep_microseconds=style != 0)
-    return number_xml(ref, repr(serial), style or styles.STYLE_TIME)
+    serial = dates.time_serial(value, decimals=self.column_decimals[col])
+    return number_xml(ref, repr(serial), self.column_styles[col] or styles.STYLE_TIME)
 
 
-def _str(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _str(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, str)
     return self.text(ref, str.__str__(value))
 
 
-def _uuid(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _uuid(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, uuid.UUID)
     return plain_text_xml(ref, uuid.UUID.__str__(value))
 
 
-def _bytes(self: CellEncoder, value: object, ref: str, style: int) -> str:
+def _bytes(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, bytes | bytearray)
     return self.text(ref, "0x" + value.hex())
 

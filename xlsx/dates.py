@@ -5,10 +5,11 @@ Excel counts days from 1899-12-31 = day 0 and believes 1900 was a leap year, so 
 1900-02-28 it is days since 1899-12-31; earlier dates have no serial and are written as text.
 
 Rules this writer follows (callers and tests rely on them):
-- datetimes and times are written to the whole second, sub-second parts dropped (floor, as
-  `isoformat(timespec="seconds")` does). The default formats show seconds and Excel *rounds* when it
-  displays, so a serial holding 23:59:59.6 would show the next day; floored, it shows what the
-  database holds. A column given its own number format keeps microseconds (its format decides).
+- datetimes and times are floored to the precision their format shows: whole seconds for the
+  default formats (as `isoformat(timespec="seconds")` does), or the decimals of a column's own
+  format (`ss.000` keeps milliseconds). Excel *rounds* when it displays, so a serial holding
+  23:59:59.6 shown as hh:mm:ss would read as the next day; floored, it shows what the database
+  holds, truncated the way SQL Server and Python truncate.
 - timezone-aware datetimes (SQL Server datetimeoffset) are converted to UTC and written as naive
   UTC; a serial has no timezone, and UTC keeps a column of mixed offsets sortable.
 - aware times are shifted to UTC by their fixed offset (modulo one day); a tzinfo without a
@@ -16,6 +17,7 @@ Rules this writer follows (callers and tests rely on them):
 """
 
 import datetime as dt
+import re
 from typing import Final
 
 # 1899-12-30 as a proleptic ordinal: serial = toordinal() - this, from 1900-03-01 on.
@@ -25,9 +27,10 @@ EPOCH: Final = dt.datetime(1899, 12, 30)
 FIRST_EXACT_SERIAL: Final = 61
 SECONDS_PER_DAY: Final = 86_400
 ONE_SECOND: Final = dt.timedelta(seconds=1)
-ONE_MICROSECOND: Final = dt.timedelta(microseconds=1)
 # 1900-01-01 counted from 1899-12-30.
 _FIRST_DAY: Final = 2
+# The fraction of a second in a number format: the zeros after "s." (ss.000, s.00).
+_SECOND_FRACTION: Final = re.compile(r"[sS]\.(0+)")
 
 
 def date_serial(value: dt.date) -> int | None:
@@ -48,34 +51,39 @@ def to_naive_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=None) - offset
 
 
-def datetime_serial(value: dt.datetime, *, keep_microseconds: bool = False) -> float | None:
-    """Excel serial of a naive datetime, or None before 1900-01-01 (write it as text).
+def second_decimals(number_format: str) -> int:
+    """Decimals of a second a format shows: "hh:mm:ss.000" -> 3; none -> 0 (at most 6)."""
+    match = _SECOND_FRACTION.search(number_format)
+    return min(len(match[1]), 6) if match else 0
 
-    The division is one correctly rounded int/int (or timedelta/timedelta) division, so the
-    result is the double nearest the exact instant and readers recover the exact second.
+
+def datetime_serial(value: dt.datetime, *, decimals: int = 0) -> float | None:
+    """Excel serial of a naive datetime floored to `decimals` of a second, or None before 1900.
+
+    The division is one correctly rounded int/int division, so the result is the double nearest
+    the floored instant and readers recover it exactly.
     """
     day = date_serial(value)
     if day is None:
         return None
     midnight = dt.datetime.combine(value.date(), dt.time())
-    of_day = value - midnight
-    if keep_microseconds:
-        micros = day * SECONDS_PER_DAY * 1_000_000 + of_day // ONE_MICROSECOND
-        return micros / (SECONDS_PER_DAY * 1_000_000)
-    return (day * SECONDS_PER_DAY + of_day // ONE_SECOND) / SECONDS_PER_DAY
+    per_second: int = 10**decimals
+    ticks = (value - midnight) // dt.timedelta(microseconds=1_000_000 // per_second)
+    return (day * SECONDS_PER_DAY * per_second + ticks) / (SECONDS_PER_DAY * per_second)
 
 
-def datetime_text(value: dt.datetime, *, keep_microseconds: bool = False) -> str:
+def datetime_text(value: dt.datetime, *, decimals: int = 0) -> str:
     """How a naive datetime with no serial (before 1900) is written: ISO, like its format."""
-    return value.isoformat(sep=" ", timespec="microseconds" if keep_microseconds else "seconds")
+    text = value.isoformat(sep=" ", timespec="seconds" if not decimals else "microseconds")
+    return text[: len(text) - 6 + decimals] if decimals else text
 
 
-def time_serial(value: dt.time, *, keep_microseconds: bool = False) -> float:
-    """Fraction of the day for `value` (aware times shifted to UTC, see the module notes)."""
+def time_serial(value: dt.time, *, decimals: int = 0) -> float:
+    """Fraction of the day for `value` floored to `decimals` of a second (aware: see above)."""
     seconds = value.hour * 3600 + value.minute * 60 + value.second
     offset = value.utcoffset()
     if offset is not None:
         seconds = (seconds - offset // ONE_SECOND) % SECONDS_PER_DAY
-    if keep_microseconds:
-        return (seconds * 1_000_000 + value.microsecond) / (SECONDS_PER_DAY * 1_000_000)
-    return seconds / SECONDS_PER_DAY
+    per_second: int = 10**decimals
+    ticks = seconds * per_second + value.microsecond * per_second // 1_000_000
+    return ticks / (SECONDS_PER_DAY * per_second)

@@ -90,7 +90,8 @@ class RowEncoder:
             "_cell": self.cells.cell,
             "_needs_work": escape.NEEDS_WORK,
             "_EPOCH": dates.EPOCH,
-            "_MICROSECOND": dates.ONE_MICROSECOND,
+            # One tick per 10**-d second, d = 0..6.
+            "_TICK": [dt.timedelta(microseconds=10 ** (6 - d)) for d in range(7)],
             "_INF": float("inf"),
             "_BOOL": ("0", "1"),
             # Opening and closing markup of an int cell: [0] as text (beyond 2**53), [1] number.
@@ -154,12 +155,14 @@ class RowEncoder:
                 f"(n{i} := {v}.toordinal() - {dates.EPOCH_ORDINAL}) >= {first}",
                 f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{n{i}}}</v></c>',
             )
-        if kind is dt.datetime and style:
-            # A column with its own format keeps microseconds: exact int / int division.
+        decimals = self.cells.column_decimals[i]
+        if kind is dt.datetime and decimals:
+            # Floored to the decimals of a second the column's format shows: exact int / int.
+            per_day = 86_400 * 10**decimals
             return (
                 f"{v}.tzinfo is None and"
-                f" (n{i} := ({v} - _EPOCH) // _MICROSECOND) >= {first * 86_400_000_000}",
-                f'<c r="{ref}" s="{style}"><v>{{n{i} / 86400000000!r}}</v></c>',
+                f" (n{i} := ({v} - _EPOCH) // _TICK[{decimals}]) >= {first * per_day}",
+                f'<c r="{ref}" s="{style}"><v>{{n{i} / {per_day}!r}}</v></c>',
             )
         if kind is dt.datetime:
             # Whole seconds since 1899-12-30; one correctly rounded division makes the serial.
@@ -167,7 +170,7 @@ class RowEncoder:
             return (
                 f"{v}.tzinfo is None and"
                 f" (n{i} := {seconds} - {dates.EPOCH_ORDINAL * 86_400}) >= {first * 86_400}",
-                f'<c r="{ref}" s="{styles.STYLE_DATETIME}"><v>{{n{i} / 86400!r}}</v></c>',
+                f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}"><v>{{n{i} / 86400!r}}</v></c>',
             )
         if kind is dt.time and not style:
             return (

@@ -10,7 +10,7 @@ class Column:
     # Width in Excel's character units (0-255); default: from the header and the first row.
     width: float | None = None
     # Number format for numeric and date cells of the column (e.g. "#,##0.00", "dd/mm/yyyy hh:mm").
-    # A date/time column with its own format keeps microseconds in its serials.
+    # Datetimes and times are floored to the fraction of a second the format shows ("ss.000").
     number_format: str | None = None
 
 

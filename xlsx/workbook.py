@@ -12,7 +12,7 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import names, parts
+from xlsx import dates, names, parts
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxError, XlsxValueError
 from xlsx.escape import utf16_units
@@ -204,8 +204,9 @@ def _generate(
         if spec.number_format not in formats:
             formats.append(spec.number_format)
         column_styles.append(FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
+    decimals = [dates.second_decimals(s.number_format) if s.number_format else 0 for s in specs]
     letters = [names.column_letter(i) for i in range(len(header))]
-    encoder = RowEncoder(CellEncoder(letters, column_styles, stats))
+    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals))
 
     first = next(rows, _END)  # peeked for the column widths, written first
     widths = _widths(header, specs, first)

@@ -18,9 +18,11 @@ from xlsx.spec import WriteStats
 UTC_PLUS_2 = dt.timezone(dt.timedelta(hours=2))
 
 
-def encoder(width: int = 3, styles: list[int] | None = None) -> CellEncoder:
+def encoder(
+    width: int = 3, styles: list[int] | None = None, decimals: list[int] | None = None
+) -> CellEncoder:
     letters = [column_letter(i) for i in range(width)]
-    return CellEncoder(letters, styles or [0] * width, WriteStats())
+    return CellEncoder(letters, styles or [0] * width, WriteStats(), decimals)
 
 
 class Color(enum.IntEnum):
@@ -117,14 +119,45 @@ def test_cell_xml(value: object, xml: str) -> None:
     assert row == f'<row r="7">{xml}</row>'
 
 
-def test_column_number_format_applies_to_numbers_and_keeps_microseconds() -> None:
+def test_column_number_format_applies_to_numbers() -> None:
     cells = encoder(3, [0, 5, 0])
-    stamp = dt.datetime(2024, 1, 2, 0, 0, 0, 500_000)
     assert cells.cell(1.5, 1, "2") == '<c r="B2" s="5"><v>1.5</v></c>'
-    assert cells.cell(stamp, 1, "2") == f'<c r="B2" s="5"><v>{45293 + 0.5 / 86400!r}</v></c>'
+    assert cells.cell(7, 1, "2") == '<c r="B2" s="5"><v>7</v></c>'
+    assert cells.cell(2**60, 1, "2") == (
+        '<c r="B2" t="inlineStr"><is><t>1152921504606846976</t></is></c>'
+    )
     assert cells.cell(dt.date(2024, 1, 2), 1, "2") == '<c r="B2" s="5"><v>45293</v></c>'
     assert cells.cell("text", 1, "2") == '<c r="B2" t="inlineStr"><is><t>text</t></is></c>'
     assert cells.cell(True, 1, "2") == '<c r="B2" t="b"><v>1</v></c>'
+    # A format without a fraction of a second: floored to the second like the default.
+    stamp = dt.datetime(2024, 1, 2, 0, 0, 0, 999_999)
+    assert cells.cell(stamp, 1, "2") == '<c r="B2" s="5"><v>45293.0</v></c>'
+
+
+@pytest.mark.parametrize(
+    ("decimals", "stamp", "ticks"),
+    [
+        (3, dt.datetime(2024, 1, 2, 0, 0, 0, 500_000), 500),
+        (3, dt.datetime(2024, 1, 2, 23, 59, 59, 999_600), 86_399_999),  # never the next day
+        (1, dt.datetime(2024, 1, 2, 0, 0, 1, 99_999), 10),
+        (6, dt.datetime(2024, 1, 2, 0, 0, 0, 1), 1),
+    ],
+)
+def test_formats_with_fractions_keep_what_they_show(
+    decimals: int, stamp: dt.datetime, ticks: int
+) -> None:
+    per_day = 86_400 * 10**decimals
+    xml = f'<c r="B2" s="5"><v>{(45293 * per_day + ticks) / per_day!r}</v></c>'
+    assert encoder(3, [0, 5, 0], [0, decimals, 0]).cell(stamp, 1, "2") == xml
+    row = RowEncoder(encoder(3, [0, 5, 0], [0, decimals, 0])).encode([None, stamp], "2")
+    assert row == f'<row r="2">{xml}</row>'
+
+
+def test_second_decimals_of_formats() -> None:
+    assert dates.second_decimals("yyyy-mm-dd hh:mm:ss.000") == 3
+    assert dates.second_decimals("[h]:mm:ss.0") == 1
+    assert dates.second_decimals("yyyy-mm-dd hh:mm:ss") == 0
+    assert dates.second_decimals("0.0000") == 0
 
 
 def test_unsupported_type_names_type_row_and_column() -> None:
@@ -216,11 +249,13 @@ def _random_value(rnd: random.Random) -> object:
     return Color.RED
 
 
-@pytest.mark.parametrize("styles", [[0, 0, 0, 0], [5, 0, 6, 0]])
-def test_compiled_rows_equal_reference_rows(styles: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("styles", "decimals"), [([0, 0, 0, 0], None), ([5, 0, 6, 0], [3, 0, 0, 0])]
+)
+def test_compiled_rows_equal_reference_rows(styles: list[int], decimals: list[int] | None) -> None:
     rnd = random.Random(20240229)
-    fast = RowEncoder(encoder(4, styles))
-    slow = RowEncoder(encoder(4, styles))
+    fast = RowEncoder(encoder(4, styles, decimals))
+    slow = RowEncoder(encoder(4, styles, decimals))
     for r in range(3000):
         row = [_random_value(rnd) for _ in range(rnd.randrange(0, 5))]
         assert fast.encode(row, str(r)) == slow.reference(row, str(r)), row

@@ -132,12 +132,14 @@ def test_column_spec_sets_width_and_number_format() -> None:
         xlsx.Column(number_format="dd/mm/yyyy hh:mm:ss.000"),
     ]
     stamp = dt.datetime(2024, 1, 2, 3, 4, 5, 678_000)
-    data = write(["a", "b", "c", "d"], [[1, 2, 1234.5, stamp]], columns=columns)
+    late = dt.datetime(2024, 1, 2, 23, 59, 59, 999_900)
+    data = write(["a", "b", "c", "d"], [[1, 2, 1234.5, stamp], [1, 2, 3, late]], columns=columns)
     ws = openpyxl.load_workbook(io.BytesIO(data))["Report"]
     assert ws.column_dimensions["A"].width == 30
     assert ws["C2"].number_format == "#,##0.00"
     assert ws["D2"].number_format == "dd/mm/yyyy hh:mm:ss.000"
-    assert ws["D2"].value == stamp  # a column with its own format keeps sub-second precision
+    assert ws["D2"].value == stamp  # a format with milliseconds keeps them...
+    assert ws["D3"].value == late.replace(microsecond=999_000)  # ...floored, never the next day
 
 
 def test_header_text_is_escaped() -> None:
