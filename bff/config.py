@@ -43,6 +43,8 @@ DEFAULT_ROW_COUNT = 30_000
 DEFAULT_MAX_ROW_COUNT = 1_048_576
 DEFAULT_LOG_LEVEL = "INFO"
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 _ENV_NAMES = {
     "host": "BFF_HOST",
     "port": "BFF_PORT",
@@ -129,8 +131,13 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
         raw = env.get(name)
         if raw is None or raw == "":
             continue
-        if key in ("port", "upstream_max_connections", "max_row_count"):
-            values[key] = _int(name, raw, minimum=0 if key == "port" else 1)
+        if key == "port":
+            port = _int(name, raw, minimum=0)
+            if port > 65535:
+                raise ConfigError(f"{name} is not a TCP port: {raw}")
+            values[key] = port
+        elif key in ("upstream_max_connections", "max_row_count"):
+            values[key] = _int(name, raw, minimum=1)
         elif key in ("max_downloads_per_client", "retry_after_s"):
             values[key] = _int(name, raw, minimum=0)
         elif key.endswith("_s"):
@@ -141,6 +148,10 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
             values[key] = parse_origins(raw)
         elif key == "tokens":
             values[key] = _list(raw)
+        elif key == "log_level":
+            if raw.upper() not in _LOG_LEVELS:
+                raise ConfigError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+            values[key] = raw.upper()
         else:
             values[key] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})

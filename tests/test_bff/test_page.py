@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -168,6 +171,8 @@ def test_config_from_environment_and_flags() -> None:
         {"BFF_UPSTREAM_READ_TIMEOUT": "0"},
         {"BFF_UPSTREAM_READ_TIMEOUT": "nan"},
         {"BFF_MAX_ROW_COUNT": "0"},
+        {"BFF_PORT": "70000"},
+        {"BFF_LOG_LEVEL": "LOUD"},
     ],
 )
 def test_bad_configuration_is_a_clear_error(env: dict[str, str]) -> None:
@@ -176,3 +181,12 @@ def test_bad_configuration_is_a_clear_error(env: dict[str, str]) -> None:
     assert isinstance(info.value, BffError)
     assert isinstance(info.value, ValueError)
     assert next(iter(env)) in str(info.value)
+
+
+def test_the_command_refuses_bad_configuration_with_exit_code_2() -> None:
+    env = {**os.environ, "BFF_MAX_DOWNLOADS_PER_CLIENT": "many"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bff"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "BFF_MAX_DOWNLOADS_PER_CLIENT must be a whole number" in done.stderr
