@@ -193,7 +193,14 @@ class ExportApi:
             return self._error(
                 MethodNotAllowed(f"{request.method} is not allowed here", methods.keys())
             )
-        return await handler(request)
+        try:
+            return await handler(request)
+        except ExportError as exc:
+            return self._error(exc)
+        except Exception:
+            # A bug: the details go to the log, the client gets the JSON shape, not a traceback.
+            logger.exception("unexpected error answering %s %s", request.method, request.path)
+            return self._error(InternalError("internal error"))
 
     def _error(self, error: ExportError) -> web.Response:
         return error_response(error, retry_after_s=self.config.retry_after_s)

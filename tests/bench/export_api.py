@@ -1,0 +1,251 @@
+"""Export API benchmark: ``python -m tests.bench.export_api [--sizes 10000,100000,1000000]``.
+
+End to end, each part in its own process: the TDS dev server (``python -m sql.devserver``), the
+export API (``python -m server``) and curl reading the body. For each size it also times a
+plain pytds fetch of the same rows from the same dev server (the driver's own ceiling, no
+workbook, no HTTP) and reports:
+
+- the export's rows/s, time to first byte (curl's ``time_starttransfer``), wall time and the
+  API's CPU time;
+- the ratio export time / plain fetch time (target: at most 1.25);
+- the API's peak RSS (psutil, sampled every 50 ms while the download runs) and its growth from
+  the smallest to the largest size (target: 1M rows within +20 MB of 10k rows).
+
+Prints a Markdown table and the two verdicts. The machine is shared and has two cores: the
+dev server, the API and curl compete for them, so run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytds
+
+from scripts.stack import (
+    DEV_DATABASE,
+    DEV_PASSWORD,
+    DEV_USER,
+    HOST,
+    Service,
+    free_port,
+    start_api,
+    start_devdb,
+)
+from server.config import DEFAULT_FETCH_BATCH_ROWS, DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
+
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+# Issue 4's targets.
+TARGET_RATIO = 1.25
+TARGET_RSS_GROWTH_MIB = 20.0
+# Often enough to catch a peak that lasts a fraction of a second, rarely enough to cost the
+# API nothing measurable.
+SAMPLE_INTERVAL_S = 0.05
+MIB = 1024 * 1024
+
+
+class PeakRss:
+    """The highest RSS of one process while the ``with`` block runs, sampled on a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, int(self._process.memory_info().rss))
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self._sample()
+
+    def __enter__(self) -> PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+@dataclass
+class Result:
+    rows: int
+    export_s: float
+    ttfb_s: float
+    size_bytes: int
+    api_cpu_s: float
+    api_peak_rss: int
+    plain_s: float
+    plain_cpu_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.export_s / self.plain_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        """API CPU time / plain fetch CPU time: steadier than wall time on a busy machine."""
+        return self.api_cpu_s / self.plain_cpu_s
+
+
+def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
+    """(seconds, CPU seconds) for pytds alone to fetch the rows (the API's packet size/batch)."""
+    conn = pytds.connect(
+        dsn=HOST,
+        port=db_port,
+        user=DEV_USER,
+        password=DEV_PASSWORD,
+        database=DEV_DATABASE,
+        autocommit=True,
+        blocksize=DEFAULT_PACKET_SIZE,
+    )
+    try:
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        cursor.callproc(DEFAULT_PROCEDURE, {"@RowCount": rows})
+        fetched = 0
+        while batch := cursor.fetchmany(DEFAULT_FETCH_BATCH_ROWS):
+            fetched += len(batch)
+        while cursor.nextset():
+            pass
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+    finally:
+        conn.close()
+    if fetched != rows:
+        raise SystemExit(f"plain fetch got {fetched:,} rows, expected {rows:,}")
+    return elapsed, cpu
+
+
+def export(api: Service, rows: int, target: Path) -> tuple[float, float, int, float, int]:
+    """(seconds, seconds to first byte, bytes, API CPU seconds, API peak RSS) for one download."""
+    api_process = psutil.Process(api.pid)
+    cpu_before = _cpu(api_process)
+    with PeakRss(api.pid) as rss:
+        done = subprocess.run(
+            [
+                "curl",
+                "-sSf",
+                "-o",
+                str(target),
+                "-w",
+                "%{time_total} %{time_starttransfer} %{size_download}",
+                f"{api.url}/export/report?rowCount={rows}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    cpu = _cpu(api_process) - cpu_before
+    if done.returncode != 0:
+        raise SystemExit(f"curl failed ({done.returncode}): {done.stderr}")
+    with zipfile.ZipFile(target) as archive:  # a complete file: its central directory is there
+        if "xl/workbook.xml" not in archive.namelist():
+            raise SystemExit("the download is not a workbook")
+    target.unlink()
+    total, ttfb, size = done.stdout.split()
+    return float(total), float(ttfb), int(size), cpu, rss.peak
+
+
+def _cpu(process: Any) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def table(results: Sequence[Result]) -> str:
+    lines = [
+        "| rows | export (s) | rows/s | first byte (ms) | MiB | API peak RSS (MiB) "
+        "| plain pytds (s) | plain rows/s | export / plain | API CPU (s) | plain CPU (s) "
+        "| CPU ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.rows:,} | {r.export_s:.2f} | {r.rows / r.export_s:,.0f} | "
+            f"{r.ttfb_s * 1000:.0f} | {r.size_bytes / MIB:.1f} | {r.api_peak_rss / MIB:.1f} | "
+            f"{r.plain_s:.2f} | {r.rows / r.plain_s:,.0f} | {r.ratio:.2f} | "
+            f"{r.api_cpu_s:.2f} | {r.plain_cpu_s:.2f} | {r.cpu_ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(results: Sequence[Result]) -> list[str]:
+    lines = []
+    for r in results:
+        if r.rows >= 100_000:
+            ok = "meets" if r.ratio <= TARGET_RATIO else "MISSES"
+            lines.append(
+                f"- {r.rows:,} rows: export / plain fetch = {r.ratio:.2f} wall, "
+                f"{r.cpu_ratio:.2f} CPU ({ok} the target <= {TARGET_RATIO} on wall time)"
+            )
+    if len(results) >= 2:
+        small, large = min(results, key=lambda r: r.rows), max(results, key=lambda r: r.rows)
+        growth = (large.api_peak_rss - small.api_peak_rss) / MIB
+        ok = "meets" if growth <= TARGET_RSS_GROWTH_MIB else "MISSES"
+        lines.append(
+            f"- API peak RSS at {large.rows:,} rows vs {small.rows:,}: {growth:+.1f} MiB "
+            f"({ok} the target <= +{TARGET_RSS_GROWTH_MIB:g} MiB)"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.export_api", description=__doc__)
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(s) for s in DEFAULT_SIZES),
+        help="comma-separated row counts, run smallest first (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    with tempfile.TemporaryDirectory(prefix="bench-export-api-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        devdb = start_devdb(free_port(), log_dir=scratch)
+        api = None
+        try:
+            # The benchmark measures throughput, not logging: one line per export is plenty.
+            api = start_api(
+                free_port(),
+                db_port=devdb.port,
+                env={"API_MEMORY_LOG_EVERY": "0", "LOG_LEVEL": "WARNING"},
+                log_dir=scratch,
+            )
+            export(api, 1_000, scratch / "warmup.xlsx")  # imports, first login, pool
+            plain_fetch(devdb.port, 1_000)
+            results = []
+            for rows in sizes:
+                print(f"{rows:,} rows ...", file=sys.stderr, flush=True)
+                plain_s, plain_cpu = plain_fetch(devdb.port, rows)
+                export_s, ttfb_s, size, cpu, peak = export(api, rows, scratch / "report.xlsx")
+                results.append(Result(rows, export_s, ttfb_s, size, cpu, peak, plain_s, plain_cpu))
+        finally:
+            if api is not None:
+                api.stop()
+            devdb.stop()
+    print(
+        f"Export API benchmark (python {sys.version.split()[0]}, "
+        f"{psutil.cpu_count()} CPUs; dev server, API and curl in separate processes)\n"
+    )
+    print(table(results))
+    print()
+    print("\n".join(verdicts(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
