@@ -208,7 +208,3 @@ def _lookup(kind: type) -> Encoder | None:
         if base in _ENCODERS:
             return _ENCODERS[base]
     return None
-
-
-def is_supported(kind: type) -> bool:
-    return _lookup(kind) is not None

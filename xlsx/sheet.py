@@ -66,7 +66,6 @@ class SheetWriter:
         self._max_bytes = max_bytes
         self._stats = stats
         self.last_row = 1
-        self.bytes_written = 0
 
     def head(self) -> bytes:
         cells = self._encoder.cells
@@ -90,7 +89,6 @@ class SheetWriter:
         remaining = self._max_bytes - len(head) - len(self.tail(self._max_rows))
         if remaining < 0:
             raise XlsxValueError("max_sheet_xml_bytes is too small for the header row")
-        self.bytes_written = len(head)
         yield head
         # Batch characters that surely fit whatever they encode to; past it, measure exactly.
         safe = remaining // _MAX_UTF8_PER_CHAR
@@ -138,20 +136,16 @@ class SheetWriter:
                 break
             remaining -= len(data)
             safe = remaining // _MAX_UTF8_PER_CHAR
-            self.bytes_written += len(data)
             self._stats.rows += 1
             yield data
         if batch:
             yield self._take(batch)
         self.last_row = r
-        tail = self.tail(r)
-        self.bytes_written += len(tail)
-        yield tail
+        yield self.tail(r)
 
     def _take(self, batch: list[str]) -> bytes:
         """The batch as bytes (one join, one encode); counts its rows and empties it."""
         data = "".join(batch).encode()
-        self.bytes_written += len(data)
         self._stats.rows += len(batch)
         batch.clear()
         return data
