@@ -3,6 +3,7 @@
 import datetime as dt
 import decimal
 import math
+import random
 import uuid
 
 import pytest
@@ -179,3 +180,15 @@ def test_typed_rows_in_bulk_round_trip() -> None:
                     assert got in (None, "")
                 else:
                     assert _matches(got, want, reader), (reader, i, got, want)
+
+
+def test_random_nasty_text_round_trips() -> None:
+    rnd = random.Random(1900)
+    alphabet = "ab _x0041F<>&;\"'\t\n\r\x00\x01\x0b\x1f\x7f\x85\xa0é€😀\ufffe\uffff\u2028 "
+    texts = ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 30))) for _ in range(500)]
+    data = write(["text"], [[t] for t in texts])
+    assert [row[0] for row in read_openpyxl(data)["Report"][1:]] == [t or "" for t in texts]
+    # calamine decodes the escapes too, except those of the noncharacters U+FFFE and U+FFFF
+    keep_escaped = str.maketrans({"\ufffe": "_xFFFE_", "\uffff": "_xFFFF_"})
+    expected = [t.translate(keep_escaped) for t in texts]
+    assert [row[0] for row in read_calamine(data)["Report"][1:]] == expected
