@@ -312,8 +312,12 @@ class BffApp:
         chunked = "chunked" in upstream.headers.get("Transfer-Encoding", "").lower()
         if upstream.content_length is not None and not chunked:
             response.content_length = upstream.content_length
-        else:
+        elif request.version >= aiohttp.HttpVersion11:
             response.enable_chunked_encoding()
+        else:
+            # HTTP/1.0 has no chunks: the body ends when the connection closes (cleanly after
+            # a whole body, by abort after a broken one).
+            response.force_close()
         download.state, download.status = STREAMING, upstream.status
         error_body = bytearray()
 

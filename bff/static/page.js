@@ -1,4 +1,4 @@
-// The download page. Design (see bff/README notes in the project README):
+// The download page. Design:
 // - The row count is checked here with the API's own rules, so a typo never costs a request.
 // - The file is fetched by navigating a hidden iframe to /exports/report: the browser's download
 //   manager streams it to disk (never into page memory), and an error answer (JSON, not an

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -170,6 +171,20 @@ async def test_upstream_abort_never_sends_the_final_chunk(
 _opened: list[asyncio.StreamWriter] = []
 
 
+async def test_an_http_1_0_client_gets_the_body_until_close(
+    upstream: Upstream, make_bff: BffFactory
+) -> None:
+    bff = await make_bff()
+    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
+    _opened.append(writer)
+    writer.write(b"GET /exports/report?chunks=3 HTTP/1.0\r\n\r\n")
+    received = await asyncio.wait_for(reader.read(), timeout=10)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200")
+    assert b"Transfer-Encoding" not in head
+    assert body == 3 * CHUNK
+
+
 async def _raw_request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A bare socket client, so a test can stop reading or vanish exactly when it wants."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -180,11 +195,14 @@ async def _raw_request(port: int, target: str) -> tuple[asyncio.StreamReader, as
 
 
 @pytest.fixture(autouse=True)
-def _close_raw_clients() -> Iterator[None]:
+async def _close_raw_clients() -> AsyncIterator[None]:
     """Raw clients are dropped even when a test fails half-way (no unclosed-socket warnings)."""
     yield
     while _opened:
-        _opened.pop().transport.abort()
+        writer = _opened.pop()
+        writer.transport.abort()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 async def test_client_drop_mid_body_closes_the_upstream_connection(
