@@ -357,12 +357,13 @@ class ExportApi:
         why = f" ({job.cancel_reason})" if job.cancel_reason else ""
         first_byte = "-" if job.first_byte_s is None else f"{job.first_byte_s:.3f} s"
         logger.info(
-            "export %d %s%s: %d rows, %d bytes in %.2f s (%.0f rows/s), first byte %s, "
-            "RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s",
+            "export %d %s%s: %d rows (%d sheet(s)), %d bytes in %.2f s (%.0f rows/s), "
+            "first byte %s, RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s",
             job.export_id,
             job.outcome.value,
             why,
             job.rows,
+            job.stats.sheets,
             job.bytes_sent,
             duration,
             job.rows / duration,
