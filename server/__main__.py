@@ -271,7 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:  # e.g. the port is taken
+        logging.getLogger("server").error(
+            "cannot serve on %s:%d: %s", config.host, config.port, exc
+        )
+        return 1
     return 0
 
 

@@ -102,11 +102,13 @@ class WatchedSocket:
 
     def has_pending_input(self) -> bool:
         """True if the peer closed or sent something unasked: an idle connection must not."""
-        try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-        except (OSError, ValueError):  # closed: fileno() is -1
+        fd = self._sock.fileno()
+        if fd < 0:  # closed
             return True
-        return bool(readable)
+        # poll, not select: select() cannot watch descriptors >= 1024 (FD_SETSIZE).
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def shutdown(self) -> None:
         """Wake any blocked read and end the connection (from any thread: no TDS involved)."""
