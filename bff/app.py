@@ -338,21 +338,23 @@ class BffApp:
             )
             await response.write_eof()
             clean = True
-        except UpstreamAborted:
-            # Cut our client off the same way: no final chunk, so curl and browsers report a
-            # failed transfer instead of saving a truncated file as if it were whole.
-            if request.transport is not None:
-                request.transport.abort()
-            self._ended(download, ABORTED, "upstream_aborted", started)
-            raise
-        except ClientStalled:
-            if request.transport is not None:
-                request.transport.abort()
-            self._ended(download, CANCELLED, "client_stalled", started)
-            raise
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             self._ended(download, CANCELLED, "client_disconnected", started)
             raise
+        except ConnectionError as exc:
+            if isinstance(exc, UpstreamAborted):
+                self._ended(download, ABORTED, "upstream_aborted", started)
+            elif isinstance(exc, ClientStalled):
+                self._ended(download, CANCELLED, "client_stalled", started)
+            else:
+                self._ended(download, CANCELLED, "client_disconnected", started)
+            # Cut the connection without the final chunk, so curl and browsers report a failed
+            # transfer instead of saving a truncated file as if it were whole. Returning (not
+            # raising) lets aiohttp finish quietly: its own final write fails on the closed
+            # transport, which it treats as a client that went away.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         finally:
             if clean:
                 upstream.release()  # back to the keep-alive pool
@@ -361,7 +363,6 @@ class BffApp:
                 upstream.close()
         if upstream.status >= 400:
             download.fail(upstream.status, bytes(error_body))
-            download.state = "failed"
         else:
             download.state = COMPLETED
         self._ended(download, download.state, "completed", started)
@@ -371,9 +372,10 @@ class BffApp:
         download.state = state
         self.metrics.outcome(outcome)
         log.info(
-            "download %s %s: status=%s bytes=%d seconds=%.2f",
+            "download %s %s (%s): status=%s bytes=%d seconds=%.2f",
             download.request_id,
             state,
+            outcome,
             download.status,
             download.size,
             self._clock() - started,

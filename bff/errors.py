@@ -14,8 +14,8 @@ class ConfigError(BffError, ValueError):
 class UpstreamAborted(BffError, ConnectionError):
     """The API broke off a body mid-stream; our own response was aborted the same way.
 
-    A ``ConnectionError`` on purpose: aiohttp's server treats a handler that raises one as a
-    premature disconnect (no 500 page, no final chunk), which is exactly what the client must see.
+    A ``ConnectionError``: to the client it is the same as a broken connection, and the relay
+    handles it with the other ways a connection breaks.
     """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,12 @@ from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream, poll
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session
+
+
+def _assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """A broken transfer is an expected event: logged as an outcome, never as a traceback."""
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 def _url(server_port: int, query: str) -> str:
@@ -156,7 +163,7 @@ async def test_upstream_abort_mid_body_aborts_our_response(
 
 
 async def test_upstream_abort_never_sends_the_final_chunk(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
     reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
@@ -166,6 +173,8 @@ async def test_upstream_abort_never_sends_the_final_chunk(
     assert received.startswith(b"HTTP/1.1 200")
     assert b"\r\n\r\n" in received
     assert not received.endswith(b"0\r\n\r\n")
+    await poll(lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1)
+    _assert_quiet(caplog)
 
 
 _opened: list[asyncio.StreamWriter] = []
@@ -206,7 +215,7 @@ async def _close_raw_clients() -> AsyncIterator[None]:
 
 
 async def test_client_drop_mid_body_closes_the_upstream_connection(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
     reader, writer = await _raw_request(bff.port, "/exports/report?chunks=100000&delay=0.01")
@@ -217,6 +226,7 @@ async def test_client_drop_mid_body_closes_the_upstream_connection(
     assert upstream.finished == 0
     await poll(lambda: bff.app.metrics.outcomes["client_disconnected"] == 1)
     await poll(lambda: bff.app.metrics.relays_active == 0)
+    _assert_quiet(caplog)
 
 
 async def test_client_drop_before_headers_closes_the_upstream_connection(
@@ -251,7 +261,7 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
 
 
 async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff(client_write_timeout_s=0.5, max_downloads_per_client=1)
     reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
@@ -261,6 +271,7 @@ async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
         assert bff.app.metrics.outcomes["client_stalled"] == 1
         # Its per-client slot is free again.
         await poll(lambda: bff.app.metrics.relays_active == 0)
+        _assert_quiet(caplog)
     finally:
         writer.transport.abort()
 
