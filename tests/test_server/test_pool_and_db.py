@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -180,3 +181,39 @@ def test_refused_login_is_unavailable_with_the_error_number(devserver_thread: De
     devserver_thread.faults.refuse_logins = True
     with pytest.raises(DatabaseUnavailable, match="18456"):
         _connect(devserver_thread)
+
+
+def test_unacknowledged_attention_shuts_the_socket_down() -> None:
+    """The in-thread watchdog: a peer that never answers the attention costs cancel_timeout_s,
+    then the read fails and the socket is shut down (the connection is then discarded)."""
+    ours, peer = socket.socketpair()
+    with peer:
+        watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=0.3)
+        attentions: list[float] = []
+        watched.attach(lambda: attentions.append(time.monotonic()))
+        watched.watch(lambda: True, silence_limit_s=None, reason="test")
+        buffer = bytearray(8)
+        started = time.monotonic()
+        with pytest.raises(db.DatabaseStalled, match="no answer to a cancel"):
+            watched.recv_into(buffer, 8)
+        assert len(attentions) == 1, "exactly one attention, sent from inside the read"
+        assert 0.3 <= time.monotonic() - started < 2.0
+        assert peer.recv(1) == b"", "our side was shut down"
+        watched.close()
+
+
+def test_reads_return_data_as_it_arrives_and_silence_limits_apply_per_read() -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=5.0)
+        reasons: list[str | None] = []
+        watched.attach(lambda: reasons.append(watched.attention_reason))
+        watched.watch(lambda: False, silence_limit_s=0.3, reason="between-rows timeout")
+        threading.Timer(0.2, peer.sendall, args=(b"abc",)).start()  # silent 0.2 s < 0.3 s
+        buffer = bytearray(8)
+        assert watched.recv_into(buffer, 8) == 3
+        assert reasons == []
+        threading.Timer(0.6, peer.sendall, args=(b"defg",)).start()  # silent 0.6 s > 0.3 s
+        assert watched.recv_into(buffer, 8) == 4  # the read goes on after the attention
+        assert reasons == ["between-rows timeout"]
+        watched.close()
