@@ -108,3 +108,30 @@ def test_a_server_side_error_is_shown_as_text_not_json(
     expect(failed).to_contain_text("The export service is unreachable.")
     expect(failed).to_contain_text("HTTP 502")
     assert page.url == f"{bff.url}/"  # still on the page, not on a raw JSON document
+
+
+def test_a_download_the_api_breaks_off_is_reported_as_failed(
+    chain: Chain, page: Page, tmp_path: Path
+) -> None:
+    chain.db.faults.error_after_rows = 20_000
+    page.goto(f"{chain.bff.url}/")
+    page.fill("#row-count", "60000")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    # The browser itself saw a broken transfer, not a finished file...
+    assert download.failure() is not None
+    # ...and the page says so in words.
+    expect(page.locator("#downloads .state.failed")).to_contain_text("broke off part-way")
+
+
+@pytest.mark.slow
+def test_the_page_downloads_100000_rows(chain: Chain, page: Page, tmp_path: Path) -> None:
+    page.goto(f"{chain.bff.url}/")
+    page.fill("#row-count", "100000")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    target = tmp_path / "report.xlsx"
+    download_info.value.save_as(target)
+    assert data_rows(target) == 100_000
+    expect(page.locator(".state.completed")).to_contain_text("100,000 rows: finished")
