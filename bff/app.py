@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from bff.auth import BearerAuth
-from bff.config import BffConfig
+from bff.config import DEFAULT_ROW_COUNT, BffConfig
 from bff.cors import CorsPolicy
 from bff.downloads import (
     ABORTED,
@@ -93,7 +93,7 @@ class BffApp:
         self._auth = BearerAuth(config.tokens)
         self._cors = CorsPolicy(config.cors_origins)
         self._limiter = ClientLimiter(config.max_downloads_per_client)
-        self._assets = load_assets(default_rows=30_000, max_rows=config.max_row_count)
+        self._assets = load_assets(default_rows=DEFAULT_ROW_COUNT, max_rows=config.max_row_count)
         self._new_request_id = new_request_id
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
