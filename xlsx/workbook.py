@@ -12,9 +12,9 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, names, parts
+from xlsx import dates, names, parts, zipfix
 from xlsx.cells import CellEncoder
-from xlsx.errors import XlsxError, XlsxValueError
+from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
 from xlsx.rows import RowEncoder
 from xlsx.sheet import SheetWriter
@@ -49,8 +49,6 @@ _MIN_WIDTH: Final = 8.0
 _MAX_WIDTH: Final = 60.0
 _MAX_EXCEL_WIDTH: Final = 255.0
 
-_LOCAL_HEADER: Final = b"PK\x03\x04"
-_CENTRAL_HEADER: Final = b"PK\x01\x02"
 _ZIP_MIN_YEAR, _ZIP_MAX_YEAR = 1980, 2107  # what a DOS date can hold
 
 
@@ -248,12 +246,7 @@ def _generate(
 
 
 class _Chunker:
-    """Re-cuts zipstream-ng's output into OUTPUT_CHUNK pieces and stamps the entries' times.
-
-    zipstream-ng 1.9.3 has no per-entry timestamp argument (it uses the local time when an entry
-    starts), so the time and date fields are rewritten here, in each local header (the first
-    chunk of an entry) and each central directory header (one chunk each in the footer).
-    """
+    """Re-cuts zipstream-ng's output into OUTPUT_CHUNK pieces, fixing its headers (zipfix.py)."""
 
     def __init__(self, stats: WriteStats) -> None:
         self._buf = bytearray()
@@ -263,14 +256,13 @@ class _Chunker:
         first = True
         for chunk in chunks:
             if first:
-                chunk = _restamp(chunk, _LOCAL_HEADER, 10, stamp)
+                chunk = zipfix.restamp(chunk, zipfix.LOCAL_HEADER, stamp)
                 first = False
             yield from self._add(chunk)
 
     def footer(self, chunks: Iterator[bytes], stamp: bytes) -> Iterator[bytes]:
-        for chunk in chunks:
-            if chunk[:4] == _CENTRAL_HEADER:
-                chunk = _restamp(chunk, _CENTRAL_HEADER, 12, stamp)
+        # The footer is small (~100 bytes per entry): fixed as a whole.
+        for chunk in zipfix.fix_footer(list(chunks), stamp):
             yield from self._add(chunk)
         if self._buf:
             self._stats.bytes_out += len(self._buf)
@@ -285,9 +277,3 @@ class _Chunker:
             del buf[:OUTPUT_CHUNK]
             self._stats.bytes_out += len(piece)
             yield piece
-
-
-def _restamp(header: bytes, signature: bytes, offset: int, stamp: bytes) -> bytes:
-    if header[:4] != signature:
-        raise XlsxError(f"unexpected zip layout from zipstream-ng: {header[:4]!r} at a header")
-    return header[:offset] + stamp + header[offset + 4 :]
