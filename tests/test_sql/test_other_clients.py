@@ -71,6 +71,7 @@ def test_tsql_sees_errors_and_keeps_the_session(devserver_thread: DevServer) -> 
 @pytest.mark.parametrize("autocommit", [True, False])
 def test_pymssql_batches_and_rpc(devserver_thread: DevServer, autocommit: bool) -> None:
     import pymssql  # a declared test dependency: no skip
+
     conn = pymssql.connect(
         server="127.0.0.1",
         port=devserver_thread.port,
