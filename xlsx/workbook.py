@@ -2,6 +2,7 @@
 
 Sheets are streamed into the zip first; styles, workbook, relationships and content types
 follow once the number of sheets (rollover) and each sheet's last row (autofilter) are known.
+The zip is zipstream-ng's, re-cut into 64 KiB chunks with its headers fixed up (zipfix.py).
 """
 
 import datetime as dt
