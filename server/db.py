@@ -13,6 +13,13 @@ wait in slices of ``poll_interval_s`` and, between slices, on the owning thread 
   raises :class:`DatabaseStalled`; the connection is then discarded. This is the watchdog,
   run by the only thread allowed to touch the connection.
 
+Why not pytds' own ``timeout=``: it raises ``TimeoutError`` out of whatever read was waiting.
+At a token boundary pytds copes (measured against the dev server, which flushes at row
+boundaries: the next ``fetchone`` goes on correctly), and before the first packet it sends
+an attention itself; but a real server fills whole packets, so a wait often starts in the
+middle of a row, where the half-parsed token would be lost. After login these reads never
+raise a timeout into pytds.
+
 Two pytds internals are used, both only here: the session (``_tds_socket.main_session``) for
 ``put_cancel``/``state``/``in_cancel``, and ``tds_base.TDS_IDLE``.
 """
