@@ -212,7 +212,8 @@ class ExportApi:
 
     async def _readyz(self, request: web.BaseRequest) -> web.StreamResponse:
         """Ready when a database connection can be had: a pooled one that passes its check,
-        or a new login."""
+        or a new login. Not ready answers as an export would: 503 + Retry-After while the
+        database is unreachable or every connection is busy, 500 when it refuses the login."""
         try:
             if self._shutting_down:
                 raise ShuttingDown("the service is shutting down")

@@ -39,7 +39,8 @@ from pytds import tds_base
 from server.config import DbSettings
 from server.errors import DatabaseError, DatabaseUnavailable, ExportError
 
-# pytds error numbers that mean "this login will not work", not "this query failed".
+# Error numbers SQL Server answers a login with when it will not accept it (bad credentials,
+# locked or expired login, database not accessible): a configuration problem, not an outage.
 _LOGIN_ERRORS = frozenset({18452, 18456, 18486, 18487, 18488, 4060})
 APP_NAME = "xlsx-stream-export"
 
@@ -229,7 +230,12 @@ def connect(
     cancel_timeout_s: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> DbConnection:
-    """Open a TCP connection and log in; raises :class:`DatabaseUnavailable` on any failure."""
+    """Open a TCP connection and log in.
+
+    Raises :class:`DatabaseUnavailable` (503, retry later) when the database cannot be reached
+    or stops answering, and :class:`DatabaseError` (500) when it answers but refuses the login:
+    retrying a wrong password or a missing database only repeats the failure.
+    """
     where = f"{settings.host}:{settings.port}"
     try:
         raw = socket.create_connection(
@@ -256,8 +262,10 @@ def connect(
         )
     except tds_base.DatabaseError as exc:
         sock.close()
+        if is_server_error(exc):
+            raise _login_refused(_error_number(exc)) from exc
         raise DatabaseUnavailable(
-            f"database login failed at {where} (error {_error_number(exc)})"
+            f"cannot log in to the database at {where}: {type(exc).__name__}"
         ) from exc
     except Exception as exc:
         sock.close()
@@ -276,13 +284,18 @@ def is_server_error(exc: BaseException) -> bool:
     return isinstance(exc, tds_base.DatabaseError) and _error_number(exc) != 0
 
 
+def _login_refused(number: int) -> DatabaseError:
+    # Only the number: the server's text names the login, and the password is never ours to echo.
+    return DatabaseError(f"the database refused the login (error {number})")
+
+
 def translate(exc: BaseException) -> ExportError:
     """A driver or socket exception as the error the client is told about."""
     if isinstance(exc, ExportError):
         return exc
     number = _error_number(exc)
-    if number in _LOGIN_ERRORS:
-        return DatabaseUnavailable(f"database login failed (error {number})")
+    if number in _LOGIN_ERRORS:  # e.g. 4060 from a ``use [db]`` the login sent
+        return _login_refused(number)
     if is_server_error(exc):
         return DatabaseError(f"the database reported error {number}")
     return DatabaseUnavailable(f"lost the database connection ({type(exc).__name__})")

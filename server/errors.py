@@ -58,7 +58,7 @@ class _RetryLater(ExportError):
 
 
 class DatabaseUnavailable(_RetryLater, ConnectionError):
-    """The database cannot be reached or refuses our login."""
+    """The database cannot be reached, or stopped answering (refused, reset, timed out)."""
 
     code = "DATABASE_UNAVAILABLE"
 
@@ -76,7 +76,8 @@ class ShuttingDown(_RetryLater):
 
 
 class DatabaseError(ExportError):
-    """The database answered with an error (missing procedure, error raised by the query...)."""
+    """The database answered with an error: a refused login, a missing procedure, an error
+    raised by the query. Retrying will not help, so no ``Retry-After``."""
 
     code = "DATABASE_ERROR"
 

@@ -45,18 +45,45 @@ async def test_database_down_is_503_with_retry_after(
     assert api.metrics.requests(Outcome.DB_ERROR) == 1
 
 
-async def test_wrong_password_is_503_and_does_not_leak_the_password(
+async def test_wrong_password_is_500_without_retry_after_and_leaks_nothing(
     devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    api = await start_api(db={"password": "not-the-password"})
+    """A server that answers but refuses the login will refuse the retry too: no Retry-After."""
+    api = await start_api(db={"password": "not-the-password", "user": "report-reader"})
+    for path in ("/export/report?rowCount=10", "/readyz"):
+        async with http.get(url(api, path)) as response:
+            assert response.status == 500, path
+            assert "Retry-After" not in response.headers, path
+            code, message = await _json_error(response)
+        assert code == "DATABASE_ERROR", path
+        assert "refused the login" in message
+        assert "18456" in message
+        for leak in ("not-the-password", "report-reader", "Login failed", "OperationalError"):
+            assert leak not in message, (path, leak)
+    assert devserver.stats.logins_failed == 2
+    await wait_idle(api)
+    assert api.metrics.requests(Outcome.DB_ERROR) == 1
+
+
+async def test_refused_logins_are_500_until_the_server_accepts_them_again(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    """The dev server's refuse_logins fault sends the login ERROR token (18456) and closes."""
+    devserver.faults.refuse_logins = True
+    api = await start_api()
     async with http.get(url(api, "/export/report?rowCount=10")) as response:
-        assert response.status == 503
-        assert "Retry-After" in response.headers
-        code, message = await _json_error(response)
-    assert code == "DATABASE_UNAVAILABLE"
-    assert "18456" in message
-    assert "not-the-password" not in message
-    assert devserver.stats.logins_failed == 1
+        assert response.status == 500
+        assert "Retry-After" not in response.headers
+        assert (await _json_error(response))[0] == "DATABASE_ERROR"
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 500
+    devserver.faults.refuse_logins = False
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 200
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 200
+        assert is_valid_zip(await response.read())
+    await wait_idle(api)
 
 
 async def test_missing_procedure_is_500_database_error(

@@ -11,7 +11,7 @@ import pytest
 from server import db
 from server.config import DbSettings
 from server.db import DbConnection
-from server.errors import DatabaseUnavailable, ShuttingDown, TooManyExports
+from server.errors import DatabaseError, DatabaseUnavailable, ShuttingDown, TooManyExports
 from server.pool import ConnectionPool
 from sql.devserver import DEV_PASSWORD, DevServer, run_in_thread
 from sql.report_data import row_values
@@ -177,10 +177,13 @@ def test_slow_login_fails_within_the_login_budget(devserver_thread: DevServer) -
     assert time.monotonic() - started < 2.0
 
 
-def test_refused_login_is_unavailable_with_the_error_number(devserver_thread: DevServer) -> None:
+def test_refused_login_is_a_database_error_not_unavailable(devserver_thread: DevServer) -> None:
     devserver_thread.faults.refuse_logins = True
-    with pytest.raises(DatabaseUnavailable, match="18456"):
+    with pytest.raises(DatabaseError, match=r"refused the login \(error 18456\)") as info:
         _connect(devserver_thread)
+    assert not isinstance(info.value, DatabaseUnavailable)
+    assert info.value.status == 500
+    assert not info.value.retry_later
 
 
 def test_unacknowledged_attention_shuts_the_socket_down() -> None:
