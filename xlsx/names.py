@@ -1,12 +1,16 @@
 """Column letters and sheet names as Excel accepts them."""
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 from xlsx.errors import XlsxValueError
+from xlsx.escape import truncate_utf16, utf16_units
 
 # Excel's sheet limits (Excel specifications and limits): 16,384 columns (XFD), 31-character
 # sheet names that contain none of []:*?/\ and neither start nor end with an apostrophe.
+# Excel counts the 31 in UTF-16 code units, like cell text: an emoji counts 2, and a longer
+# name is "repaired" (cut) on open.
 MAX_COLUMNS: Final = 16_384
 MAX_SHEET_NAME: Final = 31
 _FORBIDDEN = re.compile(r"[\[\]:*?/\\\x00-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -31,10 +35,10 @@ def check_sheet_name(name: str) -> str:
     problem = None
     if not name.strip():
         problem = "it is empty"
-    elif len(name) > MAX_SHEET_NAME:
-        problem = f"it is longer than {MAX_SHEET_NAME} characters"
     elif match := _FORBIDDEN.search(name):
         problem = f"it contains {match[0]!r} (not allowed: [ ] : * ? / \\ and control characters)"
+    elif utf16_units(name) > MAX_SHEET_NAME:
+        problem = f"it is longer than {MAX_SHEET_NAME} characters (UTF-16 units: an emoji counts 2)"
     elif name[0] == "'" or name[-1] == "'":
         problem = "it starts or ends with an apostrophe"
     elif name.casefold() == _RESERVED:
@@ -44,7 +48,16 @@ def check_sheet_name(name: str) -> str:
     return name
 
 
-def continuation_name(base: str, number: int) -> str:
-    """Name of the `number`-th sheet (2, 3, ...) after `base`: "Report (2)", shortened to fit."""
+def continuation_name(base: str, number: int, taken: Iterable[str]) -> str:
+    """Name of the `number`-th sheet (2, 3, ...) after `base`: "Report (2)", shortened to fit.
+
+    `base` is cut (never inside a character) so the name fits MAX_SHEET_NAME, and cut further
+    while it would repeat a name in `taken`: Excel compares sheet names case-insensitively, and
+    a 31-unit base such as "<27 characters> (2)" would otherwise come back as its own sheet 2.
+    """
     suffix = f" ({number})"
-    return base[: MAX_SHEET_NAME - len(suffix)] + suffix
+    prefix = truncate_utf16(base, MAX_SHEET_NAME - len(suffix)) or base
+    used = {name.casefold() for name in taken}
+    while prefix and (prefix + suffix).casefold() in used:
+        prefix = prefix[:-1]
+    return prefix + suffix

@@ -26,6 +26,10 @@ RowFunction = Callable[[Sequence[object], str], str]
 # produce many. Past this many compiled shapes the reference encoder handles new ones, which
 # bounds memory (each compiled function is a few KiB).
 MAX_COMPILED_SHAPES: Final = 256
+# Compiling costs ~75 us per column (1.2 s for one 16,384-column shape), against ~1 us per cell
+# through the reference encoder: past this many compiled columns in all, new shapes are not
+# compiled, so very wide rows with varying NULL patterns cannot spend minutes compiling.
+MAX_COMPILED_COLUMNS: Final = 16_384
 
 
 class RowEncoder:
@@ -36,6 +40,7 @@ class RowEncoder:
         self.width = len(cells.letters)
         # Compiled encoders by shape; the sheet loop looks here first (a method call costs).
         self.compiled: dict[tuple[type, ...], RowFunction] = {}
+        self._compiled_columns = 0
 
     def reference(self, row: Sequence[object], rs: str) -> str:
         """The row through the per-cell reference encoder."""
@@ -50,9 +55,14 @@ class RowEncoder:
         """The encoder for rows of this shape (compiled on first sight)."""
         fn = self.compiled.get(shape)
         if fn is None:
-            if len(shape) > self.width or len(self.compiled) >= MAX_COMPILED_SHAPES:
+            if (
+                len(shape) > self.width
+                or len(self.compiled) >= MAX_COMPILED_SHAPES
+                or self._compiled_columns + len(shape) > MAX_COMPILED_COLUMNS
+            ):
                 return self.reference
             fn = self.compiled[shape] = self._compile(shape)
+            self._compiled_columns += len(shape)
         return fn
 
     def encode(self, row: Sequence[object], rs: str) -> str:
@@ -73,8 +83,14 @@ class RowEncoder:
         lines = ["def encode_row(row, rs):"]
         if shape:
             lines.append("    " + ", ".join(f"v{i}" for i in range(len(shape))) + ", = row")
-        row = " + ".join(
-            f"f'{''.join(group)}'" for group in _groups(['<row r="{rs}">', *fast, "</row>"])
+        # Groups joined by one str.join: a chain of `+` nests one level per group in the parsed
+        # source, and a very wide row (16,384 columns) exceeds the compiler's recursion limit.
+        row = (
+            "''.join(("
+            + "".join(
+                f"f'{''.join(group)}', " for group in _groups(['<row r="{rs}">', *fast, "</row>"])
+            )
+            + "))"
         )
         if guards:
             # Every guard holds (the usual case): the whole row is one expression of f-strings.

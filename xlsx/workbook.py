@@ -13,14 +13,13 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, names, parts, zipfix
+from xlsx import dates, names, parts, styles, zipfix
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
 from xlsx.rows import RowEncoder
 from xlsx.sheet import SheetWriter
 from xlsx.spec import Column, WriteStats
-from xlsx.styles import FIRST_CUSTOM_STYLE, styles_xml
 
 # Excel's rows per sheet, header included (Excel specifications and limits).
 EXCEL_MAX_ROWS: Final = 1_048_576
@@ -86,9 +85,14 @@ def stream_xlsx(
     """Yield the bytes of one .xlsx holding `header` and then `rows`, in chunks of ~64 KiB.
 
     Arguments are checked now (XlsxValueError); rows are pulled only as the result is iterated.
-    `columns` optionally gives a width and number format per column. A sheet that reaches
-    `max_rows_per_sheet` rows (header included) or would pass `max_sheet_xml_bytes` of XML
-    continues on "<sheet_name> (2)", ... with the same header, freeze and filter.
+    `header` needs 1 to 16,384 str entries (None is refused: write "" for an unnamed column).
+    A row shorter than the header leaves its last cells empty (like NULLs); a longer one raises
+    XlsxValueError when it is reached. With no rows at all the workbook still has the header,
+    its freeze and its filter. `columns` optionally gives a width and number format per column.
+    A sheet that reaches `max_rows_per_sheet` rows (header included) or would pass
+    `max_sheet_xml_bytes` of XML continues on "<sheet_name> (2)", ... (cut to 31 characters and
+    kept unique) with the same header, freeze and filter. An exception from `rows` propagates
+    and ends the output: what was yielded before it is never a complete zip.
     `modified_at` sets the zip entries' timestamps (its wall-clock fields, as zip has no
     timezone; default now), making the output byte-for-byte reproducible. `stats`, if given, is
     updated as the rows are written. Closing the returned generator stops pulling rows; closing
@@ -142,8 +146,17 @@ def _check_columns(columns: Sequence[Column | None] | None, width: int) -> list[
     for i, spec in enumerate(specs):
         if spec.width is not None and not 0 <= spec.width <= _MAX_EXCEL_WIDTH:
             raise XlsxValueError(f"columns[{i}].width must be from 0 to {_MAX_EXCEL_WIDTH:g}")
-        if spec.number_format is not None and not spec.number_format:
-            raise XlsxValueError(f"columns[{i}].number_format must not be empty")
+        if spec.number_format is not None:
+            problem = styles.format_code_problem(spec.number_format)
+            if problem:
+                raise XlsxValueError(f"columns[{i}].number_format {problem}")
+    codes = {spec.number_format for spec in specs if spec.number_format is not None}
+    codes -= set(styles.DEFAULT_FORMATS)
+    if len(codes) > styles.MAX_COLUMN_FORMATS:
+        raise XlsxValueError(
+            f"{len(codes)} distinct number formats; at most {styles.MAX_COLUMN_FORMATS} besides"
+            " the default date and time formats (Excel's limit per workbook)"
+        )
     return specs + [Column() for _ in range(width - len(specs))]
 
 
@@ -202,7 +215,7 @@ def _generate(
             continue
         if spec.number_format not in formats:
             formats.append(spec.number_format)
-        column_styles.append(FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
+        column_styles.append(styles.FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
     decimals = [dates.second_decimals(s.number_format) if s.number_format else 0 for s in specs]
     letters = [names.column_letter(i) for i in range(len(header))]
     encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals))
@@ -216,7 +229,10 @@ def _generate(
     sheets: list[parts.SheetInfo] = []
     while True:
         index = len(sheets)
-        name = sheet_name if index == 0 else names.continuation_name(sheet_name, index + 1)
+        if index == 0:
+            name = sheet_name
+        else:
+            name = names.continuation_name(sheet_name, index + 1, (s.name for s in sheets))
         writer = SheetWriter(
             rows=rows,
             carry=carry,
@@ -236,7 +252,7 @@ def _generate(
             break
         carry = writer.carry
 
-    zs.add(styles_xml(formats), "xl/styles.xml")
+    zs.add(styles.styles_xml(formats), "xl/styles.xml")
     zs.add(parts.workbook_xml(sheets), "xl/workbook.xml")
     zs.add(parts.workbook_rels_xml(len(sheets)), "xl/_rels/workbook.xml.rels")
     zs.add(parts.root_rels_xml(), "_rels/.rels")

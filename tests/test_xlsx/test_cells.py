@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from xlsx import dates, escape
+from xlsx import rows as row_module
 from xlsx.cells import CellEncoder
 from xlsx.errors import UnsupportedValueError
 from xlsx.names import column_letter
@@ -280,3 +281,14 @@ def test_past_the_shape_limit_rows_still_encode_the_same() -> None:
         row = [None if rnd.random() < 0.5 else i for i in range(10)]
         assert fast.encode(row, str(r)) == slow.reference(row, str(r))
     assert len(fast.compiled) == MAX_COMPILED_SHAPES
+
+
+def test_past_the_compiled_column_budget_rows_still_encode_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(row_module, "MAX_COMPILED_COLUMNS", 25)  # two 10-column shapes
+    fast = RowEncoder(encoder(10))
+    slow = RowEncoder(encoder(10))
+    for r, row in enumerate([[1] * 10, ["a"] * 10, [1.5] * 10, [None] + [2] * 9, [1] * 10]):
+        assert fast.encode(row, str(r)) == slow.reference(row, str(r))
+    assert len(fast.compiled) == 2

@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 
 import xlsx
-from tests.test_xlsx.support import write
+from tests.test_xlsx.support import read_openpyxl, write
+from xlsx.styles import MAX_COLUMN_FORMATS
 
 
 def test_unsupported_type_is_a_named_error() -> None:
@@ -36,7 +37,11 @@ def test_unsupported_type_is_a_named_error() -> None:
         "'quoted",
         "end'",
         "History",
+        "hIsToRy",
         "tab\there",
+        "😀" * 16,  # 32 UTF-16 units: Excel counts an emoji as 2
+        "a" * 30 + "😀",
+        "lone \ud800",
     ],
 )
 def test_invalid_sheet_names_are_refused_up_front(name: str) -> None:
@@ -44,7 +49,9 @@ def test_invalid_sheet_names_are_refused_up_front(name: str) -> None:
         xlsx.stream_xlsx(["a"], [], sheet_name=name)
 
 
-@pytest.mark.parametrize("name", ["a" * 31, "Ünïcödé 2024-01", "R&D (EU) <all>", "it's"])
+@pytest.mark.parametrize(
+    "name", ["a" * 31, "😀" * 15 + "a", "Ünïcödé 2024-01", "R&D (EU) <all>", "it's", "History 2"]
+)
 def test_valid_sheet_names(name: str) -> None:
     assert write(["a"], [[1]], sheet_name=name)
 
@@ -63,6 +70,9 @@ def test_valid_sheet_names(name: str) -> None:
         {"columns": [None, None, None]},
         {"columns": [xlsx.Column(width=256)]},
         {"columns": [xlsx.Column(number_format="")]},
+        {"columns": [xlsx.Column(number_format="0" * 256)]},
+        {"columns": [xlsx.Column(number_format="0.00\n")]},
+        {"columns": [xlsx.Column(number_format="0\ud800")]},
     ],
 )
 def test_bad_options_are_refused_up_front(options: dict[str, object]) -> None:
@@ -70,12 +80,41 @@ def test_bad_options_are_refused_up_front(options: dict[str, object]) -> None:
         xlsx.stream_xlsx(["a", "b"], [], **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("header", [[], ["a", 2], ["x"] * 16_385])
-def test_bad_headers_are_refused(header: list[object]) -> None:
-    with pytest.raises(xlsx.XlsxValueError):
+def test_too_many_distinct_number_formats_are_refused() -> None:
+    columns = [xlsx.Column(number_format=f'0 "{i}"') for i in range(MAX_COLUMN_FORMATS + 1)]
+    header = ["x"] * len(columns)
+    with pytest.raises(xlsx.XlsxValueError, match="distinct number formats"):
+        xlsx.stream_xlsx(header, [], columns=columns)
+    # Repeating a format, or a default one, does not count again.
+    columns[-1] = xlsx.Column(number_format="yyyy-mm-dd")
+    assert write([*header, "y"], [], columns=[*columns, columns[0]])
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ([], "at least one column"),
+        (["a", 2], r"header\[1\] must be a str, not int"),
+        (["a", None], r"header\[1\] must be a str, not NoneType"),
+        (["x"] * 16_385, "16385 columns; Excel allows at most 16384"),
+    ],
+)
+def test_bad_headers_are_refused(header: list[object], message: str) -> None:
+    with pytest.raises(xlsx.XlsxValueError, match=message):
         xlsx.stream_xlsx(header, [])  # type: ignore[arg-type]
 
 
 def test_row_wider_than_header_is_an_error() -> None:
     with pytest.raises(xlsx.XlsxValueError, match="row 3 has 3 values but the header has 2"):
         write(["a", "b"], [(1, 2), (1, 2, 3)])
+
+
+def test_rows_narrower_than_the_header_leave_the_rest_empty() -> None:
+    data = write(["a", "b", "c"], [(1,), (), (1, 2, 3), (None, "x")])
+    assert read_openpyxl(data)["Report"] == [
+        ("a", "b", "c"),
+        (1, None, None),
+        (None, None, None),
+        (1, 2, 3),
+        (None, "x", None),
+    ]

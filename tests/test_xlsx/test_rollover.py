@@ -93,6 +93,22 @@ def test_long_sheet_names_stay_within_31_characters() -> None:
     assert list(read_openpyxl(data)) == [base, "A" * 27 + " (2)", "A" * 27 + " (3)"]
 
 
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        # Cut to 27 + " (2)" the base would name sheet 2 like itself (Excel ignores case).
+        ("x" * 27 + " (2)", ["x" * 27 + " (2)", "x" * 26 + " (2)", "x" * 27 + " (3)"]),
+        ("X" * 27 + " (3)", ["X" * 27 + " (3)", "X" * 27 + " (2)", "X" * 26 + " (3)"]),
+        # Emoji count two units each and are never split.
+        ("😀" * 15 + "a", ["😀" * 15 + "a", "😀" * 13 + " (2)", "😀" * 13 + " (3)"]),
+        ("Report (2)", ["Report (2)", "Report (2) (2)", "Report (2) (3)"]),
+    ],
+)
+def test_continuation_names_are_unique_and_fit(base: str, expected: list[str]) -> None:
+    data = write(HEADER, rows(5), sheet_name=base, max_rows_per_sheet=3)
+    assert list(read_openpyxl(data)) == expected
+
+
 @pytest.mark.slow
 def test_excel_row_limit_rollover_at_full_size() -> None:
     n = xlsx.EXCEL_MAX_ROWS + 10  # header included, so 11 rows spill over

@@ -2,8 +2,10 @@
 
 import datetime as dt
 import gc
+import io
 import random
 import tracemalloc
+import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -113,3 +115,52 @@ def test_closing_early_stops_pulling_rows() -> None:
     chunks.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
     assert seen < 100_000
     assert pulled[0] == seen
+
+
+def test_closing_early_finalizes_an_inline_row_generator_at_once() -> None:
+    # The export server passes its row generator inline and relies on closing the output to
+    # finalize it (its `finally` releases the database cursor): nothing inside the writer may
+    # keep a reference, not even in a cycle that only the garbage collector would break.
+    events: list[str] = []
+
+    def rows() -> Iterator[tuple[object, ...]]:
+        try:
+            yield from noisy_rows(100_000, [0])
+        finally:
+            events.append("row source finalized")
+
+    chunks = xlsx.stream_xlsx(HEADER, rows(), modified_at=FIXED_TIME)
+    next(chunks)
+    gc.disable()
+    try:
+        chunks.close()  # type: ignore[attr-defined]
+        assert events == ["row source finalized"]
+    finally:
+        gc.enable()
+    with pytest.raises(StopIteration):
+        next(chunks)
+
+
+@pytest.mark.parametrize("fail_after", [0, 1, 30_000])
+def test_nothing_is_yielded_after_an_error_in_the_rows(fail_after: int) -> None:
+    class Boom(Exception):
+        pass
+
+    def rows() -> Iterator[tuple[object, ...]]:
+        yield from noisy_rows(fail_after, [0])
+        raise Boom
+
+    chunks = xlsx.stream_xlsx(HEADER, rows(), modified_at=FIXED_TIME)
+    received: list[bytes] = []
+    with pytest.raises(Boom):
+        received.extend(chunks)
+    if fail_after < 1000:
+        # Less than one output chunk was ready: a caller that has sent nothing yet can still
+        # answer with an error instead of a broken download.
+        assert received == []
+    else:
+        assert received
+    # Never a complete zip (no central directory), so never mistaken for a whole workbook.
+    assert not zipfile.is_zipfile(io.BytesIO(b"".join(received)))
+    with pytest.raises(StopIteration):
+        next(chunks)
