@@ -8,11 +8,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from scripts.stack import StackError, running_stack
+from scripts.stack import HOST, StackError, running_stack
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.run_stack", description=__doc__)
+    # 0 means any free port; the Ready line shows the ports actually used (the tests read it).
     parser.add_argument("--db-port", type=int, default=1433, help="TDS dev database (1433)")
     parser.add_argument("--api-port", type=int, default=3001, help="export API (3001)")
     parser.add_argument("--bff-port", type=int, default=3000, help="BFF and page (3000)")
@@ -25,9 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with running_stack(
             db_port=args.db_port, api_port=args.api_port, bff_port=args.bff_port
         ) as stack:
+            db_port = args.db_port if stack.devdb is None else stack.devdb.port
             print(
                 f"\nReady: open {stack.bff.url}/ in a browser "
-                f"(API {stack.api.url}, dev database 127.0.0.1:{args.db_port}).\n"
+                f"(API {stack.api.url}, dev database {HOST}:{db_port}).\n"
                 f"  curl -fo report.xlsx '{stack.bff.url}/exports/report?rowCount=100000'\n"
                 "Ctrl-C stops everything.\n",
                 flush=True,

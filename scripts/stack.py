@@ -4,11 +4,16 @@ Used by ``make run`` (through ``scripts.run_stack``), by the end-to-end tests an
 end-to-end benchmark. Each service is a ``python -m ...`` subprocess in its own session (so a
 Ctrl-C in the terminal reaches only the launcher, which then stops them in order), polled until
 ready, stopped with SIGTERM and, after a grace period, SIGKILL.
+
+Port 0 means "any free port": the service binds port 0 itself and we read the port it got from
+its own listening socket (psutil), so there is no probe-then-bind race with other processes,
+and a readiness check can never be answered by somebody else's server on a recycled port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -21,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -77,17 +84,30 @@ class Service:
 
 
 def free_port() -> int:
-    """A port that was free a moment ago (the OS picks it; a tiny race is accepted in tests)."""
+    """A port that was free a moment ago. Racy (another process may take it before it is
+    bound): the start_* functions take port 0 instead, which is race-free."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
 
 
-def _spawn(
-    name: str, args: list[str], port: int, env: Mapping[str, str], log_dir: Path | None
-) -> Service:
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports process ``pid`` is listening on (empty if it has exited)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return set()
+    return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
+
+
+_log_numbers = itertools.count(1)
+
+
+def _spawn(name: str, args: list[str], env: Mapping[str, str], log_dir: Path | None) -> Service:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    log_path = None if log_dir is None else log_dir / f"{name}-{port}.log"
+    log_path = (
+        None if log_dir is None else log_dir / f"{name}-{os.getpid()}-{next(_log_numbers)}.log"
+    )
     log = None if log_path is None else log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -97,23 +117,35 @@ def _spawn(
         stderr=subprocess.STDOUT if log is not None else None,
         start_new_session=True,
     )
-    return Service(name, process, port, log_path, log)
+    return Service(name, process, 0, log_path, log)
 
 
-def _wait(service: Service, ready: object, timeout_s: float) -> None:
+def _wait(service: Service, requested_port: int, health_path: str | None, timeout_s: float) -> None:
+    """Wait until ``service`` listens (on ``requested_port`` unless that is 0) and, for HTTP
+    services, answers ``health_path`` with 200. Stops the service if it does not get there,
+    including when the wait itself is interrupted (a test timeout, Ctrl-C)."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        if service.process.poll() is not None:
-            raise StackError(
-                f"{service.name} exited with {service.process.returncode} while starting:\n"
-                + service.log_text()[-4000:]
-            )
-        if ready_check(ready):
-            return
-        if time.monotonic() > deadline:
-            service.stop()
-            raise StackError(f"{service.name} not ready within {timeout_s} s")
-        time.sleep(0.05)
+    try:
+        while True:
+            if service.process.poll() is not None:
+                raise StackError(
+                    f"{service.name} exited with {service.process.returncode} while starting:\n"
+                    + service.log_text()[-4000:]
+                )
+            if not service.port:
+                ports = listening_ports(service.pid)
+                if requested_port in ports or (requested_port == 0 and len(ports) == 1):
+                    service.port = requested_port or ports.pop()
+            if service.port and ready_check(
+                service.port if health_path is None else service.url + health_path
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"{service.name} not ready within {timeout_s} s")
+            time.sleep(0.05)
+    except BaseException:
+        service.stop()
+        raise
 
 
 def ready_check(ready: object) -> bool:
@@ -135,8 +167,8 @@ def start_devdb(
 ) -> Service:
     args = ["-m", "sql.devserver", "--host", HOST, "--port", str(port)]
     args += ["--user", DEV_USER, "--password", DEV_PASSWORD, "--database", DEV_DATABASE]
-    service = _spawn("devdb", args, port, {}, log_dir)
-    _wait(service, port, timeout_s)
+    service = _spawn("devdb", args, {}, log_dir)
+    _wait(service, port, None, timeout_s)
     return service
 
 
@@ -156,8 +188,8 @@ def start_api(
         "MSSQL_DATABASE": DEV_DATABASE,
     }
     args = ["-m", "server", "--host", HOST, "--port", str(port)]
-    service = _spawn("api", args, port, {**db_env, **(env or {})}, log_dir)
-    _wait(service, f"http://{HOST}:{port}/healthz", timeout_s)
+    service = _spawn("api", args, {**db_env, **(env or {})}, log_dir)
+    _wait(service, port, "/healthz", timeout_s)
     return service
 
 
@@ -170,8 +202,8 @@ def start_bff(
     timeout_s: float = DEFAULT_READY_TIMEOUT_S,
 ) -> Service:
     args = ["-m", "bff", "--host", HOST, "--port", str(port), "--api-url", api_url]
-    service = _spawn("bff", args, port, dict(env or {}), log_dir)
-    _wait(service, f"http://{HOST}:{port}/healthz", timeout_s)
+    service = _spawn("bff", args, dict(env or {}), log_dir)
+    _wait(service, port, "/healthz", timeout_s)
     return service
 
 
@@ -206,13 +238,13 @@ def running_stack(
     try:
         devdb = None
         if start_db:
-            devdb = start_devdb(db_port or free_port(), log_dir=log_dir)
+            devdb = start_devdb(db_port or 0, log_dir=log_dir)
             started.append(devdb)
             db_port = devdb.port
         assert db_port is not None, "db_port is required when start_db is false"
-        api = start_api(api_port or free_port(), db_port=db_port, env=api_env, log_dir=log_dir)
+        api = start_api(api_port or 0, db_port=db_port, env=api_env, log_dir=log_dir)
         started.append(api)
-        bff = start_bff(bff_port or free_port(), api_url=api.url, env=bff_env, log_dir=log_dir)
+        bff = start_bff(bff_port or 0, api_url=api.url, env=bff_env, log_dir=log_dir)
         started.append(bff)
         yield Stack(api=api, bff=bff, devdb=devdb)
     finally:

@@ -204,9 +204,11 @@ class _Connection:
             ok, payload, size = False, self.session.login_refused(login.user), 0
         else:
             ok, payload, size = self.session.login(login)
+        if not ok:
+            # Counted before the reply goes out: a client that has its error may look at once.
+            self.stats.logins_failed += 1
         await self._send(self.core.reply(payload))
         if not ok:
-            self.stats.logins_failed += 1
             self.core.login_failed()
             return False  # SQL Server closes the connection after a failed login
         self.core.login_succeeded(size)

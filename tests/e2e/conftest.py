@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.stack import Service, free_port, start_api, start_bff
+from scripts.stack import HOST, Service, start_api, start_bff
 from sql.devserver import DevServer, run_in_thread
 from sql.devserver.server import Faults
 
@@ -46,9 +47,10 @@ def chain(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     pooled connections, counters or half-finished downloads."""
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     devdb.faults = Faults()
-    api = start_api(free_port(), db_port=devdb.port, log_dir=log_dir)
+    # Port 0: each service binds any free port and scripts.stack reads back which (no races).
+    api = start_api(0, db_port=devdb.port, log_dir=log_dir)
     try:
-        bff = start_bff(free_port(), api_url=api.url, log_dir=log_dir)
+        bff = start_bff(0, api_url=api.url, log_dir=log_dir)
         try:
             yield Chain(devdb, api, bff, log_dir)
             # Whatever a test did, the API must end with every connection back in the pool.
@@ -57,6 +59,16 @@ def chain(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             bff.stop()
     finally:
         api.stop()
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """The URL of a port where nothing listens, for "the API is down". The port stays bound
+    (never listening) for the whole test, so connections are refused and no other process can
+    start listening there meanwhile, as it could on a port merely probed free."""
+    with socket.socket() as held:
+        held.bind((HOST, 0))
+        yield f"http://{HOST}:{held.getsockname()[1]}"
 
 
 def poll(condition: Callable[[], bool], *, within: float = 30.0, what: str = "condition") -> None:
@@ -90,9 +102,7 @@ def bff_factory(chain: Chain) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
     def factory(api_url: str | None = None, **env: str) -> Service:
-        service = start_bff(
-            free_port(), api_url=api_url or chain.api.url, env=env, log_dir=chain.log_dir
-        )
+        service = start_bff(0, api_url=api_url or chain.api.url, env=env, log_dir=chain.log_dir)
         started.append(service)
         return service
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from scripts.stack import Service, free_port
+from scripts.stack import Service
 from tests.e2e.conftest import Chain, poll
 from tests.e2e.test_curl import data_rows
 
@@ -24,6 +24,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Chromium starts in ~1 s on an idle machine; a loaded 2-core CI box can be many times slower.
+LAUNCH_TIMEOUT_MS = 120_000
+# Waits for the page (navigation, a download starting, a message appearing). Playwright's
+# expect() has its own 5 s default, apart from the page's: both get the same generous deadline,
+# since every wait here ends as soon as its condition holds.
+WAIT_TIMEOUT_MS = 60_000
 # Where to leave a screenshot of the page for a person to look at (optional).
 SCREENSHOT_ENV = "BFF_E2E_SCREENSHOT"
 
@@ -34,8 +40,11 @@ def browser() -> Iterator[Browser]:
         pytest.fail(f"{CHROMIUM} is required (make system-deps installs Debian's chromium)")
     # Playwright must never fetch a browser of its own.
     os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    expect.set_options(timeout=WAIT_TIMEOUT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+        )
         yield browser
         browser.close()
 
@@ -44,7 +53,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(WAIT_TIMEOUT_MS)
     yield page
     context.close()
 
@@ -98,9 +107,9 @@ def test_a_bad_row_count_shows_a_readable_message(
 
 
 def test_a_server_side_error_is_shown_as_text_not_json(
-    bff_factory: Callable[..., Service], page: Page
+    bff_factory: Callable[..., Service], page: Page, dead_url: str
 ) -> None:
-    bff = bff_factory(api_url=f"http://127.0.0.1:{free_port()}")  # the API is down
+    bff = bff_factory(api_url=dead_url)  # the API is down
     page.goto(f"{bff.url}/")
     page.fill("#row-count", "100")
     page.click("#download")

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from typing import IO
 
-from scripts.stack import ROOT, free_port, ready_check
-from tests.e2e.conftest import poll
+import psutil
+
+from scripts.stack import DEFAULT_READY_TIMEOUT_S, ROOT, listening_ports
+
+READY = re.compile(
+    r"^Ready: open http://127\.0\.0\.1:(?P<bff>\d+)/ in a browser "
+    r"\(API http://127\.0\.0\.1:(?P<api>\d+), dev database 127\.0\.0\.1:(?P<db>\d+)\)"
+)
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in iter(stream.readline, ""):
+        lines.put(line)
 
 
 def test_run_stack_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
-    ports = {"--db-port": free_port(), "--api-port": free_port(), "--bff-port": free_port()}
-    args = [a for flag, port in ports.items() for a in (flag, str(port))]
+    # Port 0 for all three: the launcher prints the ports the services actually got.
+    args = ["--db-port", "0", "--api-port", "0", "--bff-port", "0"]
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.run_stack", *args],
         cwd=ROOT,
@@ -22,31 +37,50 @@ def test_run_stack_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Lines arrive through a thread, so the wait for "Ready" has a deadline of its own even
+    # when the launcher prints nothing at all.
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+    pump.start()
+    services: list[psutil.Process] = []
+    survivors: list[psutil.Process] = []
     try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            if line.startswith("Ready: open http://127.0.0.1:"):
-                break
-            assert line, "".join(lines)
-        else:
-            raise AssertionError("".join(lines))
-        bff = f"http://127.0.0.1:{ports['--bff-port']}"
+        # Three services start one after the other, each with its own readiness deadline.
+        deadline = time.monotonic() + 3 * DEFAULT_READY_TIMEOUT_S
+        seen: list[str] = []
+        ready = None
+        while ready is None:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "no Ready line:\n" + "".join(seen)
+            try:
+                line = lines.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                assert process.poll() is None, "the launcher exited:\n" + "".join(seen)
+                continue
+            seen.append(line)
+            ready = READY.match(line)
+        ports = {name: int(port) for name, port in ready.groupdict().items()}
+        services = psutil.Process(process.pid).children()
+        assert len(services) == 3
+        # Each port printed is one the launcher's own children listen on.
+        assert set(ports.values()) <= set().union(*(listening_ports(s.pid) for s in services))
+        bff = f"http://127.0.0.1:{ports['bff']}"
         with urllib.request.urlopen(f"{bff}/", timeout=10) as page:
             assert b"Report export" in page.read()
         with urllib.request.urlopen(f"{bff}/exports/report?rowCount=10", timeout=30) as report:
             assert report.read(2) == b"PK"  # a zip, i.e. a workbook
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
+        # The launcher stopped every service before it exited.
+        survivors = [s for s in services if s.is_running()]
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-    # Nothing is left listening.
-    for port in ports.values():
-        poll(lambda port=port: not ready_check(port), within=10, what=f"port {port} closed")
+        for service in services:  # whatever happened, no service outlives the test
+            if service.is_running():
+                service.kill()
+        pump.join(timeout=10)
+        process.stdout.close()
+    assert survivors == []
