@@ -103,6 +103,10 @@ class Upstream:
                     headers=dict(headers),
                     allow_redirects=False,
                 )
+        except aiohttp.ConnectionTimeoutError as exc:
+            # No TCP connection within the connect timeout: the API is down or unreachable
+            # (502), not slow to answer. Caught first: it is also a TimeoutError.
+            raise UpstreamUnavailable("The export service is unreachable.") from exc
         except TimeoutError as exc:  # includes aiohttp's ServerTimeoutError (sock_read)
             raise UpstreamTimeout(
                 f"The export service did not answer within {self._headers_timeout_s:g} s."

@@ -129,15 +129,37 @@ async def test_request_id_is_accepted_when_well_formed_and_passed_both_ways(
 async def test_unreachable_upstream_is_a_502_json(
     make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
-    bff = await make_bff(api_url=f"http://127.0.0.1:{dead}")
-    async with client.get(_url(bff.port, "rowCount=5")) as response:
-        assert response.status == 502
-        body = await response.json()
+    # A port bound but never listening, held for the whole test: connections are refused and
+    # no other process can start listening there meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        bff = await make_bff(api_url=f"http://127.0.0.1:{held.getsockname()[1]}")
+        async with client.get(_url(bff.port, "rowCount=5")) as response:
+            assert response.status == 502
+            body = await response.json()
     assert body["error"]["code"] == "PROXY_ERROR"
     assert body["error"]["message"]
+
+
+async def test_upstream_that_cannot_be_connected_to_in_time_is_a_502_not_a_504(
+    make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    """A connect that hangs (a host that drops packets) means the API is unreachable, not slow."""
+    # A listener whose accept queue (backlog 0: one connection) is full and never drained: the
+    # kernel drops further SYNs, so connecting hangs as with a firewalled or vanished host.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        bff = await make_bff(
+            api_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            upstream_connect_timeout_s=0.3,
+        )
+        async with client.get(_url(bff.port, "rowCount=5")) as response:
+            assert response.status == 502
+            body = await response.json()
+    assert body["error"]["code"] == "PROXY_ERROR"
+    assert bff.app.metrics.outcomes["proxy_error"] == 1
 
 
 async def test_upstream_too_slow_with_headers_is_a_504_json(
