@@ -77,5 +77,10 @@ def workbook_xml(sheets: Sequence[SheetInfo]) -> bytes:
 
 
 def quote_sheet(name: str) -> str:
-    """The sheet name as a formula reference wants it: quoted, apostrophes doubled."""
+    """The sheet name as a formula reference wants it: quoted, apostrophes doubled.
+
+    Always quoted: Excel reads 'Report'!$A$1 as well as Report!$A$1, while deciding when quotes
+    may be left out takes Excel's full rules (names like "A1", "R1C1", "1st", spaces, non-word
+    characters...), where one miss makes a name Excel repairs.
+    """
     return "'" + name.replace("'", "''") + "'"
