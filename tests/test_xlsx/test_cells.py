@@ -2,12 +2,12 @@
 
 import datetime as dt
 import decimal
-import enum
 import random
 import uuid
 
 import pytest
 
+from tests.test_xlsx.support import UTC_PLUS_2, Color, random_value
 from xlsx import dates, escape
 from xlsx import rows as row_module
 from xlsx.cells import CellEncoder
@@ -16,18 +16,12 @@ from xlsx.names import column_letter
 from xlsx.rows import MAX_COMPILED_SHAPES, RowEncoder
 from xlsx.spec import WriteStats
 
-UTC_PLUS_2 = dt.timezone(dt.timedelta(hours=2))
-
 
 def encoder(
     width: int = 3, styles: list[int] | None = None, decimals: list[int] | None = None
 ) -> CellEncoder:
     letters = [column_letter(i) for i in range(width)]
     return CellEncoder(letters, styles or [0] * width, WriteStats(), decimals)
-
-
-class Color(enum.IntEnum):
-    RED = 7
 
 
 class Text(str):
@@ -216,40 +210,6 @@ def test_serials_follow_excels_1900_calendar() -> None:
         assert int((serial - 45292) * 86_400 + 1e-6) == second
 
 
-def _random_value(rnd: random.Random) -> object:
-    kind = rnd.randrange(14)
-    if kind == 0:
-        return None
-    if kind == 1:
-        return rnd.choice([True, False])
-    if kind == 2:
-        return rnd.choice([rnd.randrange(-(2**60), 2**60), rnd.randrange(-1000, 1000)])
-    if kind == 3:
-        return rnd.choice([rnd.uniform(-1e9, 1e9), float("nan"), float("inf"), 1e-300])
-    if kind == 4:
-        return decimal.Decimal(rnd.randrange(-(10**20), 10**20)).scaleb(-rnd.randrange(0, 8))
-    if kind in (5, 6):
-        alphabet = "ab _x0041<>&\t\n\r\x01é😀\ud800\ufffe "
-        return "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 12)))
-    if kind == 7:
-        return dt.date(rnd.randrange(1890, 2100), rnd.randrange(1, 13), rnd.randrange(1, 29))
-    if kind == 8:
-        return dt.datetime(
-            rnd.randrange(1899, 2100), 1, 1, microsecond=rnd.randrange(10**6)
-        ) + dt.timedelta(seconds=rnd.randrange(10**8))
-    if kind == 9:
-        return dt.datetime(2020, 1, 1, 12, tzinfo=UTC_PLUS_2) + dt.timedelta(
-            seconds=rnd.randrange(10**6)
-        )
-    if kind == 10:
-        return dt.time(rnd.randrange(24), rnd.randrange(60), rnd.randrange(60), rnd.randrange(10))
-    if kind == 11:
-        return uuid.UUID(int=rnd.getrandbits(128))
-    if kind == 12:
-        return rnd.randbytes(rnd.randrange(0, 6))
-    return Color.RED
-
-
 @pytest.mark.parametrize(
     ("styles", "decimals"), [([0, 0, 0, 0], None), ([5, 0, 6, 0], [3, 0, 0, 0])]
 )
@@ -258,7 +218,7 @@ def test_compiled_rows_equal_reference_rows(styles: list[int], decimals: list[in
     fast = RowEncoder(encoder(4, styles, decimals))
     slow = RowEncoder(encoder(4, styles, decimals))
     for r in range(3000):
-        row = [_random_value(rnd) for _ in range(rnd.randrange(0, 5))]
+        row = [random_value(rnd) for _ in range(rnd.randrange(0, 5))]
         assert fast.encode(row, str(r)) == slow.reference(row, str(r)), row
 
 
