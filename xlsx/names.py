@@ -1,7 +1,7 @@
 """Column letters and sheet names as Excel accepts them."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container
 from typing import Final
 
 from xlsx.errors import XlsxValueError
@@ -48,16 +48,15 @@ def check_sheet_name(name: str) -> str:
     return name
 
 
-def continuation_name(base: str, number: int, taken: Iterable[str]) -> str:
+def continuation_name(base: str, number: int, taken: Container[str]) -> str:
     """Name of the `number`-th sheet (2, 3, ...) after `base`: "Report (2)", shortened to fit.
 
     `base` is cut (never inside a character) so the name fits MAX_SHEET_NAME, and cut further
-    while it would repeat a name in `taken`: Excel compares sheet names case-insensitively, and
-    a 31-unit base such as "<27 characters> (2)" would otherwise come back as its own sheet 2.
+    while the name's casefold() is in `taken`: Excel compares sheet names case-insensitively,
+    and a 31-unit base such as "<27 characters> (2)" would otherwise come back as its own sheet 2.
     """
     suffix = f" ({number})"
     prefix = truncate_utf16(base, MAX_SHEET_NAME - len(suffix)) or base
-    used = {name.casefold() for name in taken}
-    while prefix and (prefix + suffix).casefold() in used:
+    while prefix and (prefix + suffix).casefold() in taken:
         prefix = prefix[:-1]
     return prefix + suffix

@@ -227,12 +227,14 @@ def _generate(
     zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=compress_level)
     out = _Chunker(stats)
     sheets: list[parts.SheetInfo] = []
+    taken_names: set[str] = set()  # casefolded, as Excel compares sheet names
     while True:
         index = len(sheets)
         if index == 0:
             name = sheet_name
         else:
-            name = names.continuation_name(sheet_name, index + 1, (s.name for s in sheets))
+            name = names.continuation_name(sheet_name, index + 1, taken_names)
+        taken_names.add(name.casefold())
         writer = SheetWriter(
             rows=rows,
             carry=carry,

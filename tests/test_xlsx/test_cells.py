@@ -76,6 +76,7 @@ class Text(str):
         ("\ufffe\uffff", '<c r="B7" t="inlineStr"><is><t>_xFFFE__xFFFF_</t></is></c>'),
         ("_x0041_", '<c r="B7" t="inlineStr"><is><t>_x005F_x0041_</t></is></c>'),
         ("_x00e9_ _xZZZZ_", '<c r="B7" t="inlineStr"><is><t>_x005F_x00e9_ _xZZZZ_</t></is></c>'),
+        ("_X0041_ _x004_", '<c r="B7" t="inlineStr"><is><t>_X0041_ _x004_</t></is></c>'),
         ("snake_case", '<c r="B7" t="inlineStr"><is><t>snake_case</t></is></c>'),
         ("Ärger 😀", '<c r="B7" t="inlineStr"><is><t>Ärger 😀</t></is></c>'),
         (Text("mine"), '<c r="B7" t="inlineStr"><is><t>mine</t></is></c>'),

@@ -44,6 +44,12 @@ CASES: list[tuple[str, object, object]] = [
     ("leading/trailing spaces", "  both  ", "  both  "),
     ("escape lookalike", "_x0041_", "_x0041_"),
     ("escaped escape lookalike", "_x005F_x0041_", "_x005F_x0041_"),
+    # Only "_x" + 4 hex digits + "_" is an escape (capital X is not): the rest stays as it is.
+    (
+        "not escapes",
+        "_x_ _xZZZZ_ _x12345_ _X0041_ _x004_ x0041_",
+        "_x_ _xZZZZ_ _x12345_ _X0041_ _x004_ x0041_",
+    ),
     ("40,000 characters", "x" * 40_000, "x" * 32_767),
     ("emoji near the limit", EMOJI_TEXT, "a" + "😀" * 16_383),
     (
