@@ -13,6 +13,7 @@ the handler turns that into the export's cancel flag.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import itertools
@@ -56,6 +57,9 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # to close their connections.
 _CANCEL_HANDLERS_TIMEOUT_S = 1.0
 _SHUTDOWN_POLL_S = 0.05
+# Idle-connection expiry runs this many times per pool idle timeout, so a connection above
+# the pool's minimum stays open at most 1.5 timeouts after its last export.
+_IDLE_CHECKS_PER_TIMEOUT = 2
 
 
 def _outcome_of(error: ExportError) -> Outcome:
@@ -114,6 +118,7 @@ class ExportApi:
         self._shutting_down = False
         self._web_server: web.Server | None = None
         self._listener: asyncio.Server | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self.port = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -125,6 +130,7 @@ class ExportApi:
             self._web_server, self.config.host, self.config.port
         )
         self.port = int(self._listener.sockets[0].getsockname()[1])
+        self._expiry = asyncio.create_task(self._expire_idle_connections())
         logger.info(
             "export API listening on http://%s:%d (database %s:%d/%s, pool %d..%d)",
             self.config.host,
@@ -155,6 +161,10 @@ class ExportApi:
         await self._wait_for_exports(self.config.cancel_timeout_s + self.config.poll_interval_s)
         if self.active_exports:
             logger.warning("shutting down with %d export(s) still running", self.active_exports)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
         self.pool.close()
         logger.info("export API stopped")
 
@@ -174,6 +184,15 @@ class ExportApi:
     def active_exports(self) -> int:
         with self._jobs_lock:
             return len(self._jobs)
+
+    async def _expire_idle_connections(self) -> None:
+        """Close connections idle past the pool's timeout even when no export comes to do it."""
+        interval = self.config.pool_idle_timeout_s / _IDLE_CHECKS_PER_TIMEOUT
+        while True:
+            await asyncio.sleep(interval)
+            closed = await asyncio.to_thread(self.pool.expire_idle)  # closing may block
+            if closed:
+                logger.info("closed %d idle database connection(s)", closed)
 
     async def _wait_for_exports(self, timeout_s: float) -> None:
         deadline = self._clock() + timeout_s

@@ -241,20 +241,27 @@ class ExportJob:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _rows(self, cursor: Any, first: Any) -> Iterator[tuple[Any, ...]]:
-        """The rows, batch by batch, with the cancel flag checked between batches."""
+        """The rows, batch by batch, with the cancel flag checked between batches.
+
+        Batches end on multiples of the memory-log interval, so RSS is sampled after exactly
+        5,000, 10,000, ... rows.
+        """
         batch_size = self._config.fetch_batch_rows
         log_every = self._config.memory_log_every_rows
         batch: list[Any] = [] if first is None else [first]
         while batch:
-            before = self.rows
             with self._lock:
                 self.rows += len(batch)
             yield from batch
-            if log_every and self.rows // log_every != before // log_every:
-                self.memory.sample(f"after {self.rows:,} rows")
+            size = batch_size
+            if log_every:
+                to_next_sample = log_every - self.rows % log_every
+                if to_next_sample == log_every:
+                    self.memory.sample(f"after {self.rows:,} rows")
+                size = min(size, to_next_sample)
             self._check_cancelled()
             try:
-                batch = cursor.fetchmany(batch_size)
+                batch = cursor.fetchmany(size)
             except Exception as exc:
                 self._fail_mid_stream(exc)
         self._check_interrupted()

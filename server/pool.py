@@ -4,7 +4,9 @@
   never waits: when every slot is taken it raises :class:`TooManyExports` at once (the
   client gets 503 + Retry-After instead of a request parked behind someone's 1M-row export).
 - Lazy: nothing is opened until a lease asks for a connection; ``min_size`` is how many idle
-  connections are kept when the idle timeout would otherwise close them.
+  connections are kept when the idle timeout would otherwise close them. Expiry runs whenever
+  a connection is given back and when the owner calls :meth:`ConnectionPool.expire_idle`
+  (the API does so periodically, so a burst's connections do not stay open forever).
 - Health-checked on checkout without a query (an idle connection whose socket is readable
   has been closed by the server, or is out of step) and replaced after fatal errors: the
   borrower says whether the connection is still clean when it gives it back.
@@ -114,6 +116,14 @@ class ConnectionPool(Generic[C]):
         while len(self._idle) > self.min_size and self._idle[0].idle_since <= deadline:
             expired.append(self._idle.pop(0))
         return expired
+
+    def expire_idle(self) -> int:
+        """Close idle connections above ``min_size`` that idled past the timeout; how many."""
+        with self._lock:
+            expired = self._expire_locked()
+        for stale in expired:
+            stale.close()
+        return len(expired)
 
     def close(self) -> None:
         """Close idle connections; connections still lent out are closed when given back."""

@@ -7,9 +7,15 @@ workbook, no HTTP) and reports:
 
 - the export's rows/s, time to first byte (curl's ``time_starttransfer``), wall time and the
   API's CPU time;
-- the ratio export time / plain fetch time (target: at most 1.25);
+- the ratio export time / plain fetch time (target: at most 1.25), by wall clock and by CPU
+  seconds (the API process vs the fetching process: steadier on a shared machine);
 - the API's peak RSS (psutil, sampled every 50 ms while the download runs) and its growth from
   the smallest to the largest size (target: 1M rows within +20 MB of 10k rows).
+
+A fair comparison: both sides ask for the same TDS packet size (passed to the API explicitly),
+the plain fetch iterates the cursor the usual way and keeps no row, and the API runs with its
+production defaults otherwise (memory sampled every 5,000 rows, INFO log). Each size is measured
+``--repeat`` times, plain fetch and export alternating, and the best of each is reported.
 
 Prints a Markdown table and the two verdicts. The machine is shared and has two cores: the
 dev server, the API and curl compete for them, so run it on a quiet machine.
@@ -42,9 +48,14 @@ from scripts.stack import (
     start_api,
     start_devdb,
 )
-from server.config import DEFAULT_FETCH_BATCH_ROWS, DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
+from server.config import DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+# The API's own default, asked for explicitly on both sides (pytds.md: 32 KiB packets decode
+# faster than 4 KiB ones, so a mismatch would skew the ratio).
+PACKET_SIZE = DEFAULT_PACKET_SIZE
+# Best of three: enough to shed most of a shared machine's noise, short enough for 1M rows.
+DEFAULT_REPEAT = 3
 # Issue 4's targets.
 TARGET_RATIO = 1.25
 TARGET_RSS_GROWTH_MIB = 20.0
@@ -103,7 +114,7 @@ class Result:
 
 
 def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
-    """(seconds, CPU seconds) for pytds alone to fetch the rows (the API's packet size/batch)."""
+    """(seconds, CPU seconds) for pytds alone to fetch every row, keeping none."""
     conn = pytds.connect(
         dsn=HOST,
         port=db_port,
@@ -111,7 +122,7 @@ def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
         password=DEV_PASSWORD,
         database=DEV_DATABASE,
         autocommit=True,
-        blocksize=DEFAULT_PACKET_SIZE,
+        blocksize=PACKET_SIZE,
     )
     try:
         cursor = conn.cursor()
@@ -119,8 +130,8 @@ def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
         cpu_started = time.process_time()
         cursor.callproc(DEFAULT_PROCEDURE, {"@RowCount": rows})
         fetched = 0
-        while batch := cursor.fetchmany(DEFAULT_FETCH_BATCH_ROWS):
-            fetched += len(batch)
+        for _row in cursor:
+            fetched += 1
         while cursor.nextset():
             pass
         elapsed = time.perf_counter() - started
@@ -160,6 +171,27 @@ def export(api: Service, rows: int, target: Path) -> tuple[float, float, int, fl
     target.unlink()
     total, ttfb, size = done.stdout.split()
     return float(total), float(ttfb), int(size), cpu, rss.peak
+
+
+def measure(api: Service, db_port: int, rows: int, repeat: int, scratch: Path) -> Result:
+    """Best of ``repeat`` alternating runs: the fastest export and fetch by wall clock, the
+    lowest CPU of each, the highest peak RSS (memory is judged on its worst run)."""
+    plains: list[tuple[float, float]] = []
+    exports: list[tuple[float, float, int, float, int]] = []
+    for _ in range(repeat):
+        plains.append(plain_fetch(db_port, rows))
+        exports.append(export(api, rows, scratch / "report.xlsx"))
+    fastest = min(exports, key=lambda e: e[0])
+    return Result(
+        rows=rows,
+        export_s=fastest[0],
+        ttfb_s=fastest[1],
+        size_bytes=fastest[2],
+        api_cpu_s=min(e[3] for e in exports),
+        api_peak_rss=max(e[4] for e in exports),
+        plain_s=min(p[0] for p in plains),
+        plain_cpu_s=min(p[1] for p in plains),
+    )
 
 
 def _cpu(process: Any) -> float:
@@ -211,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(str(s) for s in DEFAULT_SIZES),
         help="comma-separated row counts, run smallest first (default: %(default)s)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        help="measurements per size; the best is reported (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-export-api-") as scratch_dir:
@@ -218,11 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devdb = start_devdb(free_port(), log_dir=scratch)
         api = None
         try:
-            # The benchmark measures throughput, not logging: one line per export is plenty.
+            # Production defaults except the packet size, which the plain fetch must share.
             api = start_api(
                 free_port(),
                 db_port=devdb.port,
-                env={"API_MEMORY_LOG_EVERY": "0", "LOG_LEVEL": "WARNING"},
+                env={"MSSQL_PACKET_SIZE": str(PACKET_SIZE)},
                 log_dir=scratch,
             )
             export(api, 1_000, scratch / "warmup.xlsx")  # imports, first login, pool
@@ -230,9 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = []
             for rows in sizes:
                 print(f"{rows:,} rows ...", file=sys.stderr, flush=True)
-                plain_s, plain_cpu = plain_fetch(devdb.port, rows)
-                export_s, ttfb_s, size, cpu, peak = export(api, rows, scratch / "report.xlsx")
-                results.append(Result(rows, export_s, ttfb_s, size, cpu, peak, plain_s, plain_cpu))
+                results.append(measure(api, devdb.port, rows, max(1, args.repeat), scratch))
         finally:
             if api is not None:
                 api.stop()

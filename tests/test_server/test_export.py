@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import logging
 import pathlib
 import re
 
 import aiohttp
 import pytest
 
-from tests.test_server.conftest import StartApi, url, wait_idle
+from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
 from tests.test_server.readers import (
     HEADER,
     calamine_sheets,
@@ -30,10 +32,14 @@ async def test_download_reads_back_in_both_readers(
     async with http.get(url(api, f"/export/report?rowCount={rows}")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == XLSX_TYPE
-        assert re.fullmatch(
-            r'attachment; filename="report-\d{4}-\d{2}-\d{2}-\d{6}\.xlsx"',
+        disposition = re.fullmatch(
+            r'attachment; filename="report-(\d{4}-\d{2}-\d{2}-\d{6})\.xlsx"',
             response.headers["Content-Disposition"],
         )
+        assert disposition, response.headers["Content-Disposition"]
+        stamped = datetime.datetime.strptime(disposition[1], "%Y-%m-%d-%H%M%S")
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        assert abs(now - stamped) < datetime.timedelta(minutes=5), "the server's UTC clock"
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Transfer-Encoding"] == "chunked"
@@ -49,6 +55,47 @@ async def test_download_reads_back_in_both_readers(
         assert row == expected_calamine(n), f"calamine row {n}"
     await wait_idle(api)
     assert api.pool.idle == 1  # the connection went back clean
+
+
+async def test_memory_is_logged_every_n_rows_and_each_export_is_summarised(
+    start_api: StartApi, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server")
+    # Batches of 300 do not divide 1,000: the samples still land on exact multiples.
+    api = await start_api(memory_log_every_rows=1_000, fetch_batch_rows=300)
+    async with http.get(url(api, "/export/report?rowCount=3100")) as response:
+        assert response.status == 200
+        body = await response.read()
+    await wait_idle(api)
+    await wait_for(
+        lambda: any("completed" in r.getMessage() for r in caplog.records if r.name == "server"),
+        what="the summary line",
+    )
+    memory = [
+        re.sub(r"RSS [\d.]+ MiB", "RSS n MiB", r.getMessage())
+        for r in caplog.records
+        if r.name == "server.export" and " memory " in r.getMessage()
+    ]
+    assert memory == [
+        "export 1 memory at start: RSS n MiB",
+        "export 1 memory after 1,000 rows: RSS n MiB",
+        "export 1 memory after 2,000 rows: RSS n MiB",
+        "export 1 memory after 3,000 rows: RSS n MiB",
+        "export 1 memory at end: RSS n MiB",
+    ]
+    (summary,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "server" and r.getMessage().startswith("export 1 completed")
+    ]
+    match = re.fullmatch(
+        r"export 1 completed: 3100 rows \(1 sheet\(s\)\), (?P<bytes>\d+) bytes in [\d.]+ s "
+        r"\([\d]+ rows/s\), first byte [\d.]+ s, RSS start [\d.]+ MiB peak [\d.]+ MiB; "
+        r"database: completed, connection kept",
+        summary,
+    )
+    assert match, summary
+    assert int(match["bytes"]) == len(body)
 
 
 async def test_rows_roll_over_to_more_sheets_with_the_header_on_each(

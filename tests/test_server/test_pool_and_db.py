@@ -95,6 +95,30 @@ def test_idle_connections_above_the_minimum_expire(devserver_thread: DevServer) 
     pool.close()
 
 
+def test_expire_idle_closes_only_what_idled_past_the_timeout_above_the_minimum(
+    devserver_thread: DevServer,
+) -> None:
+    now = [100.0]
+    pool = ConnectionPool(
+        lambda: _connect(devserver_thread),
+        min_size=1,
+        max_size=3,
+        idle_timeout_s=30.0,
+        clock=lambda: now[0],
+    )
+    leases = [pool.lease() for _ in range(3)]
+    conns = [lease.acquire()[0] for lease in leases]
+    leases[0].release(conns[0], reusable=True)
+    leases[1].release(conns[1], reusable=True)
+    now[0] += 20.0
+    leases[2].release(conns[2], reusable=True)  # idle 20 s less than the other two
+    now[0] += 15.0
+    assert pool.expire_idle() == 2, "the two older ones, oldest first; the minimum stays"
+    assert pool.idle == 1
+    assert pool.expire_idle() == 0, "never below the minimum"
+    pool.close()
+
+
 def test_dead_idle_connection_fails_the_checkout_check() -> None:
     with run_in_thread(host="127.0.0.1", port=0) as server:
         pool = _pool(server)

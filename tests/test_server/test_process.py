@@ -74,8 +74,9 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
             await api.process.wait()
 
 
-async def test_sigterm_lets_a_running_export_finish(
-    devserver: DevServer, run_api: RunApi, http: aiohttp.ClientSession
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_lets_a_running_export_finish(
+    devserver: DevServer, run_api: RunApi, http: aiohttp.ClientSession, signum: signal.Signals
 ) -> None:
     devserver.faults.row_delay = 0.3  # 4 pauses: about 1.2 s for 20,000 rows
     devserver.faults.row_delay_every = 5_000
@@ -83,7 +84,7 @@ async def test_sigterm_lets_a_running_export_finish(
     target = f"http://127.0.0.1:{api.port}/export/report?rowCount=20000"
     async with http.get(target) as response:
         assert response.status == 200
-        api.process.send_signal(signal.SIGTERM)
+        api.process.send_signal(signum)
         # Stop accepting: new connections are refused while the export goes on.
         await wait_for(lambda: _refuses(api.port), what="the listener to close")
         body = await response.read()

@@ -53,6 +53,27 @@ async def test_readyz_logs_in_and_keeps_the_connection(
     assert api.pool.idle == 1
 
 
+async def test_idle_connections_above_the_minimum_close_without_traffic(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    devserver.faults.first_row_delay = 1.0  # the three exports overlap: three connections
+    api = await start_api(pool_min=1, pool_max=3, pool_idle_timeout_s=0.3)
+    async with asyncio.TaskGroup() as exports:
+        for _ in range(3):
+            exports.create_task(_download(http, url(api, "/export/report?rowCount=100")))
+    await wait_idle(api)
+    assert devserver.stats.connections_total == 3
+    # Nothing else happens: the periodic expiry alone closes the two above the minimum.
+    await wait_for(lambda: devserver.stats.connections_open == 1, what="two connections closed")
+    assert api.pool.idle == 1
+
+
+async def _download(http: aiohttp.ClientSession, target: str) -> None:
+    async with http.get(target) as response:
+        assert response.status == 200
+        await response.read()
+
+
 # One sample line of the text format: name, optional {labels}, value.
 SAMPLE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*)\})?'
@@ -60,18 +81,20 @@ SAMPLE = re.compile(
 )
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Strict parse of the exposition format: every line is HELP, TYPE or a valid sample."""
+def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Strict parse of the exposition format: every line is HELP, TYPE or a valid sample.
+    Returns the samples and each family's type."""
     assert text.endswith("\n")
     samples: dict[str, float] = {}
-    typed: set[str] = set()
+    typed: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("# HELP "):
             continue
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert kind in ("counter", "gauge", "histogram")
-            typed.add(name)
+            assert name not in typed, f"two TYPE lines for {name}"
+            typed[name] = kind
             continue
         match = SAMPLE.match(line)
         assert match, f"not a valid sample line: {line!r}"
@@ -81,7 +104,20 @@ def parse_metrics(text: str) -> dict[str, float]:
         key = f"{name}{{{match['labels']}}}" if match["labels"] else name
         assert key not in samples, f"duplicate sample {key}"
         samples[key] = float(match["value"])
-    return samples
+    return samples, typed
+
+
+# Issue 4's list: every family with its type, every label value it names.
+ISSUE_FAMILIES = {
+    "export_requests_total": "counter",
+    "export_rows_total": "counter",
+    "export_bytes_total": "counter",
+    "exports_active": "gauge",
+    "export_duration_seconds": "histogram",
+    "db_pool_connections": "gauge",
+    "process_resident_memory_bytes": "gauge",
+}
+ISSUE_OUTCOMES = ("completed", "client_disconnected", "db_error", "rejected", "invalid")
 
 
 async def test_metrics_text_parses_and_counts_exports(
@@ -96,7 +132,10 @@ async def test_metrics_text_parses_and_counts_exports(
     async with http.get(url(api, "/metrics")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-        samples = parse_metrics(await response.text())
+        samples, types = parse_metrics(await response.text())
+    assert {name: types.get(name) for name in ISSUE_FAMILIES} == ISSUE_FAMILIES
+    for outcome in ISSUE_OUTCOMES:
+        assert f'export_requests_total{{outcome="{outcome}"}}' in samples, outcome
     assert samples['export_requests_total{outcome="completed"}'] == 1
     assert samples['export_requests_total{outcome="invalid"}'] == 1
     assert samples['export_requests_total{outcome="client_disconnected"}'] == 0
