@@ -21,10 +21,11 @@ DEFAULT_FORMATS: Final = (DATE_FORMAT, DATETIME_FORMAT, TIME_FORMAT)
 # Ids below 164 are Excel's built-in formats; custom ones start here (ECMA-376 18.8.30).
 FIRST_CUSTOM_FORMAT_ID: Final = 164
 
-# Excel refuses (offers to repair) format codes longer than 255 characters, and a workbook with
-# more than "between 200 and 250" number formats depending on its language version (Excel
-# specifications and limits; whether the ~36 built-in formats count is not documented, so this
-# stays below 200 - 36, the three defaults above included).
+# Excel takes format codes of at most 255 characters (its Format Cells dialog refuses longer
+# ones; other writers enforce the same limit) and "between 200 and 250" number formats per
+# workbook depending on its language version (Excel specifications and limits; ExcelJS users saw
+# the repair dialog past that). Whether the ~36 built-in formats count is not documented, so
+# this stays below 200 - 36, the three defaults above included.
 MAX_FORMAT_CODE: Final = 255
 MAX_CUSTOM_FORMATS: Final = 160
 MAX_COLUMN_FORMATS: Final = MAX_CUSTOM_FORMATS - len(DEFAULT_FORMATS)
