@@ -65,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:  # the port is taken, or the address is not ours
+        log.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+        return 1
     return 0
 
 

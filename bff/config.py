@@ -155,6 +155,7 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
         else:
             values[key] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "api_url" in overrides and isinstance(values["api_url"], str):
-        values["api_url"] = parse_api_url(values["api_url"])
+    flag_url = overrides.get("api_url")
+    if isinstance(flag_url, str):
+        values["api_url"] = parse_api_url(flag_url)
     return BffConfig(**values)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -142,6 +143,15 @@ def test_config_defaults() -> None:
     assert config.max_downloads_per_client == 4
 
 
+def test_config_defaults_when_no_flag_is_given() -> None:
+    """What ``python -m bff`` with no flags and no environment passes in."""
+    assert config_from({}, host=None, port=None, api_url=None) == BffConfig()
+    assert config_from({"API_URL": "http://api:9000/"}, api_url=None).api_url == "http://api:9000"
+    assert config_from({}, api_url="http://flag:1/").api_url == "http://flag:1"
+    with pytest.raises(ConfigError):
+        config_from({}, api_url="ftp://flag")
+
+
 def test_config_from_environment_and_flags() -> None:
     env = {
         "API_URL": "http://api:9000/",
@@ -190,3 +200,19 @@ def test_the_command_refuses_bad_configuration_with_exit_code_2() -> None:
     )
     assert done.returncode == 2
     assert "BFF_MAX_DOWNLOADS_PER_CLIENT must be a whole number" in done.stderr
+
+
+def test_the_command_exits_1_with_a_message_when_the_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "bff", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
