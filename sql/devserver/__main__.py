@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 
 from sql.devserver.server import (
     DEFAULT_HOST,
@@ -56,12 +57,19 @@ async def serve(args: argparse.Namespace) -> None:
         await server.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args))
+    except OSError as exc:  # the port is taken, or the address is not ours
+        logging.getLogger("sql.devserver").error(
+            "cannot serve on %s:%d: %s", args.host, args.port, exc
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
