@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from bff.config import DEFAULT_MAX_DOWNLOADS_PER_CLIENT
 from scripts.stack import Service
 from tests.e2e.conftest import Chain, poll
 from tests.e2e.test_curl import curl, data_rows
@@ -72,3 +73,31 @@ def test_protection_on(chain: Chain, bff_factory: Callable[..., Service], tmp_pa
     finally:
         first.kill()
         first.wait()
+
+
+def test_per_client_limit_off_lets_one_client_run_more_than_the_default(
+    chain: Chain, bff_factory: Callable[..., Service], tmp_path: Path
+) -> None:
+    """BFF_MAX_DOWNLOADS_PER_CLIENT=0 turns the limit off: more downloads at once from one
+    address than the default limit allows all run (with the limit on, see above, the extra
+    one is a 429)."""
+    bff = bff_factory(BFF_MAX_DOWNLOADS_PER_CLIENT="0")
+    # ~4,000 rows/s: the long downloads are still running when the extra one is over.
+    chain.db.faults.row_delay, chain.db.faults.row_delay_every = 0.05, 200
+    files = [tmp_path / f"running-{i}.xlsx" for i in range(DEFAULT_MAX_DOWNLOADS_PER_CLIENT)]
+    long_url = f"{bff.url}/exports/report?rowCount=1000000"
+    running = [subprocess.Popen(["curl", "-sfo", str(f), long_url]) for f in files]
+    try:
+        poll(
+            lambda: all(f.exists() and f.stat().st_size > 0 for f in files),
+            what=f"{len(files)} downloads running at once",
+        )
+        extra = tmp_path / "one-more.xlsx"
+        done = curl("-f", "-o", str(extra), f"{bff.url}/exports/report?rowCount=300")
+        assert done.returncode == 0, done.stderr
+        assert data_rows(extra) == 300
+        assert all(p.poll() is None for p in running), "the slow ones were still running"
+    finally:
+        for process in running:
+            process.kill()
+            process.wait()
