@@ -24,16 +24,13 @@ dev server, the API and curl compete for them, so run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytds
@@ -49,6 +46,7 @@ from scripts.stack import (
     start_devdb,
 )
 from server.config import DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
+from tests.bench.e2e_bff import RssSampler, download
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 # The API's own default, asked for explicitly on both sides (pytds.md: 32 KiB packets decode
@@ -59,37 +57,7 @@ DEFAULT_REPEAT = 3
 # Issue 4's targets.
 TARGET_RATIO = 1.25
 TARGET_RSS_GROWTH_MIB = 20.0
-# Often enough to catch a peak that lasts a fraction of a second, rarely enough to cost the
-# API nothing measurable.
-SAMPLE_INTERVAL_S = 0.05
 MIB = 1024 * 1024
-
-
-class PeakRss:
-    """The highest RSS of one process while the ``with`` block runs, sampled on a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        self.peak = max(self.peak, int(self._process.memory_info().rss))
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_INTERVAL_S):
-            self._sample()
-
-    def __enter__(self) -> PeakRss:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
 
 
 @dataclass
@@ -145,32 +113,13 @@ def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
 
 def export(api: Service, rows: int, target: Path) -> tuple[float, float, int, float, int]:
     """(seconds, seconds to first byte, bytes, API CPU seconds, API peak RSS) for one download."""
-    api_process = psutil.Process(api.pid)
-    cpu_before = _cpu(api_process)
-    with PeakRss(api.pid) as rss:
-        done = subprocess.run(
-            [
-                "curl",
-                "-sSf",
-                "-o",
-                str(target),
-                "-w",
-                "%{time_total} %{time_starttransfer} %{size_download}",
-                f"{api.url}/export/report?rowCount={rows}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    cpu = _cpu(api_process) - cpu_before
-    if done.returncode != 0:
-        raise SystemExit(f"curl failed ({done.returncode}): {done.stderr}")
+    with RssSampler([api]) as sampler:
+        total, ttfb, size = download(f"{api.url}/export/report?rowCount={rows}", target)
     with zipfile.ZipFile(target) as archive:  # a complete file: its central directory is there
         if "xl/workbook.xml" not in archive.namelist():
             raise SystemExit("the download is not a workbook")
     target.unlink()
-    total, ttfb, size = done.stdout.split()
-    return float(total), float(ttfb), int(size), cpu, rss.peak
+    return total, ttfb, size, sampler.cpu[api.name], sampler.peaks[api.name]
 
 
 def measure(api: Service, db_port: int, rows: int, repeat: int, scratch: Path) -> Result:
@@ -192,11 +141,6 @@ def measure(api: Service, db_port: int, rows: int, repeat: int, scratch: Path) -
         plain_s=min(p[0] for p in plains),
         plain_cpu_s=min(p[1] for p in plains),
     )
-
-
-def _cpu(process: Any) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def table(results: Sequence[Result]) -> str:

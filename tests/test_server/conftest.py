@@ -66,6 +66,15 @@ def url(api: ExportApi, path: str) -> str:
     return f"http://127.0.0.1:{api.port}{path}"
 
 
+async def download(
+    http: aiohttp.ClientSession, api: ExportApi, rows: int, *, status: int = 200
+) -> bytes:
+    """``GET /export/report?rowCount=rows``: the whole body, after checking the status."""
+    async with http.get(url(api, f"/export/report?rowCount={rows}")) as response:
+        assert response.status == status
+        return await response.read()
+
+
 async def wait_for(
     condition: Callable[[], bool], *, deadline_s: float = 20.0, what: str = "condition"
 ) -> None:

@@ -90,34 +90,26 @@ async def test_cancelled_connection_is_reused_cleanly(
     assert devserver.stats.connections_total == 1  # the same connection served both
 
 
-async def test_mid_stream_database_error_aborts_the_download(
-    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+@pytest.mark.parametrize(
+    ("fault", "kept"),
+    [
+        ("error_after_rows", 1),  # a server-reported error leaves the connection usable
+        ("drop_after_rows", 0),  # a dropped connection is closed, not pooled
+    ],
+)
+async def test_mid_stream_database_failure_aborts_the_download(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, fault: str, kept: int
 ) -> None:
-    devserver.faults.error_after_rows = 20_000
+    setattr(devserver.faults, fault, 20_000)
     api = await start_api()
     async with http.get(url(api, "/export/report?rowCount=50000")) as response:
-        assert response.status == 200  # the headers went out before the error
+        assert response.status == 200  # the headers went out before the failure
         body, aborted = await _read_until_aborted(response)
     assert aborted, "the transfer must fail, not end normally"
     assert not is_valid_zip(body)
     await wait_idle(api)
     assert api.metrics.requests(Outcome.DB_ERROR) == 1
-    assert api.pool.idle == 1, "a server-reported error leaves the connection usable"
-
-
-async def test_dropped_database_connection_aborts_the_download(
-    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
-) -> None:
-    devserver.faults.drop_after_rows = 20_000
-    api = await start_api()
-    async with http.get(url(api, "/export/report?rowCount=50000")) as response:
-        assert response.status == 200
-        body, aborted = await _read_until_aborted(response)
-    assert aborted
-    assert not is_valid_zip(body)
-    await wait_idle(api)
-    assert api.pool.idle == 0, "a dropped connection is closed, not pooled"
-    assert api.metrics.requests(Outcome.DB_ERROR) == 1
+    assert api.pool.idle == kept
 
 
 @pytest.mark.parametrize("fault", ["error_after_rows", "drop_after_rows"])

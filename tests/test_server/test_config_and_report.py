@@ -13,6 +13,7 @@ from server.config import ApiConfig, DbSettings
 from server.metrics import Metrics, Outcome
 from server.report import column_spec, download_filename, header_for, layout
 from sql.report_data import COLUMN_NAMES
+from tests.test_server.readers import HEADER
 
 ENV = {"MSSQL_PASSWORD": "secret"}
 
@@ -72,18 +73,7 @@ def test_password_never_in_repr() -> None:
 
 def test_headers_are_readable_names_in_procedure_order() -> None:
     headers, specs = layout(COLUMN_NAMES)
-    assert headers == [
-        "ID",
-        "Integer",
-        "Big Integer",
-        "Decimal",
-        "Varchar",
-        "NVarchar",
-        "Date",
-        "DateTime",
-        "Bit",
-        "Float",
-    ]
+    assert headers == list(HEADER)
     assert len(specs) == len(headers)
     assert header_for("SomethingNew") == "SomethingNew"
     assert layout(["SomethingNew"]) == (["SomethingNew"], [None])

@@ -7,9 +7,10 @@ import socket
 
 import aiohttp
 
+from server.app import ExportApi
 from server.metrics import Outcome
 from sql.devserver import DevServer
-from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
+from tests.test_server.conftest import StartApi, download, url, wait_for, wait_idle
 from tests.test_server.readers import is_valid_zip
 
 
@@ -122,20 +123,26 @@ async def test_first_row_timeout_is_504_and_cancels_the_query(
     assert api.pool.idle == 1
 
 
-async def test_service_recovers_when_the_database_comes_back(
+async def _one_export_then_database_gone(
     start_api: StartApi, http: aiohttp.ClientSession
-) -> None:
+) -> tuple[ExportApi, int]:
+    """An API whose one pooled connection went dead: its database ran an export, then stopped.
+    Returns the API and the port the database was on."""
     first = DevServer(port=0)
     await first.start()
     port = first.port
     api = await start_api(db_port=port)
-    async with http.get(url(api, "/export/report?rowCount=100")) as response:
-        assert response.status == 200
-        await response.read()
+    await download(http, api, 100)
     await wait_idle(api)
     assert api.pool.idle == 1
+    await first.close()
+    return api, port
 
-    await first.close()  # the database goes away; the pooled connection is now dead
+
+async def test_service_recovers_when_the_database_comes_back(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    api, port = await _one_export_then_database_gone(start_api, http)
     async with http.get(url(api, "/export/report?rowCount=100")) as response:
         assert response.status == 503
     async with http.get(url(api, "/readyz")) as response:
@@ -146,9 +153,7 @@ async def test_service_recovers_when_the_database_comes_back(
     try:
         async with http.get(url(api, "/readyz")) as response:
             assert response.status == 200
-        async with http.get(url(api, "/export/report?rowCount=100")) as response:
-            assert response.status == 200
-            assert is_valid_zip(await response.read())
+        assert is_valid_zip(await download(http, api, 100))
     finally:
         await second.close()
     await wait_idle(api)
@@ -158,20 +163,11 @@ async def test_dead_pooled_connection_is_replaced_without_an_error(
     start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
     """A restart between two exports: the idle connection fails its check and a new one is made."""
-    first = DevServer(port=0)
-    await first.start()
-    port = first.port
-    api = await start_api(db_port=port)
-    async with http.get(url(api, "/export/report?rowCount=100")) as response:
-        await response.read()
-    await wait_idle(api)
-    await first.close()
+    api, port = await _one_export_then_database_gone(start_api, http)
     second = DevServer(port=port)
     await second.start()
     try:
-        async with http.get(url(api, "/export/report?rowCount=100")) as response:
-            assert response.status == 200
-            assert is_valid_zip(await response.read())
+        assert is_valid_zip(await download(http, api, 100))
         assert second.stats.connections_total == 1
     finally:
         await second.close()

@@ -12,7 +12,7 @@ from server import db
 from server.config import DbSettings
 from server.db import DbConnection
 from server.errors import DatabaseError, DatabaseUnavailable, ShuttingDown, TooManyExports
-from server.pool import ConnectionPool
+from server.pool import ConnectionPool, Lease
 from sql.devserver import DEV_PASSWORD, DevServer, run_in_thread
 from sql.report_data import row_values
 
@@ -74,17 +74,24 @@ def test_pool_refuses_beyond_its_maximum_without_waiting(devserver_thread: DevSe
     assert pool.in_use == 0
 
 
-def test_idle_connections_above_the_minimum_expire(devserver_thread: DevServer) -> None:
-    now = [100.0]
+def _three_leased(
+    server: DevServer, now: list[float]
+) -> tuple[ConnectionPool[DbConnection], list[Lease[DbConnection]], list[DbConnection]]:
+    """A pool (min 1, max 3, idle timeout 30 s on the clock ``now[0]``) with 3 connections lent."""
     pool = ConnectionPool(
-        lambda: _connect(devserver_thread),
+        lambda: _connect(server),
         min_size=1,
         max_size=3,
         idle_timeout_s=30.0,
         clock=lambda: now[0],
     )
     leases = [pool.lease() for _ in range(3)]
-    conns = [lease.acquire()[0] for lease in leases]
+    return pool, leases, [lease.acquire()[0] for lease in leases]
+
+
+def test_idle_connections_above_the_minimum_expire(devserver_thread: DevServer) -> None:
+    now = [100.0]
+    pool, leases, conns = _three_leased(devserver_thread, now)
     for lease, conn in zip(leases, conns, strict=True):
         lease.release(conn, reusable=True)
     assert pool.idle == 3
@@ -99,15 +106,7 @@ def test_expire_idle_closes_only_what_idled_past_the_timeout_above_the_minimum(
     devserver_thread: DevServer,
 ) -> None:
     now = [100.0]
-    pool = ConnectionPool(
-        lambda: _connect(devserver_thread),
-        min_size=1,
-        max_size=3,
-        idle_timeout_s=30.0,
-        clock=lambda: now[0],
-    )
-    leases = [pool.lease() for _ in range(3)]
-    conns = [lease.acquire()[0] for lease in leases]
+    pool, leases, conns = _three_leased(devserver_thread, now)
     leases[0].release(conns[0], reusable=True)
     leases[1].release(conns[1], reusable=True)
     now[0] += 20.0

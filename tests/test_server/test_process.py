@@ -74,7 +74,7 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
             await api.process.wait()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_signal_lets_a_running_export_finish(
     devserver: DevServer, run_api: RunApi, http: aiohttp.ClientSession, signum: signal.Signals
 ) -> None:

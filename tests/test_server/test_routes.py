@@ -10,7 +10,7 @@ import pytest
 
 from server.metrics import Outcome
 from sql.devserver import DevServer
-from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
+from tests.test_server.conftest import StartApi, download, url, wait_for, wait_idle
 
 
 async def test_unknown_path_is_404_json(start_api: StartApi, http: aiohttp.ClientSession) -> None:
@@ -60,18 +60,12 @@ async def test_idle_connections_above_the_minimum_close_without_traffic(
     api = await start_api(pool_min=1, pool_max=3, pool_idle_timeout_s=0.3)
     async with asyncio.TaskGroup() as exports:
         for _ in range(3):
-            exports.create_task(_download(http, url(api, "/export/report?rowCount=100")))
+            exports.create_task(download(http, api, 100))
     await wait_idle(api)
     assert devserver.stats.connections_total == 3
     # Nothing else happens: the periodic expiry alone closes the two above the minimum.
     await wait_for(lambda: devserver.stats.connections_open == 1, what="two connections closed")
     assert api.pool.idle == 1
-
-
-async def _download(http: aiohttp.ClientSession, target: str) -> None:
-    async with http.get(target) as response:
-        assert response.status == 200
-        await response.read()
 
 
 # One sample line of the text format: name, optional {labels}, value.
