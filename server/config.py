@@ -55,7 +55,9 @@ DEFAULT_CANCEL_TIMEOUT_S = 5.0
 # client that goes away is noticed within this time even while the database is silent.
 DEFAULT_POLL_INTERVAL_S = 0.1
 
-# Rows per fetchmany between cancel checks: ~30 ms of pytds decoding at ~30k rows/s.
+# Rows per fetchmany between cancel checks: ~30 ms of pytds decoding at ~30k rows/s. Batching
+# costs nothing measurable: fetchmany loops fetchone, and iterating the cursor instead measured
+# the same (100k rows: 2.38 vs 2.33 CPU s, within the noise of five runs each).
 DEFAULT_FETCH_BATCH_ROWS = 1_000
 # Writer chunks (~64 KiB each) in flight between the worker and the response: enough to keep
 # the socket busy while the worker decodes, small enough that a stalled client holds < 0.5 MiB.

@@ -260,15 +260,10 @@ def connect(
             blocksize=settings.packet_size,
             appname=APP_NAME,
         )
-    except tds_base.DatabaseError as exc:
-        sock.close()
-        if is_server_error(exc):
-            raise _login_refused(_error_number(exc)) from exc
-        raise DatabaseUnavailable(
-            f"cannot log in to the database at {where}: {type(exc).__name__}"
-        ) from exc
     except Exception as exc:
         sock.close()
+        if is_server_error(exc):  # the server answered the login with an ERROR token
+            raise _login_refused(_error_number(exc)) from exc
         raise DatabaseUnavailable(
             f"cannot log in to the database at {where}: {type(exc).__name__}"
         ) from exc
