@@ -18,5 +18,7 @@ else
 fi
 echo "installing OS packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# A mirror hiccup on CI must not fail the run: apt retries each download a few times.
+retries=(-o Acquire::Retries=5)
+$sudo apt-get "${retries[@]}" update -qq
+$sudo apt-get "${retries[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
