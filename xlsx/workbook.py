@@ -13,7 +13,7 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, names, parts, styles, zipfix
+from xlsx import dates, deflate, names, parts, styles, zipfix
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
@@ -24,11 +24,12 @@ from xlsx.spec import Column, WriteStats
 # Excel's rows per sheet, header included (Excel specifications and limits).
 EXCEL_MAX_ROWS: Final = 1_048_576
 # Deflate level 1, chosen with tests/bench/xlsx_writer.py (100k rows of the 10 typed benchmark
-# columns, 42.5 MB of XML): level 1 gives 9.0 MB (4.7x) at ~150-160k rows/s; level 3 7.8 MB
-# (-13%) ~20% slower; level 6 (zlib's default) 7.0 MB (-22%) at half the speed (~75k rows/s),
-# missing the 150k rows/s target (issue 2). Deflate is already a third of the writer's time at
-# level 1. Trade-off: level 1 sends ~25% more bytes, which only costs time on links slower than
-# the writer's ~13 MB/s output; a deployment serving slow links can pass compress_level=6.
+# columns, 42.5 MB of XML): level 1 gives 8.7 MB (4.9x) at ~200k rows/s, its deflate done by
+# ISA-L (xlsx/deflate.py, 3x zlib's speed); level 3 (zlib) 7.8 MB (-10%) at ~125k rows/s; level 6
+# (zlib's default) 7.0 MB (-20%) at ~75k rows/s, missing the 150k rows/s target (issue 2) and
+# slower than pytds feeds the export API. Trade-off: level 1 sends ~25% more bytes than level 6,
+# which only costs time on links slower than the writer's ~17 MB/s output; a deployment serving
+# slow links can pass compress_level=6.
 DEFAULT_COMPRESS_LEVEL: Final = 1
 # zipstream-ng 1.9.3 decides Zip64 per entry from its size hint, against zipfile.ZIP64_LIMIT
 # (2**31 - 1, not 4 GiB) times 1.05, and raises after the data was sent if an entry declared
@@ -224,7 +225,7 @@ def _generate(
     widths = _widths(header, specs, first)
     carry: Sequence[object] | None = None if first is _END else first  # type: ignore[assignment]
 
-    zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=compress_level)
+    zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=deflate.zip_level(compress_level))
     out = _Chunker(stats)
     sheets: list[parts.SheetInfo] = []
     taken_names: set[str] = set()  # casefolded, as Excel compares sheet names
