@@ -5,16 +5,19 @@ from __future__ import annotations
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import IO
 
 import psutil
+import pytest
 
-from scripts.stack import ROOT, listening_ports
+from scripts.stack import ROOT, StackError, listening_ports, start_bff
 
 READY_DEADLINE_S = 150.0
 READY = re.compile(
@@ -87,3 +90,17 @@ def test_run_stack_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
         pump.join(timeout=10)
         process.stdout.close()
     assert survivors == []
+
+
+def test_a_service_that_cannot_bind_fails_its_start_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Another server on the port must not pass for ours: the start fails with our log.
+        with pytest.raises(StackError, match=f"cannot serve on 127.0.0.1:{port}"):
+            start_bff(port, api_url="http://127.0.0.1:9", log_dir=tmp_path)
+    ours = [p for p in psutil.Process().children() if "bff" in p.cmdline()]
+    assert ours == []
