@@ -176,7 +176,7 @@ class ExportJob:
         columns = tuple(str(d[0]) for d in cursor.description)
         if not self._emit(Started(columns)):
             raise _Stop
-        headers, specs = report.layout(columns)
+        headers, specs = report.layout(cursor.description)
         assert self._conn is not None
         self._conn.socket.watch(
             self._cancel.is_set, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT

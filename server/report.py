@@ -2,8 +2,9 @@
 
 The database's column names (``ColBigInt``) become headers a person reads (``Big Integer``);
 the writer's column specs follow the columns' SQL types (``DECIMAL(18,4)`` shows four
-decimals). Pure functions; the SQL types come from :mod:`sql.report_data`, the procedure's
-declared contract.
+decimals). Pure functions. The types are the ones the database reports for the result set it is
+sending (pytds' ``cursor.description``), so a procedure whose columns change gets formats that
+follow, with no list here to keep in step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 from collections.abc import Mapping, Sequence
 
 import xlsx
-from sql import report_data
 
 # Database column name -> header shown in the sheet (the original design's labels).
 HEADERS: Mapping[str, str] = {
@@ -102,15 +102,64 @@ def _small_int(text: str, *, default: int) -> int:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else default
 
 
-_SQL_TYPES: Mapping[str, str] = {c.name: c.sql_type for c in report_data.COLUMNS}
+# pytds puts each column's TDS type id (MS-TDS 2.2.5.4.1-3) in ``description[1]``, its byte size
+# in ``[3]``, and the precision and scale of decimals (fractional-second digits of DATETIME2) in
+# ``[4]`` and ``[5]``. pytds already resolves the nullable INTN/FLTN/BITN/DATETIMN ids to the
+# sized ones for INT/BIGINT/FLOAT; the size picks the type where it does not.
+_TDS_TYPE_NAMES: Mapping[int, str] = {
+    0x30: "TINYINT",
+    0x34: "SMALLINT",
+    0x38: "INT",
+    0x7F: "BIGINT",
+    0x32: "BIT",
+    0x68: "BIT",
+    0x3B: "REAL",
+    0x3E: "FLOAT",
+    0x6A: "DECIMAL",
+    0x6C: "NUMERIC",
+    0x28: "DATE",
+    0x29: "TIME",
+    0x2A: "DATETIME2",
+    0x2B: "DATETIMEOFFSET",
+    0x3A: "SMALLDATETIME",
+    0x3D: "DATETIME",
+    0xA7: "VARCHAR",
+    0xAF: "CHAR",
+    0xE7: "NVARCHAR",
+    0xEF: "NCHAR",
+    0x24: "UNIQUEIDENTIFIER",
+}
+_SIZED_TDS_TYPES: Mapping[int, Mapping[int, str]] = {
+    0x26: {1: "TINYINT", 2: "SMALLINT", 4: "INT", 8: "BIGINT"},  # INTN
+    0x6D: {4: "REAL", 8: "FLOAT"},  # FLTN
+    0x6F: {4: "SMALLDATETIME", 8: "DATETIME"},  # DATETIMN
+}
 
 
-def layout(column_names: Sequence[str]) -> tuple[list[str], list[xlsx.Column | None]]:
-    """Headers and writer column specs for the columns the procedure actually returned."""
-    headers = [header_for(name) for name in column_names]
-    specs: list[xlsx.Column | None] = [
-        column_spec(_SQL_TYPES[name]) if name in _SQL_TYPES else None for name in column_names
-    ]
+def sql_type(column: Sequence[object]) -> str | None:
+    """``("ColDecimal", 106, None, 9, 18, 4, 1)`` -> ``"DECIMAL(18,4)"``; None if unknown."""
+    type_id, size, precision, scale = column[1], column[3], column[4], column[5]
+    if not isinstance(type_id, int):
+        return None
+    name = _TDS_TYPE_NAMES.get(type_id)
+    if name is None and isinstance(size, int):
+        name = _SIZED_TDS_TYPES.get(type_id, {}).get(size)
+    if name in _DECIMAL_TYPES and isinstance(precision, int) and isinstance(scale, int):
+        return f"{name}({precision},{scale})"
+    if name == "DATETIME2" and isinstance(precision, int):
+        return f"{name}({precision})"
+    return name
+
+
+def layout(
+    description: Sequence[Sequence[object]],
+) -> tuple[list[str], list[xlsx.Column | None]]:
+    """Headers and writer column specs for the result set the database described."""
+    headers = [header_for(str(column[0])) for column in description]
+    specs: list[xlsx.Column | None] = []
+    for column in description:
+        type_text = sql_type(column)
+        specs.append(None if type_text is None else column_spec(type_text))
     return headers, specs
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+import pytds
 import pytest
 
 import xlsx
 from server.__main__ import OPTIONS, ConfigError, load_config
 from server.config import ApiConfig, DbSettings
 from server.metrics import Metrics, Outcome
-from server.report import column_spec, download_filename, header_for, layout
-from sql.report_data import COLUMN_NAMES
+from server.report import column_spec, download_filename, header_for, layout, sql_type
+from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
+from sql.report_data import COLUMNS
 from tests.test_server.readers import HEADER
 
 ENV = {"MSSQL_PASSWORD": "secret"}
@@ -71,12 +73,33 @@ def test_password_never_in_repr() -> None:
     assert "secret" not in repr(load_config([], ENV))
 
 
-def test_headers_are_readable_names_in_procedure_order() -> None:
-    headers, specs = layout(COLUMN_NAMES)
-    assert headers == list(HEADER)
-    assert len(specs) == len(headers)
+def test_unknown_columns_keep_their_name_and_get_no_spec() -> None:
     assert header_for("SomethingNew") == "SomethingNew"
-    assert layout(["SomethingNew"]) == (["SomethingNew"], [None])
+    assert layout([("SomethingNew", 0xF1, None, None, None, None, 1)]) == (
+        ["SomethingNew"],
+        [None],
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "type_text"),
+    [
+        (("a", 0x38, None, 4, None, None, 1), "INT"),
+        (("a", 0x26, None, 8, None, None, 1), "BIGINT"),
+        (("a", 0x26, None, 2, None, None, 1), "SMALLINT"),
+        (("a", 0x6A, None, 9, 18, 4, 1), "DECIMAL(18,4)"),
+        (("a", 0x6C, None, 5, 9, 0, 1), "NUMERIC(9,0)"),
+        (("a", 0x2A, None, 7, 3, None, 1), "DATETIME2(3)"),
+        (("a", 0x6F, None, 8, None, None, 1), "DATETIME"),
+        (("a", 0x6D, None, 4, None, None, 1), "REAL"),
+        (("a", 0xE7, None, 100.0, None, None, 1), "NVARCHAR"),
+        (("a", 0xF1, None, None, None, None, 1), None),
+    ],
+)
+def test_sql_types_from_the_description_pytds_gives(
+    column: tuple[object, ...], type_text: str | None
+) -> None:
+    assert sql_type(column) == type_text
 
 
 @pytest.mark.parametrize(
@@ -124,3 +147,29 @@ def test_histogram_buckets_are_cumulative_and_counts_add_up() -> None:
     assert 'export_requests_total{outcome="invalid"} 1\n' in text
     assert "exports_active 0\n" in text
     assert 'db_pool_connections{state="in_use"} 1\n' in text
+
+
+def test_layout_follows_the_types_the_database_reports(devserver_thread: DevServer) -> None:
+    """Over TCP: the description pytds builds from the dev server's COLMETADATA gives each
+    column the spec of the SQL type the procedure declares (sql/schema.sql, report_data)."""
+    conn = pytds.connect(
+        dsn="127.0.0.1",
+        port=devserver_thread.port,
+        user=DEV_USER,
+        password=DEV_PASSWORD,
+        database=DEV_DATABASE,
+        autocommit=True,
+    )
+    try:
+        cursor = conn.cursor()
+        cursor.callproc("dbo.spGenerateData", (1,))
+        headers, specs = layout(cursor.description)
+        cursor.fetchall()
+    finally:
+        conn.close()
+    assert headers == list(HEADER)
+    assert specs == [column_spec(column.sql_type) for column in COLUMNS]
+    formats = {h: s.number_format for h, s in zip(headers, specs, strict=True) if s}
+    assert formats["Decimal"] == "0.0000"
+    assert formats["DateTime"] == "yyyy-mm-dd hh:mm:ss.000"
+    assert formats["Big Integer"] == "0"
