@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -18,6 +21,8 @@ from sql.devserver import DEV_PASSWORD, DevServer
 StartApi = Callable[..., Awaitable[ExportApi]]
 
 # Small pool and short timeouts: tests wait for conditions, and short limits keep them quick.
+# Budgets that only a broken server should exhaust (login, cancel acknowledgement) stay roomy:
+# on a loaded 2-core CI machine the dev server may not be scheduled for a second or more.
 TEST_DEFAULTS: dict[str, Any] = {
     "port": 0,
     "pool_min": 1,
@@ -25,7 +30,7 @@ TEST_DEFAULTS: dict[str, Any] = {
     "first_row_timeout_s": 10.0,
     "row_timeout_s": 10.0,
     "client_write_timeout_s": 30.0,
-    "cancel_timeout_s": 3.0,
+    "cancel_timeout_s": 10.0,
     "poll_interval_s": 0.05,
     "memory_log_every_rows": 0,
     "shutdown_grace_s": 2.0,
@@ -34,7 +39,7 @@ TEST_DEFAULTS: dict[str, Any] = {
 
 def api_config(db_port: int, **overrides: Any) -> ApiConfig:
     db_overrides = overrides.pop("db", {})
-    db_settings = {"port": db_port, "password": DEV_PASSWORD, "login_timeout_s": 3.0}
+    db_settings = {"port": db_port, "password": DEV_PASSWORD, "login_timeout_s": 10.0}
     db = DbSettings(**{**db_settings, **db_overrides})
     return dataclasses.replace(ApiConfig(db=db), **{**TEST_DEFAULTS, **overrides})
 
@@ -93,3 +98,29 @@ async def wait_idle(api: ExportApi, *, deadline_s: float = 20.0) -> None:
         deadline_s=deadline_s,
         what="exports to end and the pool's in-use count to return to 0",
     )
+
+
+@contextlib.contextmanager
+def port_held(port: int = 0, *, deadline_s: float = 10.0) -> Iterator[socket.socket]:
+    """A socket bound to ``port`` (0: any free one) and never listening, for the block's duration:
+    connections to that port are refused for sure, and no other process can take it. (A port
+    probed free and then released can be taken by anyone before the test uses it.)
+
+    SO_REUSEADDR, because a server that just stopped on this port leaves connections in
+    TIME_WAIT there; the kernel still never hands this port out to another ``bind(0)``."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                holder.bind(("127.0.0.1", port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield holder
+
+
+def held_port(holder: socket.socket) -> int:
+    return int(holder.getsockname()[1])

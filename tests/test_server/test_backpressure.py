@@ -73,7 +73,9 @@ async def test_paused_reader_pauses_the_database_and_memory_stays_bounded(
     start_api: StartApi,
     stalled_reader: tuple[list[asyncio.StreamWriter], list[asyncio.StreamReader]],
 ) -> None:
-    api = await start_api()
+    # The client stays stalled while the test waits for the pause and for production to settle:
+    # on a loaded machine that can take a while, and it must not be dropped meanwhile.
+    api = await start_api(client_write_timeout_s=150.0)
     process = psutil.Process()
     rss_before = process.memory_info().rss
     reader, writer = await _open_slow_client(api.port)

@@ -3,14 +3,28 @@ broken download; and the service recovers by itself when the database comes back
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import socket
+import time
+from collections.abc import Iterator
 
 import aiohttp
+import pytest
 
 from server.app import ExportApi
 from server.metrics import Outcome
 from sql.devserver import DevServer
-from tests.test_server.conftest import StartApi, download, url, wait_for, wait_idle
+from tests.test_server.conftest import (
+    StartApi,
+    download,
+    held_port,
+    port_held,
+    url,
+    wait_for,
+    wait_idle,
+)
 from tests.test_server.readers import is_valid_zip
 
 
@@ -23,17 +37,10 @@ async def _json_error(response: aiohttp.ClientResponse) -> tuple[str, str]:
     return body["error"]["code"], body["error"]["message"]
 
 
-def _free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_database_down_is_503_with_retry_after(
-    start_api: StartApi, http: aiohttp.ClientSession
+    start_api: StartApi, http: aiohttp.ClientSession, refused_port: int
 ) -> None:
-    api = await start_api(db_port=_free_port(), retry_after_s=7)
+    api = await start_api(db_port=refused_port, retry_after_s=7)
     async with http.get(url(api, "/export/report?rowCount=10")) as response:
         assert response.status == 503
         assert response.headers["Retry-After"] == "7"
@@ -123,11 +130,18 @@ async def test_first_row_timeout_is_504_and_cancels_the_query(
     assert api.pool.idle == 1
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    with port_held() as holder:
+        yield held_port(holder)
+
+
 async def _one_export_then_database_gone(
-    start_api: StartApi, http: aiohttp.ClientSession
-) -> tuple[ExportApi, int]:
+    start_api: StartApi, http: aiohttp.ClientSession, stack: contextlib.ExitStack
+) -> tuple[ExportApi, socket.socket]:
     """An API whose one pooled connection went dead: its database ran an export, then stopped.
-    Returns the API and the port the database was on."""
+    Returns the API and a socket holding the database's port (bound, not listening, until
+    ``stack`` closes or :func:`_database_back` takes over), so nothing else takes it meanwhile."""
     first = DevServer(port=0)
     await first.start()
     port = first.port
@@ -136,20 +150,36 @@ async def _one_export_then_database_gone(
     await wait_idle(api)
     assert api.pool.idle == 1
     await first.close()
-    return api, port
+    return api, stack.enter_context(port_held(port))
+
+
+async def _database_back(holder: socket.socket, *, deadline_s: float = 10.0) -> DevServer:
+    """A dev server on the held port: the holder lets go of it right before the server binds."""
+    port = held_port(holder)
+    holder.close()
+    deadline = time.monotonic() + deadline_s
+    while True:
+        server = DevServer(port=port)
+        try:
+            await server.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+        else:
+            return server
 
 
 async def test_service_recovers_when_the_database_comes_back(
     start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    api, port = await _one_export_then_database_gone(start_api, http)
-    async with http.get(url(api, "/export/report?rowCount=100")) as response:
-        assert response.status == 503
-    async with http.get(url(api, "/readyz")) as response:
-        assert response.status == 503
-
-    second = DevServer(port=port)  # back on the same address
-    await second.start()
+    with contextlib.ExitStack() as stack:
+        api, holder = await _one_export_then_database_gone(start_api, http, stack)
+        async with http.get(url(api, "/export/report?rowCount=100")) as response:
+            assert response.status == 503
+        async with http.get(url(api, "/readyz")) as response:
+            assert response.status == 503
+        second = await _database_back(holder)  # back on the same address
     try:
         async with http.get(url(api, "/readyz")) as response:
             assert response.status == 200
@@ -163,9 +193,9 @@ async def test_dead_pooled_connection_is_replaced_without_an_error(
     start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
     """A restart between two exports: the idle connection fails its check and a new one is made."""
-    api, port = await _one_export_then_database_gone(start_api, http)
-    second = DevServer(port=port)
-    await second.start()
+    with contextlib.ExitStack() as stack:
+        api, holder = await _one_export_then_database_gone(start_api, http, stack)
+        second = await _database_back(holder)
     try:
         assert is_valid_zip(await download(http, api, 100))
         assert second.stats.connections_total == 1

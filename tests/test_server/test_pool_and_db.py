@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -15,31 +16,64 @@ from server.errors import DatabaseError, DatabaseUnavailable, ShuttingDown, TooM
 from server.pool import ConnectionPool, Lease
 from sql.devserver import DEV_PASSWORD, DevServer, run_in_thread
 from sql.report_data import row_values
+from tests.test_server.conftest import port_held
 
 POLL_S = 0.05
+# Budgets only a broken server exhausts: roomy, because on a loaded 2-core CI machine the dev
+# server's thread may not run for a second or more.
+LOGIN_TIMEOUT_S = 10.0
+CANCEL_TIMEOUT_S = 10.0
 
 
 def _settings(server: DevServer, **overrides: object) -> DbSettings:
     values: dict[str, object] = {
         "port": server.port,
         "password": DEV_PASSWORD,
-        "login_timeout_s": 3.0,
+        "login_timeout_s": LOGIN_TIMEOUT_S,
         **overrides,
     }
     return DbSettings(**values)  # type: ignore[arg-type]
 
 
 def _connect(server: DevServer, **overrides: object) -> DbConnection:
-    return db.connect(_settings(server, **overrides), poll_interval_s=POLL_S, cancel_timeout_s=3.0)
+    return db.connect(
+        _settings(server, **overrides), poll_interval_s=POLL_S, cancel_timeout_s=CANCEL_TIMEOUT_S
+    )
 
 
-def _pool(server: DevServer, **kwargs: object) -> ConnectionPool[DbConnection]:
-    settings = _settings(server)  # the address, taken now: the server may go away later
+def _pool(
+    server: DevServer, *, login_timeout_s: float = LOGIN_TIMEOUT_S, **kwargs: object
+) -> ConnectionPool[DbConnection]:
+    # The address, taken now: the server may go away later.
+    settings = _settings(server, login_timeout_s=login_timeout_s)
     options: dict[str, object] = {"min_size": 0, "max_size": 2, "idle_timeout_s": 30.0, **kwargs}
     return ConnectionPool(
-        lambda: db.connect(settings, poll_interval_s=POLL_S, cancel_timeout_s=3.0),
+        lambda: db.connect(settings, poll_interval_s=POLL_S, cancel_timeout_s=CANCEL_TIMEOUT_S),
         **options,  # type: ignore[arg-type]
     )
+
+
+def _poll(condition: Callable[[], bool], *, deadline_s: float = 20.0, what: str) -> None:
+    """Wait (in this thread) until ``condition()`` holds; fail after a generous deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {deadline_s:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Thread:
+    """On a helper thread: ``action()`` once ``condition()`` holds (given up after 20 s)."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 20.0
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_pool_is_lazy_and_reuses_clean_connections(devserver_thread: DevServer) -> None:
@@ -119,21 +153,25 @@ def test_expire_idle_closes_only_what_idled_past_the_timeout_above_the_minimum(
 
 
 def test_dead_idle_connection_fails_the_checkout_check() -> None:
+    login_timeout_s = 30.0  # what a new login would cost if the refusal were not seen at once
     with run_in_thread(host="127.0.0.1", port=0) as server:
-        pool = _pool(server)
+        port = server.port
+        pool = _pool(server, login_timeout_s=login_timeout_s)
         lease = pool.lease()
         conn, _ = lease.acquire()
         lease.release(conn, reusable=True)
         assert conn.is_healthy()
-    # The server is gone: the idle connection sees EOF, is dropped, and a new login fails fast.
-    assert not conn.is_healthy()
-    lease = pool.lease()
-    started = time.monotonic()
-    with pytest.raises(DatabaseUnavailable):
-        lease.acquire()
-    assert time.monotonic() - started < 2.0
-    lease.release(None, reusable=False)
-    assert (pool.idle, pool.in_use) == (0, 0)
+    # The server is gone (its port held, so connecting is refused): the idle connection sees
+    # EOF, is dropped, and a new login fails fast instead of using up the login budget.
+    with port_held(port):
+        _poll(lambda: not conn.is_healthy(), what="the idle connection to see EOF")
+        lease = pool.lease()
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            lease.acquire()
+        assert time.monotonic() - started < login_timeout_s / 3
+        lease.release(None, reusable=False)
+        assert (pool.idle, pool.in_use) == (0, 0)
 
 
 def test_closed_pool_takes_no_new_leases(devserver_thread: DevServer) -> None:
@@ -152,16 +190,18 @@ def test_attention_from_inside_a_blocked_read_leaves_the_connection_reusable(
 ) -> None:
     """The measured fact the export relies on: the owner thread's own read sends the attention,
     pytds consumes the acknowledgement, and the next request on the connection is complete."""
-    devserver_thread.faults.first_row_delay = 60.0
+    first_row_delay_s = 60.0
+    devserver_thread.faults.first_row_delay = first_row_delay_s
     conn = _connect(devserver_thread)
     cancel = threading.Event()
     conn.socket.watch(cancel.is_set, silence_limit_s=None, reason="test")
-    threading.Timer(0.3, cancel.set).start()
+    # Cancelled once the server has the request: the owner thread is then waiting for rows.
+    _when(lambda: devserver_thread.stats.requests == 1, cancel.set)
     cursor = conn.cursor()
     started = time.monotonic()
     cursor.callproc("dbo.spGenerateData", {"@RowCount": 100})
     assert cursor.fetchone() is None  # the ATTN acknowledgement ends the result early
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < first_row_delay_s / 3, "not after the server's delay"
     assert conn.socket.attention_reason == "cancelled"
     cursor.cancel()  # nothing left to read: a no-op
     assert conn.is_idle()
@@ -192,12 +232,14 @@ def test_silence_limit_sends_an_attention(devserver_thread: DevServer) -> None:
 
 
 def test_slow_login_fails_within_the_login_budget(devserver_thread: DevServer) -> None:
-    """pytds retries logins after socket timeouts, sleeping out the whole budget; ours does not."""
-    devserver_thread.faults.login_delay = 10.0
+    """A server that does not answer the login: the read gives up when the login budget is
+    spent (our socket holds pytds to it), not when the server finally answers."""
+    login_delay_s = 60.0
+    devserver_thread.faults.login_delay = login_delay_s
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable):
-        _connect(devserver_thread, login_timeout_s=0.5)
-    assert time.monotonic() - started < 2.0
+        _connect(devserver_thread, login_timeout_s=1.0)
+    assert 1.0 <= time.monotonic() - started < login_delay_s / 3
 
 
 def test_refused_login_is_a_database_error_not_unavailable(devserver_thread: DevServer) -> None:
@@ -214,7 +256,8 @@ def test_unacknowledged_attention_shuts_the_socket_down() -> None:
     then the read fails and the socket is shut down (the connection is then discarded)."""
     ours, peer = socket.socketpair()
     with peer:
-        watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=0.3)
+        cancel_timeout_s = 0.5
+        watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=cancel_timeout_s)
         attentions: list[float] = []
         watched.attach(lambda: attentions.append(time.monotonic()))
         watched.watch(lambda: True, silence_limit_s=None, reason="test")
@@ -223,7 +266,8 @@ def test_unacknowledged_attention_shuts_the_socket_down() -> None:
         with pytest.raises(db.DatabaseStalled, match="no answer to a cancel"):
             watched.recv_into(buffer, 8)
         assert len(attentions) == 1, "exactly one attention, sent from inside the read"
-        assert 0.3 <= time.monotonic() - started < 2.0
+        # Bounded by the cancel timeout (the peer would let the read wait forever).
+        assert cancel_timeout_s <= time.monotonic() - started < 20 * cancel_timeout_s
         assert peer.recv(1) == b"", "our side was shut down"
         watched.close()
 
@@ -231,15 +275,26 @@ def test_unacknowledged_attention_shuts_the_socket_down() -> None:
 def test_reads_return_data_as_it_arrives_and_silence_limits_apply_per_read() -> None:
     ours, peer = socket.socketpair()
     with peer:
+        limit_s = 2.0
         watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=5.0)
         reasons: list[str | None] = []
-        watched.attach(lambda: reasons.append(watched.attention_reason))
-        watched.watch(lambda: False, silence_limit_s=0.3, reason="between-rows timeout")
-        threading.Timer(0.2, peer.sendall, args=(b"abc",)).start()  # silent 0.2 s < 0.3 s
+        attention_at: list[float] = []
+
+        def attention() -> None:
+            reasons.append(watched.attention_reason)
+            attention_at.append(time.monotonic())
+            peer.sendall(b"defg")  # the data comes only after the attention
+
+        watched.attach(attention)
+        watched.watch(lambda: False, silence_limit_s=limit_s, reason="between-rows timeout")
+        threading.Timer(0.05, peer.sendall, args=(b"abc",)).start()  # silent 0.05 s < 2 s
         buffer = bytearray(8)
         assert watched.recv_into(buffer, 8) == 3
         assert reasons == []
-        threading.Timer(0.6, peer.sendall, args=(b"defg",)).start()  # silent 0.6 s > 0.3 s
+        second_read = time.monotonic()
         assert watched.recv_into(buffer, 8) == 4  # the read goes on after the attention
         assert reasons == ["between-rows timeout"]
+        # The silence is counted from this read's start, not from watch() (which came at least
+        # the first read's 0.05 s earlier).
+        assert attention_at[0] - second_read >= limit_s
         watched.close()

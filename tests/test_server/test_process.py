@@ -21,23 +21,33 @@ LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 
 
 class ApiProcess:
+    """The API process. Its log (stderr) is read all the time into ``log``: a pipe nobody reads
+    fills at 64 KiB and would then block the API in the middle of a test."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
         self.process = process
         self.port = 0
         self.log = bytearray()
+        self.collector = asyncio.ensure_future(self._collect(process.stderr))
+
+    async def _collect(self, stderr: asyncio.StreamReader) -> None:
+        while chunk := await stderr.read(65_536):
+            self.log += chunk
 
     async def wait_listening(self) -> None:
-        assert self.process.stderr is not None
-        while not (match := LISTENING.search(self.log)):
-            line = await asyncio.wait_for(self.process.stderr.readline(), 30)
-            assert line, f"the API exited before listening:\n{self.log.decode()}"
-            self.log += line
+        await wait_for(
+            lambda: LISTENING.search(self.log) is not None or self.collector.done(),
+            deadline_s=30,
+            what="the API to listen",
+        )
+        match = LISTENING.search(self.log)
+        assert match, f"the API exited before listening:\n{self.log.decode()}"
         self.port = int(match[1])
 
     async def finish(self, deadline_s: float) -> int:
-        """Wait for the exit code, collecting the rest of the log."""
-        assert self.process.stderr is not None
-        self.log += await asyncio.wait_for(self.process.stderr.read(), deadline_s)
+        """Wait for the exit code and the end of the log."""
+        await asyncio.wait_for(self.collector, deadline_s)
         return await asyncio.wait_for(self.process.wait(), deadline_s)
 
 
@@ -72,6 +82,7 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
         if api.process.returncode is None:
             api.process.kill()
             await api.process.wait()
+        await asyncio.wait_for(api.collector, 30)  # the pipe ends with the process
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

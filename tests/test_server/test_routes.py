@@ -10,7 +10,15 @@ import pytest
 
 from server.metrics import Outcome
 from sql.devserver import DevServer
-from tests.test_server.conftest import StartApi, download, url, wait_for, wait_idle
+from tests.test_server.conftest import (
+    StartApi,
+    download,
+    held_port,
+    port_held,
+    url,
+    wait_for,
+    wait_idle,
+)
 
 
 async def test_unknown_path_is_404_json(start_api: StartApi, http: aiohttp.ClientSession) -> None:
@@ -35,10 +43,11 @@ async def test_wrong_method_is_405_with_allow(
 
 
 async def test_healthz_needs_no_database(start_api: StartApi, http: aiohttp.ClientSession) -> None:
-    api = await start_api(db_port=1)  # nothing listens there
-    async with http.get(url(api, "/healthz")) as response:
-        assert response.status == 200
-        assert await response.json() == {"status": "ok"}
+    with port_held() as holder:  # bound, never listening: connections are refused
+        api = await start_api(db_port=held_port(holder))
+        async with http.get(url(api, "/healthz")) as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok"}
 
 
 async def test_readyz_logs_in_and_keeps_the_connection(
@@ -56,13 +65,16 @@ async def test_readyz_logs_in_and_keeps_the_connection(
 async def test_idle_connections_above_the_minimum_close_without_traffic(
     devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    devserver.faults.first_row_delay = 1.0  # the three exports overlap: three connections
+    devserver.faults.first_row_delay = 60.0  # the three exports overlap: three connections
     api = await start_api(pool_min=1, pool_max=3, pool_idle_timeout_s=0.3)
-    async with asyncio.TaskGroup() as exports:
-        for _ in range(3):
-            exports.create_task(download(http, api, 100))
+    exports = [asyncio.create_task(download(http, api, 100)) for _ in range(3)]
+    await wait_for(lambda: devserver.stats.requests == 3, what="three exports' RPCs")
+    for export in exports:
+        export.cancel()  # the clients go: the queries are cancelled, the connections kept
+    await asyncio.gather(*exports, return_exceptions=True)
     await wait_idle(api)
     assert devserver.stats.connections_total == 3
+    await wait_for(lambda: devserver.stats.attentions == 3, what="three attentions")
     # Nothing else happens: the periodic expiry alone closes the two above the minimum.
     await wait_for(lambda: devserver.stats.connections_open == 1, what="two connections closed")
     assert api.pool.idle == 1
