@@ -24,9 +24,9 @@ from importlib.metadata import version
 from multiprocessing.connection import Connection
 
 import psutil
-import pytds
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER
+from tests.devclient import dev_connect
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 FETCH_BATCH = 5000  # rows per fetchmany: pytds reads one packet at a time either way
@@ -101,15 +101,7 @@ def bench_raw(port: int, server: psutil.Process, rows: int, packet_size: int) ->
 
 
 def bench_pytds(port: int, server: psutil.Process, rows: int, packet_size: int) -> Result:
-    conn = pytds.connect(
-        "127.0.0.1",
-        port=port,
-        user=DEV_USER,
-        password=DEV_PASSWORD,
-        database=DEV_DATABASE,
-        autocommit=True,
-        blocksize=packet_size,
-    )
+    conn = dev_connect(port, blocksize=packet_size)
     try:
         cur = conn.cursor()
         rss, cpu, scpu = psutil.Process().memory_info().rss, _cpu(), _server_cpu(server)

@@ -33,13 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pytds
 
 from scripts.stack import (
-    DEV_DATABASE,
-    DEV_PASSWORD,
-    DEV_USER,
-    HOST,
     Service,
     free_port,
     start_api,
@@ -47,6 +42,7 @@ from scripts.stack import (
 )
 from server.config import DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
 from tests.bench.e2e_bff import RssSampler, download
+from tests.devclient import dev_connect
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 # The API's own default, asked for explicitly on both sides (pytds.md: 32 KiB packets decode
@@ -83,15 +79,7 @@ class Result:
 
 def plain_fetch(db_port: int, rows: int) -> tuple[float, float]:
     """(seconds, CPU seconds) for pytds alone to fetch every row, keeping none."""
-    conn = pytds.connect(
-        dsn=HOST,
-        port=db_port,
-        user=DEV_USER,
-        password=DEV_PASSWORD,
-        database=DEV_DATABASE,
-        autocommit=True,
-        blocksize=PACKET_SIZE,
-    )
+    conn = dev_connect(db_port, blocksize=PACKET_SIZE)
     try:
         cursor = conn.cursor()
         started = time.perf_counter()

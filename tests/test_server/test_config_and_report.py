@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-import pytds
 import pytest
 
 import xlsx
@@ -13,8 +12,9 @@ from server.__main__ import OPTIONS, ConfigError, load_config
 from server.config import ApiConfig, DbSettings
 from server.metrics import Metrics, Outcome
 from server.report import column_spec, download_filename, header_for, layout, sql_type
-from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
+from sql.devserver import DevServer
 from sql.report_data import COLUMNS
+from tests.devclient import dev_connect
 from tests.test_server.readers import HEADER
 
 ENV = {"MSSQL_PASSWORD": "secret"}
@@ -152,14 +152,7 @@ def test_histogram_buckets_are_cumulative_and_counts_add_up() -> None:
 def test_layout_follows_the_types_the_database_reports(devserver_thread: DevServer) -> None:
     """Over TCP: the description pytds builds from the dev server's COLMETADATA gives each
     column the spec of the SQL type the procedure declares (sql/schema.sql, report_data)."""
-    conn = pytds.connect(
-        dsn="127.0.0.1",
-        port=devserver_thread.port,
-        user=DEV_USER,
-        password=DEV_PASSWORD,
-        database=DEV_DATABASE,
-        autocommit=True,
-    )
+    conn = dev_connect(devserver_thread.port)
     try:
         cursor = conn.cursor()
         cursor.callproc("dbo.spGenerateData", (1,))

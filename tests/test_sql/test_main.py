@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytds
-
 from sql.report_data import row_values
+from tests.devclient import dev_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,14 +41,8 @@ def test_the_command_serves_with_credentials_from_the_environment() -> None:
                 port = int(m[1])
         assert port is not None
         with (
-            pytds.connect(
-                "127.0.0.1",
-                port=port,
-                user="exporter",
-                password="S3cret-from-env",
-                database="Reports",
-                autocommit=True,
-                login_timeout=10,
+            dev_connect(
+                port, user="exporter", password="S3cret-from-env", database="Reports"
             ) as conn,
             conn.cursor() as cur,
         ):

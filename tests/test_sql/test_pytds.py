@@ -11,24 +11,16 @@ from typing import Any
 import pytds
 import pytest
 
-from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, run_in_thread
+from sql.devserver import DEV_USER, DevServer, run_in_thread
 from sql.devserver.engine import ROW_COUNT_MESSAGE
 from sql.report_data import MAX_ROW_COUNT, NULL_PERIOD, row_values
+from tests.devclient import dev_connect
 
 PROC = "dbo.spGenerateData"
 
 
 def connect(server: DevServer, **kwargs: Any) -> Any:
-    options: dict[str, Any] = {
-        "user": DEV_USER,
-        "password": DEV_PASSWORD,
-        "database": DEV_DATABASE,
-        "autocommit": True,
-        "timeout": 30,
-        "login_timeout": 10,
-    }
-    options.update(kwargs)
-    return pytds.connect("127.0.0.1", port=server.port, **options)
+    return dev_connect(server.port, **{"timeout": 30, **kwargs})
 
 
 def expected(count: int, first: int = 1) -> list[tuple[object, ...]]:

@@ -9,14 +9,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytds
 import pytest
 import sqlglot
 from sqlglot import exp
 
 from sql import report_data as rd
-from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
+from sql.devserver import DevServer
 from sql.devserver.engine import ROW_COUNT_MESSAGE
+from tests.devclient import dev_connect
 
 SCHEMA = Path(rd.__file__).with_name("schema.sql")
 
@@ -122,15 +122,7 @@ def test_the_script_and_the_dev_server_agree_on_columns_types_and_nullability(
         nullable = projection.find(exp.Null) is not None  # a CASE ... THEN NULL branch
         in_script.append((projection.alias, projection.this.to.sql("tsql"), nullable))
     with (
-        pytds.connect(
-            "127.0.0.1",
-            port=devserver_thread.port,
-            user=DEV_USER,
-            password=DEV_PASSWORD,
-            database=DEV_DATABASE,
-            autocommit=True,
-            login_timeout=10,
-        ) as conn,
+        dev_connect(devserver_thread.port) as conn,
         conn.cursor() as cur,
     ):
         cur.callproc("dbo.spGenerateData", (1,))
