@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ import pytest
 
 from bff.config import BffConfig, config_from
 from bff.errors import BffError, ConfigError
+from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
 
 
@@ -203,16 +203,4 @@ def test_the_command_refuses_bad_configuration_with_exit_code_2() -> None:
 
 
 def test_the_command_exits_1_with_a_message_when_the_port_is_taken() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "bff", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 1
-    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_taken_port_is_a_one_line_error("bff")

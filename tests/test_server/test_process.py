@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from sql.devserver import DEV_PASSWORD, DevServer
+from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.test_server.conftest import wait_for
 from tests.test_server.readers import data_rows, is_valid_zip, openpyxl_sheets
 
@@ -152,3 +153,7 @@ async def test_bad_configuration_exits_2_with_a_message(
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert message in stderr
+
+
+def test_the_command_exits_1_with_a_message_when_the_port_is_taken() -> None:
+    assert_taken_port_is_a_one_line_error("server", env={"MSSQL_PASSWORD": "unused"})

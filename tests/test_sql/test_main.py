@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from sql.report_data import row_values
+from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.devclient import dev_connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,17 +56,4 @@ def test_the_command_serves_with_credentials_from_the_environment() -> None:
 
 
 def test_the_command_exits_1_with_a_message_when_the_port_is_taken() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "sql.devserver", "--port", str(port)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 1
-    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert_taken_port_is_a_one_line_error("sql.devserver")
