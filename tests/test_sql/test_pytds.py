@@ -306,34 +306,33 @@ def test_close_ends_live_connections_and_the_port_can_be_reused() -> None:
         assert fetch_proc(c2, 3) == expected(3)
 
 
-def test_a_few_thousand_rows_streamed_with_fetchmany(conn: Any) -> None:
-    count = 20_000
+def streamed_and_checked(conn: Any, count: int, batch_size: int) -> Iterator[int]:
+    """Streams ``count`` rows with fetchmany, each checked against the formula; after every
+    batch yields how many rows arrived so far (and at the end checks none is missing)."""
     n = 0
     with conn.cursor() as cur:
         cur.callproc(PROC, (count,))
-        while batch := cur.fetchmany(1000):
+        while batch := cur.fetchmany(batch_size):
             for row in batch:
                 n += 1
                 assert tuple(row) == row_values(n)
+            yield n
     assert n == count
+
+
+def test_a_few_thousand_rows_streamed_with_fetchmany(conn: Any) -> None:
+    for _ in streamed_and_checked(conn, 20_000, 1000):
+        pass
 
 
 @pytest.mark.slow
 def test_a_million_rows_with_flat_client_memory(conn: Any) -> None:
     psutil = pytest.importorskip("psutil")
     process = psutil.Process()
-    count = 1_000_000
-    n = 0
     rss_at_100k = 0
-    with conn.cursor() as cur:
-        cur.callproc(PROC, (count,))
-        while batch := cur.fetchmany(5000):
-            for row in batch:
-                n += 1
-                assert tuple(row) == row_values(n)
-            if n == 100_000:
-                rss_at_100k = process.memory_info().rss
-    assert n == count
+    for n in streamed_and_checked(conn, 1_000_000, 5000):
+        if n == 100_000:
+            rss_at_100k = process.memory_info().rss
     grown = process.memory_info().rss - rss_at_100k
     assert grown < 30 * 1024 * 1024, f"client memory grew by {grown} bytes"
 
