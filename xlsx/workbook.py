@@ -1,19 +1,20 @@
 """stream_xlsx: rows in, the bytes of one .xlsx out, as the rows arrive.
 
-Sheets are streamed into the zip first; styles, workbook, relationships and content types
-follow once the number of sheets (rollover) and each sheet's last row (autofilter) are known.
+Sheets are streamed into the zip first; styles, theme, workbook, document properties,
+relationships and content types follow once the number of sheets (rollover) and each sheet's
+last row (autofilter) are known.
 The zip is zipstream-ng's, re-cut into 64 KiB chunks with its headers fixed up (zipfix.py).
 """
 
 import datetime as dt
 import logging
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, deflate, names, parts, styles, zipfix
+from xlsx import dates, deflate, names, parts, styles, theme, zipfix
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
@@ -26,7 +27,7 @@ EXCEL_MAX_ROWS: Final = 1_048_576
 # Deflate level 1, chosen with tests/bench/xlsx_writer.py (100k rows of the 10 typed benchmark
 # columns, 42.5 MB of XML): level 1 gives 8.7 MB (4.9x) at ~200k rows/s, its deflate done by
 # ISA-L (xlsx/deflate.py, 3x zlib's speed); level 3 (zlib) 7.8 MB (-10%) at ~125k rows/s; level 6
-# (zlib's default) 7.0 MB (-20%) at ~75k rows/s, missing the 150k rows/s target (issue 2) and
+# (zlib's default) 7.0 MB (-20%) at ~75k rows/s, below the writer's 150k rows/s goal and
 # slower than pytds feeds the export API. Trade-off: level 1 sends ~25% more bytes than level 6,
 # which only costs time on links slower than the writer's ~17 MB/s output; a deployment serving
 # slow links can pass compress_level=6.
@@ -82,7 +83,7 @@ def stream_xlsx(
     max_sheet_xml_bytes: int = DEFAULT_MAX_SHEET_XML_BYTES,
     modified_at: dt.datetime | None = None,
     stats: WriteStats | None = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield the bytes of one .xlsx holding `header` and then `rows`, in chunks of ~64 KiB.
 
     Arguments are checked now (XlsxValueError); rows are pulled only as the result is iterated.
@@ -95,7 +96,9 @@ def stream_xlsx(
     kept unique) with the same header, freeze and filter. An exception from `rows` propagates
     and ends the output: what was yielded before it is never a complete zip.
     `modified_at` sets the zip entries' timestamps (its wall-clock fields, as zip has no
-    timezone; default now), making the output byte-for-byte reproducible. `stats`, if given, is
+    timezone) and the document's created and modified times (in UTC; a naive `modified_at` is
+    local time); default now. A fixed `modified_at` makes the output byte-for-byte
+    reproducible. `stats`, if given, is
     updated as the rows are written. Closing the returned generator stops pulling rows; closing
     the row source itself stays with the caller.
     """
@@ -135,7 +138,7 @@ def stream_xlsx(
         compress_level=compress_level,
         max_rows=max_rows_per_sheet,
         max_bytes=max_sheet_xml_bytes,
-        stamp=_dos_stamp(modified_at),
+        modified_at=modified_at,
         stats=stats if stats is not None else WriteStats(),
     )
 
@@ -205,9 +208,10 @@ def _generate(
     compress_level: int,
     max_rows: int,
     max_bytes: int,
-    stamp: bytes,
+    modified_at: dt.datetime,
     stats: WriteStats,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
+    stamp = _dos_stamp(modified_at)
     formats: list[str] = []
     column_styles = []
     for spec in specs:
@@ -255,11 +259,14 @@ def _generate(
             break
         carry = writer.carry
 
-    zs.add(styles.styles_xml(formats), "xl/styles.xml")
-    zs.add(parts.workbook_xml(sheets), "xl/workbook.xml")
-    zs.add(parts.workbook_rels_xml(len(sheets)), "xl/_rels/workbook.xml.rels")
-    zs.add(parts.root_rels_xml(), "_rels/.rels")
-    zs.add(parts.content_types_xml(len(sheets)), "[Content_Types].xml")
+    zs.add(styles.styles_xml(formats), parts.STYLES_PATH)
+    zs.add(theme.THEME_XML, parts.THEME_PATH)
+    zs.add(parts.workbook_xml(sheets), parts.WORKBOOK_PATH)
+    zs.add(parts.workbook_rels_xml(len(sheets)), parts.WORKBOOK_RELS_PATH)
+    zs.add(parts.core_xml(modified_at), parts.CORE_PATH)
+    zs.add(parts.app_xml(), parts.APP_PATH)
+    zs.add(parts.root_rels_xml(), parts.ROOT_RELS_PATH)
+    zs.add(parts.content_types_xml(len(sheets)), parts.CONTENT_TYPES_PATH)
     while zs.num_queued():
         yield from out.entry(zs.file(), stamp)
     yield from out.footer(zs.footer(), stamp)

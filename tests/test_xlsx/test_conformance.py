@@ -5,8 +5,8 @@ elements out of schema order, `count` attributes that disagree with their childr
 required attributes, relationships or content types that point nowhere, duplicate or overlong
 sheet names, a `_xlnm._FilterDatabase` name that disagrees with the autofilter. Each part is
 parsed with a strict XML parser (expat: any well-formedness error raises), then walked.
-Sequences below are from ECMA-376 Part 1, sml.xsd / opc-*.xsd (the elements this writer uses
-and their neighbours; an element not listed fails the test too).
+Sequences below are from ECMA-376 Part 1, sml.xsd / dml-main.xsd, and Part 2, opc-*.xsd (the
+elements this writer uses and their neighbours; an element not listed fails the test too).
 """
 
 import datetime as dt
@@ -34,6 +34,26 @@ REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 CT = "http://schemas.openxmlformats.org/package/2006/content-types"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
+DML = "http://schemas.openxmlformats.org/drawingml/2006/main"
+CORE = "http://schemas.openxmlformats.org/package/2006/metadata/core-properties"
+DCTERMS = "http://purl.org/dc/terms/"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+APP = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
+CT_PREFIX = "application/vnd.openxmlformats-officedocument"
+
+# Every part a workbook holds besides its sheets: (content type, relationship type, source).
+PARTS = {
+    "xl/workbook.xml": (f"{CT_PREFIX}.spreadsheetml.sheet.main+xml", f"{REL}/officeDocument", ""),
+    "xl/styles.xml": (f"{CT_PREFIX}.spreadsheetml.styles+xml", f"{REL}/styles", "xl"),
+    "xl/theme/theme1.xml": (f"{CT_PREFIX}.theme+xml", f"{REL}/theme", "xl"),
+    "docProps/core.xml": (
+        "application/vnd.openxmlformats-package.core-properties+xml",
+        f"{PKG_REL}/metadata/core-properties",
+        "",
+    ),
+    "docProps/app.xml": (f"{CT_PREFIX}.extended-properties+xml", f"{REL}/extended-properties", ""),
+}
+SHEET_TYPES = (f"{CT_PREFIX}.spreadsheetml.worksheet+xml", f"{REL}/worksheet", "xl")
 
 # CT_Worksheet, CT_Workbook, CT_Stylesheet, CT_SheetView, CT_Cell, CT_Rst (sml.xsd).
 WORKSHEET_ORDER = [
@@ -52,6 +72,25 @@ STYLESHEET_ORDER = [
 ]  # fmt: skip
 SHEETVIEW_ORDER = ["pane", "selection"]
 CELL_ORDER = ["f", "v", "is"]
+# CT_OfficeStyleSheet, CT_BaseStyles, CT_ColorScheme, CT_FontScheme, CT_FontCollection,
+# CT_StyleMatrix, CT_LineProperties, CT_EffectStyleItem (dml-main.xsd, §20.1.6 and §20.1.4.1).
+THEME_ORDER = ["themeElements", "objectDefaults", "extraClrSchemeLst", "custClrLst", "extLst"]
+BASE_STYLES_ORDER = ["clrScheme", "fontScheme", "fmtScheme", "extLst"]
+COLOR_SLOTS = [
+    "dk1", "lt1", "dk2", "lt2", "accent1", "accent2", "accent3", "accent4", "accent5", "accent6",
+    "hlink", "folHlink",
+]  # fmt: skip
+COLOR_CHOICE = {"scrgbClr", "srgbClr", "hslClr", "sysClr", "schemeClr", "prstClr"}
+FONT_SCHEME_ORDER = ["majorFont", "minorFont", "extLst"]
+FONT_COLLECTION_ORDER = ["latin", "ea", "cs", "font", "extLst"]
+STYLE_MATRIX_ORDER = ["fillStyleLst", "lnStyleLst", "effectStyleLst", "bgFillStyleLst"]
+FILLS = {"noFill", "solidFill", "gradFill", "blipFill", "pattFill", "grpFill"}
+LINE_ORDER = [
+    "noFill", "solidFill", "gradFill", "pattFill", "prstDash", "custDash", "round", "bevel",
+    "miter", "headEnd", "tailEnd", "extLst",
+]  # fmt: skip
+EFFECT_STYLE_ORDER = ["effectLst", "effectDag", "scene3d", "sp3d"]
+MIN_STYLES = 3  # minOccurs of each of the format scheme's four lists
 # ST_CellType "e": the error values Excel knows.
 ERRORS = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA"}
 CELL_REF = re.compile(r"([A-Z]{1,3})([0-9]+)")
@@ -73,12 +112,14 @@ def column_index(letters: str) -> int:
     return n
 
 
-def assert_in_order(parent: ET.Element, order: Sequence[str]) -> None:
-    """Children of `parent` all known and in schema sequence (repeats of one kind allowed)."""
+def assert_in_order(parent: ET.Element, order: Sequence[str], required: Sequence[str] = ()) -> None:
+    """Children of `parent` all known, in schema sequence (repeats of one kind allowed), and
+    the `required` ones all present."""
     names = [local(child) for child in parent]
     assert all(name in order for name in names), (local(parent), names)
     positions = [order.index(name) for name in names]
     assert positions == sorted(positions), (local(parent), names)
+    assert set(required) <= set(names), (local(parent), names)
 
 
 def assert_counts(parent: ET.Element) -> None:
@@ -101,7 +142,8 @@ def parse_parts(data: bytes) -> dict[str, ET.Element]:
 
 
 def check_package(parts: dict[str, ET.Element]) -> None:
-    """Content types cover every part and name only parts that exist; rels resolve."""
+    """Content types cover every part and name only parts that exist; rels resolve; every part
+    has its content type and is the target of the relationship type its kind needs."""
     types = parts["[Content_Types].xml"]
     defaults = {
         d.attrib["Extension"]: d.attrib["ContentType"] for d in types.iter(q("Default", CT))
@@ -115,6 +157,7 @@ def check_package(parts: dict[str, ET.Element]) -> None:
     for name in parts:
         if name != "[Content_Types].xml":
             assert "/" + name in overrides or name.rsplit(".", 1)[-1] in defaults, name
+    targets: dict[str, tuple[str, str]] = {}  # part -> (relationship type, source directory)
     for name, root in parts.items():
         if not name.endswith(".rels"):
             continue
@@ -123,9 +166,17 @@ def check_package(parts: dict[str, ET.Element]) -> None:
         ids = [rel.attrib["Id"] for rel in root]
         assert len(ids) == len(set(ids)), name
         for rel in root:
-            assert rel.attrib["Type"].startswith(REL + "/")
             target = posixpath.normpath(posixpath.join(source_dir, rel.attrib["Target"]))
             assert target in parts, (name, target)
+            assert target not in targets, target  # one relationship per part
+            targets[target] = (rel.attrib["Type"], source_dir)
+    for name in parts:
+        if name.endswith(".rels") or name == "[Content_Types].xml":
+            continue
+        content_type, rel_type, source = PARTS.get(name, SHEET_TYPES)
+        assert overrides.get("/" + name) == content_type, name
+        assert targets.get(name) == (rel_type, source), name
+    assert set(PARTS) <= set(parts)
 
 
 def check_styles(styles: ET.Element) -> tuple[int, dict[int, str]]:
@@ -224,10 +275,66 @@ def check_cell(cell: ET.Element) -> None:
         assert math.isfinite(float(value.text))
 
 
+def check_theme(theme: ET.Element) -> None:
+    """theme1.xml: DrawingML's required elements, in schema order, down to the style lists."""
+    assert theme.tag == q("theme", DML)
+    assert all(element.tag.startswith(f"{{{DML}}}") for element in theme.iter())
+    assert_in_order(theme, THEME_ORDER, ["themeElements"])
+    base = theme.find(q("themeElements", DML))
+    assert base is not None
+    assert_in_order(base, BASE_STYLES_ORDER, BASE_STYLES_ORDER[:3])
+    colors, fonts, formats = base[:3]
+    assert "name" in colors.attrib
+    assert "name" in fonts.attrib
+    assert_in_order(colors, [*COLOR_SLOTS, "extLst"], COLOR_SLOTS)
+    for slot in colors:
+        assert len(slot) == 1, local(slot)
+        assert local(slot[0]) in COLOR_CHOICE, local(slot)
+    assert_in_order(fonts, FONT_SCHEME_ORDER, FONT_SCHEME_ORDER[:2])
+    for collection in fonts:
+        assert_in_order(collection, FONT_COLLECTION_ORDER, FONT_COLLECTION_ORDER[:3])
+        assert all("typeface" in font.attrib for font in collection)
+    assert_in_order(formats, STYLE_MATRIX_ORDER, STYLE_MATRIX_ORDER)
+    fills, lines, effects, backgrounds = formats
+    for fill in [*fills, *backgrounds]:
+        assert local(fill) in FILLS
+    for line in lines:
+        assert local(line) == "ln"
+        assert_in_order(line, LINE_ORDER)
+    for effect in effects:
+        assert local(effect) == "effectStyle"
+        assert_in_order(effect, EFFECT_STYLE_ORDER)
+        assert sum(local(e) in EFFECT_STYLE_ORDER[:2] for e in effect) == 1  # one container
+    assert all(len(styles) >= MIN_STYLES for styles in formats)
+
+
+def check_properties(core: ET.Element, app: ET.Element) -> dt.datetime:
+    """The created time after checking core.xml (OPC §11) and app.xml."""
+    assert core.tag == q("coreProperties", CORE)
+    times = []
+    for element in core:
+        kind = element.get(q("type", XSI))
+        if element.tag in (q("created", DCTERMS), q("modified", DCTERMS)):
+            # M4.5: xsi:type="dcterms:W3CDTF" on both (test_package checks the prefix's binding)
+            assert kind == "dcterms:W3CDTF", element.tag
+            assert element.text is not None
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", element.text)
+            times.append(dt.datetime.fromisoformat(element.text))
+        else:
+            assert kind is None, element.tag  # M4.5: xsi:type nowhere else
+    assert len(times) == 2
+    assert times[0] == times[1]  # a streamed file is created and last modified at once
+    assert app.tag == q("Properties", APP)
+    assert [local(child) for child in app] == ["Application"]
+    return times[0]
+
+
 def check_workbook(data: bytes, width: int) -> list[str]:
     """The sheet names of a written workbook after checking every part."""
     parts = parse_parts(data)
     check_package(parts)
+    check_theme(parts["xl/theme/theme1.xml"])
+    check_properties(parts["docProps/core.xml"], parts["docProps/app.xml"])
     xf_count, _ = check_styles(parts["xl/styles.xml"])
     workbook = parts["xl/workbook.xml"]
     assert_in_order(workbook, WORKBOOK_ORDER)

@@ -11,10 +11,23 @@ import openpyxl
 import pytest
 
 import xlsx
-from tests.test_xlsx.support import FIXED_TIME, read_openpyxl, sheet_xml, write
+from tests.test_xlsx.support import (
+    FIXED_TIME,
+    UTC_PLUS_2,
+    read_calamine,
+    read_openpyxl,
+    sheet_xml,
+    write,
+)
 
 LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
 MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+DML = "http://schemas.openxmlformats.org/drawingml/2006/main"
+CORE = "http://schemas.openxmlformats.org/package/2006/metadata/core-properties"
+DCTERMS = "http://purl.org/dc/terms/"
+APP = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
 
 
 def sample(**options: object) -> bytes:
@@ -29,8 +42,11 @@ def test_zip_is_valid_and_parts_come_sheets_first() -> None:
         assert z.namelist() == [
             "xl/worksheets/sheet1.xml",
             "xl/styles.xml",
+            "xl/theme/theme1.xml",
             "xl/workbook.xml",
             "xl/_rels/workbook.xml.rels",
+            "docProps/core.xml",
+            "docProps/app.xml",
             "_rels/.rels",
             "[Content_Types].xml",
         ]
@@ -42,7 +58,7 @@ def test_no_zip64_anywhere_in_a_small_file() -> None:
     data = sample(max_rows_per_sheet=20)  # several streamed sheets
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         infos = z.infolist()
-    assert len(infos) == 8
+    assert len(infos) == 3 + 8  # three streamed sheets, then the eight small parts
     ends = []
     for info in infos:
         (sig, version, flags, method, _, _, crc, csize, usize, name_len, extra_len) = (
@@ -85,6 +101,94 @@ def test_output_is_reproducible_with_a_fixed_time() -> None:
         assert {i.date_time for i in z.infolist()} == {FIXED_TIME.timetuple()[:6]}
 
 
+def relationships(data: bytes, part: str) -> list[tuple[str, str]]:
+    """(type, target) of each relationship in one relationships part, in Id order."""
+    root = ET.fromstring(zipfile.ZipFile(io.BytesIO(data)).read(part))
+    assert root.tag == f"{{{PKG_REL}}}Relationships"
+    assert [rel.attrib["Id"] for rel in root] == [f"rId{i + 1}" for i in range(len(root))]
+    return [(rel.attrib["Type"], rel.attrib["Target"]) for rel in root]
+
+
+def test_theme_and_document_properties_are_related_and_typed() -> None:
+    data = sample(max_rows_per_sheet=30)  # two sheets: the theme's rId comes after both
+    assert relationships(data, "_rels/.rels") == [
+        (f"{REL}/officeDocument", "xl/workbook.xml"),
+        (f"{PKG_REL}/metadata/core-properties", "docProps/core.xml"),
+        (f"{REL}/extended-properties", "docProps/app.xml"),
+    ]
+    assert relationships(data, "xl/_rels/workbook.xml.rels") == [
+        (f"{REL}/worksheet", "worksheets/sheet1.xml"),  # sheet i is rId{i}, as workbook.xml says
+        (f"{REL}/worksheet", "worksheets/sheet2.xml"),
+        (f"{REL}/styles", "styles.xml"),
+        (f"{REL}/theme", "theme/theme1.xml"),
+    ]
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        types = ET.fromstring(z.read("[Content_Types].xml"))
+        parts = {name: ET.fromstring(z.read(name)) for name in z.namelist()}
+    overrides = {
+        o.attrib["PartName"]: o.attrib["ContentType"] for o in types if "PartName" in o.attrib
+    }
+    office = "application/vnd.openxmlformats-officedocument"
+    assert overrides["/xl/theme/theme1.xml"] == f"{office}.theme+xml"
+    assert overrides["/docProps/core.xml"] == (
+        "application/vnd.openxmlformats-package.core-properties+xml"
+    )
+    assert overrides["/docProps/app.xml"] == f"{office}.extended-properties+xml"
+    assert parts["xl/theme/theme1.xml"].tag == f"{{{DML}}}theme"
+    assert parts["docProps/core.xml"].tag == f"{{{CORE}}}coreProperties"
+    app = parts["docProps/app.xml"]
+    assert app.tag == f"{{{APP}}}Properties"
+    assert app.findtext(f"{{{APP}}}Application") == "xlsx-stream-export"
+
+
+def core_times(data: bytes) -> tuple[str, str]:
+    """(created, modified) as written in docProps/core.xml, after checking their markup."""
+    raw = zipfile.ZipFile(io.BytesIO(data)).read("docProps/core.xml").decode()
+    # xsi:type's value names the prefix, so the prefix must be bound to Dublin Core terms
+    assert f'xmlns:dcterms="{DCTERMS}"' in raw
+    core = ET.fromstring(raw)
+    created, modified = (core.find(f"{{{DCTERMS}}}{name}") for name in ("created", "modified"))
+    assert created is not None
+    assert modified is not None
+    for element in (created, modified):
+        assert element.attrib == {
+            "{http://www.w3.org/2001/XMLSchema-instance}type": "dcterms:W3CDTF"
+        }
+    return created.text or "", modified.text or ""
+
+
+@pytest.mark.parametrize(
+    ("modified_at", "expected"),
+    [
+        # aware: converted to UTC for the properties; the zip keeps its wall clock
+        (dt.datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC_PLUS_2), "2030-06-01T10:00:00Z"),
+        (dt.datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=dt.UTC), "2024-02-29T23:59:59Z"),
+        # naive: local time, as everywhere in Python
+        (FIXED_TIME, FIXED_TIME.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    ],
+)
+def test_document_times_follow_modified_at(modified_at: dt.datetime, expected: str) -> None:
+    data = sample(modified_at=modified_at)
+    assert core_times(data) == (expected, expected)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        wall_clock = modified_at.replace(second=modified_at.second // 2 * 2, tzinfo=None)
+        assert {i.date_time for i in z.infolist()} == {wall_clock.timetuple()[:6]}
+    properties = openpyxl.load_workbook(io.BytesIO(data)).properties
+    stamp = dt.datetime.fromisoformat(expected).replace(tzinfo=None)  # openpyxl drops the Z
+    assert (properties.created, properties.modified) == (stamp, stamp)
+    assert properties.creator == "xlsx-stream-export"
+
+
+def test_every_reader_still_reads_a_workbook_with_theme_and_properties() -> None:
+    data = sample(max_rows_per_sheet=30)
+    wb = openpyxl.load_workbook(io.BytesIO(data))
+    assert wb.loaded_theme == zipfile.ZipFile(io.BytesIO(data)).read("xl/theme/theme1.xml")
+    expected = [("id", "name", "day", "ratio")]
+    assert [rows[:1] for rows in read_openpyxl(data).values()] == [expected, expected]
+    assert list(read_calamine(data)) == ["Report", "Report (2)"]
+    assert sum(len(rows) - 1 for rows in read_calamine(data).values()) == 50
+
+
 def test_default_time_is_now() -> None:
     before = dt.datetime.now().replace(microsecond=0) - dt.timedelta(seconds=2)
     data = b"".join(xlsx.stream_xlsx(["a"], [[1]]))
@@ -92,6 +196,8 @@ def test_default_time_is_now() -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         for info in z.infolist():
             assert before <= dt.datetime(*info.date_time) <= after
+    created = dt.datetime.fromisoformat(core_times(data)[0])
+    assert before.astimezone(dt.UTC) <= created <= after.astimezone(dt.UTC)
 
 
 def test_sheet_features_header_freeze_filter_widths() -> None:
