@@ -15,7 +15,7 @@ from bff.errors import ConfigError
 # Loopback by default: the dev stack must not be reachable from the network by accident;
 # containers pass --host 0.0.0.0 explicitly.
 DEFAULT_HOST = "127.0.0.1"
-# The original design's ports: BFF and page on 3000, API on 3001.
+# The replaced Node.js export's ports, so clients keep theirs: BFF and page on 3000, API on 3001.
 DEFAULT_PORT = 3000
 DEFAULT_API_URL = "http://127.0.0.1:3001"
 # The API waits up to 30 s for the first row before it answers with its own JSON error; waiting
@@ -37,8 +37,8 @@ DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_MAX_DOWNLOADS_PER_CLIENT = 4
 # Seconds a client told "too many downloads" should wait: a small export takes about that long.
 DEFAULT_RETRY_AFTER_S = 10
-# The page's row-count field mirrors the API's bounds (issue 4): default 30,000,
-# maximum 1,048,576 (one full sheet's worth, as in the original design).
+# The page's row-count field mirrors the API's bounds: default 30,000,
+# maximum 1,048,576 (one full sheet's worth, as in the replaced export).
 DEFAULT_ROW_COUNT = 30_000
 DEFAULT_MAX_ROW_COUNT = 1_048_576
 DEFAULT_LOG_LEVEL = "INFO"

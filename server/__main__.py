@@ -211,7 +211,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
     """Flags over environment over defaults; raises :class:`ConfigError` naming the culprit."""
     parser = argparse.ArgumentParser(
         prog="python -m server",
-        description="Export API: streams dbo.spGenerateData as .xlsx (issue 4).",
+        description="Export API: streams a stored procedure's rows as an .xlsx download.",
     )
     for option in OPTIONS:
         env_note = f" [env {option.env}; default {_default(option)!r}]"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 # Loopback by default: a dev stack must not be reachable from the network by accident;
 # containers pass --host 0.0.0.0 explicitly.
 DEFAULT_HOST = "127.0.0.1"
-# The original design's port for the API (the BFF and page are on 3000).
+# The port of the Node.js export this service replaces (the BFF and page are on 3000).
 DEFAULT_PORT = 3001
 
 DEFAULT_DB_HOST = "127.0.0.1"
@@ -25,30 +25,30 @@ DEFAULT_PROCEDURE = "dbo.spGenerateData"
 # that has not answered a login within 5 s is down for our purposes, and the client gets its
 # 503 quickly instead of waiting out the budget.
 DEFAULT_LOGIN_TIMEOUT_S = 5.0
-# TDS packet size asked for at login: SQL Server's maximum (32,767). pytds.md measured 36-37k
-# rows/s with ~32 KiB packets against ~30k rows/s with the 4 KiB default (fewer recv calls).
+# TDS packet size asked for at login: SQL Server's maximum (32,767, MS-TDS 2.2.7.9): fewer,
+# larger reads than pytds' 4 KiB default (docs/pytds.md).
 DEFAULT_PACKET_SIZE = 32_767
 
-# The original design's pool (mssql/tarn settings): at most 50 connections, 5 kept warm.
+# The replaced Node.js export's pool (mssql/tarn settings): at most 50 connections, 5 warm.
 DEFAULT_POOL_MIN = 5
 DEFAULT_POOL_MAX = 50
 # Connections above the minimum that sat idle this long are closed (tarn's idleTimeoutMillis).
 DEFAULT_POOL_IDLE_TIMEOUT_S = 30.0
 
-# The original design: 30,000 rows when the query string says nothing, at most 1,048,576
+# As the replaced export: 30,000 rows when the query string says nothing, at most 1,048,576
 # (Excel's rows per sheet; our writer rolls over to a second sheet, so the header row fits).
 DEFAULT_ROW_COUNT = 30_000
 DEFAULT_MAX_ROW_COUNT = 1_048_576
 # Excel's hard limit of rows per worksheet; configurable so tests can show the rollover small.
 DEFAULT_MAX_ROWS_PER_SHEET = 1_048_576
 
-# The original design's request timeout (mssql requestTimeout: 30 s) for the first row; a
+# The replaced export's request timeout (mssql requestTimeout: 30 s) for the first row; a
 # healthy server never goes silent that long in the middle of a result either.
 DEFAULT_FIRST_ROW_TIMEOUT_S = 30.0
 DEFAULT_ROW_TIMEOUT_S = 30.0
-# A client that has not accepted a single byte for a minute has gone (issue 4's default).
+# A client that has not accepted a single byte for a minute has gone.
 DEFAULT_CLIENT_WRITE_TIMEOUT_S = 60.0
-# After an attention, a server answers within milliseconds (pytds.md: ~11 ms); 5 s without an
+# After an attention a server answers in milliseconds (docs/pytds.md: ~11 ms); 5 s without an
 # answer means the connection is wedged and is shut down instead.
 DEFAULT_CANCEL_TIMEOUT_S = 5.0
 # How often a worker blocked in a database read looks at its cancel flag and deadlines: a
@@ -63,7 +63,7 @@ DEFAULT_FETCH_BATCH_ROWS = 1_000
 # the socket busy while the worker decodes, small enough that a stalled client holds < 0.5 MiB.
 DEFAULT_QUEUE_CHUNKS = 4
 
-# The original design logged memory every 5,000 rows.
+# The replaced export logged memory every 5,000 rows; the same cadence keeps logs comparable.
 DEFAULT_MEMORY_LOG_EVERY_ROWS = 5_000
 # What a client told 503 should wait before retrying: a small export takes about this long.
 DEFAULT_RETRY_AFTER_S = 5

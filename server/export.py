@@ -9,7 +9,7 @@ the bounded :class:`~server.handoff.Handoff` -> the handler's ``response.write``
 Cancellation (client gone, client stalled, shutdown) is a flag. The worker looks at it between
 batches and while it waits for a free hand-off slot, and its :class:`~server.db.WatchedSocket`
 looks at it while a database read is blocked; either way the attention is sent by this thread
-(pytds.md: cancelling from another thread breaks the connection). Whatever happened, the
+(docs/pytds.md: cancelling from another thread breaks the connection). Whatever happened, the
 connection goes back to the pool only if its protocol state is idle, else it is closed.
 
 The export is over when both halves are: the worker (connection given back) and the handler
@@ -266,8 +266,8 @@ class ExportJob:
                 self._fail_mid_stream(exc)
         self._check_interrupted()
         try:
-            # RETURNSTATUS and DONEPROC are still unread (pytds.md); read them so the connection
-            # goes back idle instead of needing an attention before its next request.
+            # RETURNSTATUS and DONEPROC are still unread (docs/pytds.md): reading them leaves the
+            # connection idle instead of needing an attention before its next request.
             while cursor.nextset():
                 pass
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""Resident memory sampling for the export log (the original design's memory logger).
+"""Resident memory sampling for the export log: RSS at the start, every N rows, at the end.
 
 RSS is process-wide: with several exports running, each export's figures include the others'.
 The peak is the highest sample this export took, not the kernel's high-water mark, so it

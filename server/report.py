@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import xlsx
 
-# Database column name -> header shown in the sheet (the original design's labels).
+# Database column name -> header shown in the sheet (the labels the replaced export used).
 HEADERS: Mapping[str, str] = {
     "Id": "ID",
     "ColInt": "Integer",

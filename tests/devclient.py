@@ -13,7 +13,7 @@ import pytds
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER
 
 HOST = "127.0.0.1"
-# Read-only exports need no transaction (pytds.md: autocommit=False sends a BEGIN first); a
+# Read-only exports need no transaction (docs/pytds.md: autocommit=False begins one first); a
 # 10 s login budget is far above a local login and still ends a test that cannot connect.
 DEFAULTS: dict[str, Any] = {
     "user": DEV_USER,

@@ -7,7 +7,7 @@ chunk of an entry) and in each central directory header (one chunk each in the f
 Zip64: zipstream-ng, like zipfile, switches the central directory to Zip64 (an extra field for
 the offset, version 45, a Zip64 end record) once an offset passes 2**31 - 1, although the
 classic 32-bit fields hold up to 2**32 - 1. Files between 2 and 4 GiB would then carry Zip64
-records that Office is known to refuse in files that do not need them (xlsx-and-zip.md). While
+records that Office is known to refuse in files that do not need them (docs/xlsx.md). While
 every size and offset fits 32 bits, the footer is rebuilt without them. (Local headers never
 carry Zip64 here: every entry has a size hint, see workbook.py.)
 """

@@ -8,7 +8,7 @@ GIL).  Two readers:
 * pytds: ``cursor.callproc`` + ``fetchmany`` over every row: what an export actually gets, with
   the client's CPU seconds (getrusage) and resident-memory growth.
 
-Prints a Markdown table; every figure the coordinator needs is in it.
+Prints a Markdown table (the README's dev server table).
 """
 
 from __future__ import annotations

@@ -45,12 +45,12 @@ from tests.bench.e2e_bff import RssSampler, download
 from tests.devclient import dev_connect
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
-# The API's own default, asked for explicitly on both sides (pytds.md: 32 KiB packets decode
-# faster than 4 KiB ones, so a mismatch would skew the ratio).
+# The API's own default, asked for explicitly on both sides (docs/pytds.md: the packet size
+# changes pytds' speed, so a mismatch would skew the ratio).
 PACKET_SIZE = DEFAULT_PACKET_SIZE
 # Best of three: enough to shed most of a shared machine's noise, short enough for 1M rows.
 DEFAULT_REPEAT = 3
-# Issue 4's targets.
+# The export API's goals (docs/design.md, Performance goals).
 TARGET_RATIO = 1.25
 TARGET_RSS_GROWTH_MIB = 20.0
 MIB = 1024 * 1024
