@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pytest
 from scripts.stack import HOST, Service, start_api, start_bff
 from sql.devserver import DevServer, run_in_thread
 from sql.devserver.server import Faults
+from tests.polling import poll
 
 
 @dataclass
@@ -69,14 +69,6 @@ def dead_url() -> Iterator[str]:
     with socket.socket() as held:
         held.bind((HOST, 0))
         yield f"http://{HOST}:{held.getsockname()[1]}"
-
-
-def poll(condition: Callable[[], bool], *, within: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {within} s")
-        time.sleep(0.05)
 
 
 def metrics(service: Service) -> str:

@@ -10,8 +10,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from scripts.stack import Service
-from tests.e2e.conftest import Chain, poll
+from tests.e2e.conftest import Chain
 from tests.e2e.test_curl import data_rows
+from tests.polling import poll
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +16,9 @@ import pytest
 from python_calamine import CalamineWorkbook
 
 from scripts.stack import Service
-from tests.e2e.conftest import Chain, metric, poll, pool_in_use
+from tests.backpressure import assert_held, fetch_elsewhere
+from tests.e2e.conftest import Chain, metric, pool_in_use
+from tests.polling import poll
 
 # curl's exit codes for a transfer that ended before the body did: 18 partial file,
 # 56 failure receiving network data (a chunked body cut off or reset).
@@ -125,14 +127,18 @@ def test_api_aborting_mid_body_makes_curl_fail(chain: Chain, tmp_path: Path, fau
     failed = curl("-f", "-o", str(target), chain.report_url("rowCount=60000"))
     assert failed.returncode in CURL_TRANSFER_FAILED, (failed.returncode, failed.stderr)
     assert target.stat().st_size > 0  # it had started: the failure came mid-body
-    poll(lambda: metric(chain.bff, r'bff_downloads_total\{outcome="upstream_aborted"\}') >= 1)
+    aborted = r'bff_downloads_total\{outcome="upstream_aborted"\}'
+    poll(lambda: metric(chain.bff, aborted) >= 1, what="the BFF to count the upstream abort")
 
 
-def _settled(chain: Chain, quiet_s: float = 1.0) -> bool:
-    """True once the dev server has sent no row for ``quiet_s`` (a held reader holds)."""
-    before = chain.db.stats.rows_sent
-    time.sleep(quiet_s)
-    return chain.db.stats.rows_sent == before
+# Rows in flight between the dev server and a client that stopped reading, through the API and
+# the BFF: socket buffers at each hop (the BFF's receive buffer grows while it relays) and a few
+# chunks in each service: ~180k rows measured, reached a few seconds after the first pause.
+HELD_ROWS_BOUND = 250_000
+# Fetched meanwhile on another connection: a chain that kept pulling rows for the held-off client
+# pulls about as many (its API worker decodes at the same pytds pace), from the ~60k it had at
+# the first pause to past the bound.
+WITNESS_ROWS = 250_000
 
 
 def test_slow_client_through_the_bff_pauses_the_database_with_bounded_memory(
@@ -153,23 +159,23 @@ def test_slow_client_through_the_bff_pauses_the_database_with_bounded_memory(
             within=60,
             what="dev server production paused",
         )
-        poll(lambda: _settled(chain), within=60, what="production stopped")
-        sent = chain.db.stats.rows_sent
-        # Everything in flight fits in socket buffers and a few chunks per hop. (The dev server
-        # is shared by the session: count this test's rows only.)
-        assert sent - rows_before < 500_000
+        fetch_elsewhere(chain.db.port, WITNESS_ROWS)
+        # (The dev server is shared by the session: count this test's rows only.)
+        held = assert_held(
+            chain.db.stats, since=rows_before, bound=HELD_ROWS_BOUND, witnessed=WITNESS_ROWS
+        )
         for service in (chain.api, chain.bff):
             grown = psutil.Process(service.pid).memory_info().rss - rss_before[service.name]
             assert grown < 50 * 1024 * 1024, (service.name, grown)
         # Reading again resumes production.
         client.setblocking(False)
-        deadline = time.monotonic() + 30
-        while chain.db.stats.rows_sent < sent + 20_000 and time.monotonic() < deadline:
-            try:
+
+        def read_some() -> bool:
+            with contextlib.suppress(BlockingIOError):
                 client.recv(1 << 20)
-            except BlockingIOError:
-                time.sleep(0.01)
-        assert chain.db.stats.rows_sent >= sent + 20_000
+            return chain.db.stats.rows_sent - rows_before - WITNESS_ROWS >= held + 20_000
+
+        poll(read_some, within=60, what="production to resume")
     finally:
         client.close()
     poll(lambda: pool_in_use(chain.api) == 0, what="API pool idle after the reader left")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bff.config import DEFAULT_MAX_DOWNLOADS_PER_CLIENT
 from scripts.stack import Service
-from tests.e2e.conftest import Chain, poll
+from tests.e2e.conftest import Chain
 from tests.e2e.test_curl import curl, data_rows
+from tests.polling import poll
 
 TOKEN = "e2e-Token-1"
 

@@ -128,13 +128,3 @@ async def make_bff(upstream: Upstream) -> AsyncIterator[BffFactory]:
     yield factory
     for server in servers:
         await server.close()
-
-
-async def poll(condition: Callable[[], bool], *, within: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail with a clear message after a generous deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)

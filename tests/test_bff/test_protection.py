@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.test_bff.conftest import CHUNK, BffFactory, Upstream, poll
+from tests.polling import apoll
+from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
 
 TOKEN = "t0ken-Very-Secret"
 
@@ -153,7 +154,7 @@ async def test_per_client_limit_on_refuses_with_429_and_retry_after(
         upstream.release.set()
         await first.read()
     # The slot is free again once the first download is over.
-    await poll(lambda: bff.app.metrics.relays_active == 0)
+    await apoll(lambda: bff.app.metrics.relays_active == 0, what="no relay left active")
     async with client.get(_report(bff.port)) as third:
         assert third.status == 200
         await third.read()
@@ -181,8 +182,8 @@ async def test_limit_slot_is_freed_when_the_client_drops(
     response = await client.get(_report(bff.port, "chunks=100000&delay=0.01"))
     await response.content.readexactly(len(CHUNK))
     response.close()  # drop the connection mid-body
-    await poll(lambda: upstream.disconnects == 1)
-    await poll(lambda: bff.app.metrics.relays_active == 0)
+    await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
+    await apoll(lambda: bff.app.metrics.relays_active == 0, what="no relay left active")
     async with client.get(_report(bff.port)) as again:
         assert again.status == 200
         await again.read()

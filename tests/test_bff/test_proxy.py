@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream, poll
+from tests.polling import apoll
+from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def test_first_bytes_arrive_before_the_upstream_finishes(
         upstream.release.set()
         rest = await response.read()
     assert len(first) + len(rest) == 4 * len(CHUNK)
-    await poll(lambda: upstream.finished == 1)
+    await apoll(lambda: upstream.finished == 1, what="the upstream response to finish")
 
 
 async def test_relays_the_right_headers_and_no_hop_by_hop_ones(
@@ -171,7 +172,7 @@ async def test_upstream_too_slow_with_headers_is_a_504_json(
         body = await response.json()
     assert body["error"]["code"] == "PROXY_TIMEOUT"
     # The upstream request was given up, not left running.
-    await poll(lambda: upstream.disconnects == 1)
+    await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
 
 
 async def test_upstream_abort_mid_body_aborts_our_response(
@@ -195,7 +196,10 @@ async def test_upstream_abort_never_sends_the_final_chunk(
     assert received.startswith(b"HTTP/1.1 200")
     assert b"\r\n\r\n" in received
     assert not received.endswith(b"0\r\n\r\n")
-    await poll(lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1)
+    await apoll(
+        lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1,
+        what="the upstream abort to be counted",
+    )
     _assert_quiet(caplog)
 
 
@@ -244,10 +248,13 @@ async def test_client_drop_mid_body_closes_the_upstream_connection(
     await reader.readuntil(b"\r\n\r\n")
     await reader.readexactly(len(CHUNK))
     writer.transport.abort()
-    await poll(lambda: upstream.disconnects == 1)
+    await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
     assert upstream.finished == 0
-    await poll(lambda: bff.app.metrics.outcomes["client_disconnected"] == 1)
-    await poll(lambda: bff.app.metrics.relays_active == 0)
+    await apoll(
+        lambda: bff.app.metrics.outcomes["client_disconnected"] == 1,
+        what="the client's disconnect to be counted",
+    )
+    await apoll(lambda: bff.app.metrics.relays_active == 0, what="no relay left active")
     _assert_quiet(caplog)
 
 
@@ -256,9 +263,9 @@ async def test_client_drop_before_headers_closes_the_upstream_connection(
 ) -> None:
     bff = await make_bff()
     _, writer = await _raw_request(bff.port, "/exports/report?hang=30")
-    await poll(lambda: len(upstream.requests) == 1)
+    await apoll(lambda: len(upstream.requests) == 1, what="the request to reach the upstream")
     writer.transport.abort()
-    await poll(lambda: upstream.disconnects == 1)
+    await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
 
 
 async def test_a_client_that_stops_reading_stops_the_upstream(
@@ -269,7 +276,7 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
     await reader.readuntil(b"\r\n\r\n")
     # We read nothing more: socket buffers fill, the BFF's write waits, it stops reading the
     # upstream, and the upstream's own write blocks.
-    await poll(upstream.blocked, within=30)
+    await apoll(upstream.blocked, within=30, what="the upstream's writes to block")
     held = upstream.bytes_sent
     # Kernel buffers on loopback (autotuned up to a few MiB each way) plus at most a few chunks
     # in the BFF; 1 GB would stream through if nothing pushed back.
@@ -277,9 +284,9 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
     # Reading again lets the upstream move on.
     for _ in range(64):
         await reader.read(65536)
-    await poll(lambda: upstream.bytes_sent > held)
+    await apoll(lambda: upstream.bytes_sent > held, what="the upstream to send more")
     writer.transport.abort()
-    await poll(lambda: upstream.disconnects == 1)
+    await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
 
 
 async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
@@ -289,10 +296,12 @@ async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
     reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
     try:
         await reader.readuntil(b"\r\n\r\n")
-        await poll(lambda: upstream.disconnects == 1, within=30)
+        await apoll(
+            lambda: upstream.disconnects == 1, within=30, what="the upstream request to be closed"
+        )
         assert bff.app.metrics.outcomes["client_stalled"] == 1
         # Its per-client slot is free again.
-        await poll(lambda: bff.app.metrics.relays_active == 0)
+        await apoll(lambda: bff.app.metrics.relays_active == 0, what="no relay left active")
         _assert_quiet(caplog)
     finally:
         writer.transport.abort()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import errno
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from server.app import ExportApi
 from server.config import ApiConfig, DbSettings
 from sql.devserver import DEV_PASSWORD, DevServer
+from tests.polling import apoll, poll
 
 StartApi = Callable[..., Awaitable[ExportApi]]
 
@@ -80,22 +79,10 @@ async def download(
         return await response.read()
 
 
-async def wait_for(
-    condition: Callable[[], bool], *, deadline_s: float = 20.0, what: str = "condition"
-) -> None:
-    """Poll until ``condition()`` holds; fail after a generous deadline."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {deadline_s:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def wait_idle(api: ExportApi, *, deadline_s: float = 20.0) -> None:
+async def wait_idle(api: ExportApi) -> None:
     """Every export over and every pooled connection given back."""
-    await wait_for(
+    await apoll(
         lambda: api.active_exports == 0 and api.pool.in_use == 0,
-        deadline_s=deadline_s,
         what="exports to end and the pool's in-use count to return to 0",
     )
 
@@ -110,16 +97,19 @@ def port_held(port: int = 0, *, deadline_s: float = 10.0) -> Iterator[socket.soc
     TIME_WAIT there; the kernel still never hands this port out to another ``bind(0)``."""
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        deadline = time.monotonic() + deadline_s
-        while True:
-            try:
-                holder.bind(("127.0.0.1", port))
-                break
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        poll(lambda: _bound(holder, port), within=deadline_s, what=f"port {port} to be free")
         yield holder
+
+
+def _bound(sock: socket.socket, port: int) -> bool:
+    """Bind ``sock`` to ``port`` on loopback; False while another socket still has it."""
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return False
+    return True
 
 
 def held_port(holder: socket.socket) -> int:

@@ -12,7 +12,8 @@ import pytest
 
 from server.metrics import Outcome
 from sql.devserver import DevServer
-from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
+from tests.polling import apoll
+from tests.test_server.conftest import StartApi, url, wait_idle
 from tests.test_server.readers import is_valid_zip
 
 
@@ -43,10 +44,10 @@ async def test_disconnect_before_the_first_row_cancels_the_query(
     devserver.faults.first_row_delay = 60.0  # the procedure "runs" for a minute
     api = await start_api()
     _, writer = await _open_export(api.port, 1_000)
-    await wait_for(lambda: devserver.stats.requests == 1, what="the RPC to reach the server")
+    await apoll(lambda: devserver.stats.requests == 1, what="the RPC to reach the server")
     writer.close()  # the person closed the tab while the database was still working
 
-    await wait_for(lambda: devserver.stats.attentions == 1, what="an attention")
+    await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
     await wait_idle(api)
     assert api.pool.idle == 1, "acknowledged cancel: the connection is clean and kept"
     assert api.metrics.requests(Outcome.CLIENT_DISCONNECTED) == 1
@@ -65,7 +66,7 @@ async def test_disconnect_mid_stream_cancels_the_query(
         received += len(data)
     writer.close()
 
-    await wait_for(lambda: devserver.stats.attentions == 1, what="an attention")
+    await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
     await wait_idle(api)
     assert api.pool.idle == 1
     assert api.metrics.requests(Outcome.CLIENT_DISCONNECTED) == 1
@@ -79,7 +80,7 @@ async def test_cancelled_connection_is_reused_cleanly(
     devserver.faults.first_row_delay = 60.0
     api = await start_api(pool_max=1)
     _, writer = await _open_export(api.port, 1_000)
-    await wait_for(lambda: devserver.stats.requests == 1, what="the RPC")
+    await apoll(lambda: devserver.stats.requests == 1, what="the RPC")
     writer.close()
     await wait_idle(api)
     devserver.faults.first_row_delay = 0.0
@@ -141,7 +142,7 @@ async def test_database_silent_between_rows_times_out_and_aborts(
         body, aborted = await _read_until_aborted(response)
     assert aborted
     assert not is_valid_zip(body)
-    await wait_for(lambda: devserver.stats.attentions == 1, what="an attention")
+    await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
     await wait_idle(api)
     assert api.pool.idle == 1
     assert api.metrics.requests(Outcome.DB_ERROR) == 1

@@ -16,13 +16,13 @@ import pytest
 from server.app import ExportApi
 from server.metrics import Outcome
 from sql.devserver import DevServer
+from tests.polling import apoll
 from tests.test_server.conftest import (
     StartApi,
     download,
     held_port,
     port_held,
     url,
-    wait_for,
     wait_idle,
 )
 from tests.test_server.readers import is_valid_zip
@@ -125,7 +125,7 @@ async def test_first_row_timeout_is_504_and_cancels_the_query(
     async with http.get(url(api, "/export/report?rowCount=10")) as response:
         assert response.status == 504
         assert (await _json_error(response))[0] == "DATABASE_TIMEOUT"
-    await wait_for(lambda: devserver.stats.attentions == 1, what="an attention")
+    await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
     await wait_idle(api)
     assert api.pool.idle == 1
 

@@ -11,7 +11,8 @@ import re
 import aiohttp
 import pytest
 
-from tests.test_server.conftest import StartApi, url, wait_for, wait_idle
+from tests.polling import apoll
+from tests.test_server.conftest import StartApi, url, wait_idle
 from tests.test_server.readers import (
     HEADER,
     calamine_sheets,
@@ -67,7 +68,7 @@ async def test_memory_is_logged_every_n_rows_and_each_export_is_summarised(
         assert response.status == 200
         body = await response.read()
     await wait_idle(api)
-    await wait_for(
+    await apoll(
         lambda: any("completed" in r.getMessage() for r in caplog.records if r.name == "server"),
         what="the summary line",
     )

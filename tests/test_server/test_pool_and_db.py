@@ -16,6 +16,7 @@ from server.errors import DatabaseError, DatabaseUnavailable, ShuttingDown, TooM
 from server.pool import ConnectionPool, Lease
 from sql.devserver import DEV_PASSWORD, DevServer, run_in_thread
 from sql.report_data import row_values
+from tests.polling import poll
 from tests.test_server.conftest import port_held
 
 POLL_S = 0.05
@@ -53,23 +54,15 @@ def _pool(
     )
 
 
-def _poll(condition: Callable[[], bool], *, deadline_s: float = 20.0, what: str) -> None:
-    """Wait (in this thread) until ``condition()`` holds; fail after a generous deadline."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {deadline_s:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def _when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Thread:
-    """On a helper thread: ``action()`` once ``condition()`` holds (given up after 20 s)."""
+    """On a helper thread: ``action()`` once ``condition()`` holds (or once waiting for it has
+    failed, so the test's own thread is not left blocked)."""
 
     def run() -> None:
-        deadline = time.monotonic() + 20.0
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        action()
+        try:
+            poll(condition, what="the condition to act on")
+        finally:
+            action()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -164,7 +157,7 @@ def test_dead_idle_connection_fails_the_checkout_check() -> None:
     # The server is gone (its port held, so connecting is refused): the idle connection sees
     # EOF, is dropped, and a new login fails fast instead of using up the login budget.
     with port_held(port):
-        _poll(lambda: not conn.is_healthy(), what="the idle connection to see EOF")
+        poll(lambda: not conn.is_healthy(), what="the idle connection to see EOF")
         lease = pool.lease()
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable):

@@ -15,7 +15,7 @@ import pytest
 
 from sql.devserver import DEV_PASSWORD, DevServer
 from tests.commands import assert_taken_port_is_a_one_line_error
-from tests.test_server.conftest import wait_for
+from tests.polling import apoll
 from tests.test_server.readers import data_rows, is_valid_zip, openpyxl_sheets
 
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
@@ -37,9 +37,9 @@ class ApiProcess:
             self.log += chunk
 
     async def wait_listening(self) -> None:
-        await wait_for(
+        await apoll(
             lambda: LISTENING.search(self.log) is not None or self.collector.done(),
-            deadline_s=30,
+            within=30,
             what="the API to listen",
         )
         match = LISTENING.search(self.log)
@@ -98,7 +98,7 @@ async def test_signal_lets_a_running_export_finish(
         assert response.status == 200
         api.process.send_signal(signum)
         # Stop accepting: new connections are refused while the export goes on.
-        await wait_for(lambda: _refuses(api.port), what="the listener to close")
+        await apoll(lambda: _refuses(api.port), what="the listener to close")
         body = await response.read()
     assert is_valid_zip(body)
     assert len(list(data_rows(openpyxl_sheets(body)))) == 20_000
@@ -116,12 +116,12 @@ async def test_sigterm_aborts_exports_still_running_after_the_grace_period(
     target = f"http://127.0.0.1:{api.port}/export/report?rowCount=20000"
     async with http.get(target) as response:
         assert response.status == 200
-        await wait_for(lambda: devserver.stats.rows_sent >= 5_000, what="the stall")
+        await apoll(lambda: devserver.stats.rows_sent >= 5_000, what="the stall")
         api.process.send_signal(signal.SIGTERM)
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
     assert await api.finish(30) == 0
-    await wait_for(lambda: devserver.stats.attentions == 1, what="the query's cancellation")
+    await apoll(lambda: devserver.stats.attentions == 1, what="the query's cancellation")
     assert b"export 1 shutdown" in api.log
 
 

@@ -10,13 +10,13 @@ import pytest
 
 from server.metrics import Outcome
 from sql.devserver import DevServer
+from tests.polling import apoll
 from tests.test_server.conftest import (
     StartApi,
     download,
     held_port,
     port_held,
     url,
-    wait_for,
     wait_idle,
 )
 
@@ -68,15 +68,15 @@ async def test_idle_connections_above_the_minimum_close_without_traffic(
     devserver.faults.first_row_delay = 60.0  # the three exports overlap: three connections
     api = await start_api(pool_min=1, pool_max=3, pool_idle_timeout_s=0.3)
     exports = [asyncio.create_task(download(http, api, 100)) for _ in range(3)]
-    await wait_for(lambda: devserver.stats.requests == 3, what="three exports' RPCs")
+    await apoll(lambda: devserver.stats.requests == 3, what="three exports' RPCs")
     for export in exports:
         export.cancel()  # the clients go: the queries are cancelled, the connections kept
     await asyncio.gather(*exports, return_exceptions=True)
     await wait_idle(api)
     assert devserver.stats.connections_total == 3
-    await wait_for(lambda: devserver.stats.attentions == 3, what="three attentions")
+    await apoll(lambda: devserver.stats.attentions == 3, what="three attentions")
     # Nothing else happens: the periodic expiry alone closes the two above the minimum.
-    await wait_for(lambda: devserver.stats.connections_open == 1, what="two connections closed")
+    await apoll(lambda: devserver.stats.connections_open == 1, what="two connections closed")
     assert api.pool.idle == 1
 
 
@@ -163,7 +163,7 @@ async def test_pool_exhaustion_is_503_with_retry_after(
     devserver.faults.first_row_delay = 60.0  # the first export holds the only connection
     api = await start_api(pool_max=1, retry_after_s=3)
     first = asyncio.create_task(http.get(url(api, "/export/report?rowCount=10")))
-    await wait_for(lambda: devserver.stats.requests == 1, what="the first export's RPC")
+    await apoll(lambda: devserver.stats.requests == 1, what="the first export's RPC")
     async with http.get(url(api, "/export/report?rowCount=10")) as response:
         assert response.status == 503
         assert response.headers["Retry-After"] == "3"

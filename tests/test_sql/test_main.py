@@ -6,12 +6,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sql.report_data import row_values
 from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.devclient import dev_connect
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,15 +31,16 @@ def test_the_command_serves_with_credentials_from_the_environment() -> None:
         text=True,
     )
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
+        stderr = proc.stderr
+        assert stderr is not None
+
+        def listening_port() -> int | None:
+            line = stderr.readline()
             assert line, "the dev server exited before listening"
-            if m := re.search(r"on 127\.0\.0\.1:(\d+)", line):
-                port = int(m[1])
-        assert port is not None
+            m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+            return int(m[1]) if m else None
+
+        port = poll(listening_port, what="the dev server's listening line")
         with (
             dev_connect(
                 port, user="exporter", password="S3cret-from-env", database="Reports"

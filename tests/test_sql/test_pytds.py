@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +14,9 @@ import pytest
 from sql.devserver import DEV_USER, DevServer, run_in_thread
 from sql.devserver.engine import ROW_COUNT_MESSAGE
 from sql.report_data import MAX_ROW_COUNT, NULL_PERIOD, row_values
+from tests.backpressure import assert_held, fetch_elsewhere
 from tests.devclient import dev_connect
+from tests.polling import poll
 
 PROC = "dbo.spGenerateData"
 
@@ -39,14 +41,6 @@ def fetch_proc(conn: Any, count: object, proc: str = PROC) -> list[tuple[object,
 def fetch_into(cur: Any, rows: list[tuple[object, ...]]) -> None:
     while (row := cur.fetchone()) is not None:
         rows.append(tuple(row))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -220,24 +214,24 @@ def test_cancel_mid_stream_then_reuse_the_connection(server: DevServer, conn: An
     assert fetch_proc(conn, 20) == expected(20)
 
 
+# Rows the socket buffers between the dev server and a reader that holds off can take: ~54k
+# measured with Linux's default limits (a send buffer grows to 4 MiB, ~80 bytes a row).
+HELD_ROWS_BOUND = 120_000
+# A server that ignored the reader would send ~500k rows/s: a short witness is enough here.
+WITNESS_ROWS = 20_000
+
+
 def test_a_paused_reader_pauses_the_server(server: DevServer, conn: Any) -> None:
     with conn.cursor() as cur:
         cur.callproc(PROC, (MAX_ROW_COUNT,))
         cur.fetchone()  # then stop reading
-        wait_for(lambda: server.stats.backpressure_pauses > 0, "a backpressure pause")
-        # Production stops: rows_sent stays still while the client does not read.
-        previous = -1
-        deadline = time.monotonic() + 20
-        while server.stats.rows_sent != previous:
-            previous = server.stats.rows_sent
-            time.sleep(0.2)
-            assert time.monotonic() < deadline, "the server kept producing"
-        # Bounded by socket buffers (a few MiB on loopback), far from the 10M asked for.
-        assert server.stats.rows_sent < 1_000_000
-        # Reading again resumes production.
-        for _ in range(50_000):
+        poll(lambda: server.stats.backpressure_pauses > 0, what="production to wait for us")
+        fetch_elsewhere(server.port, WITNESS_ROWS)
+        held = assert_held(server.stats, bound=HELD_ROWS_BOUND, witnessed=WITNESS_ROWS)
+        # Reading more rows than were sent for us makes the server produce again.
+        for _ in range(held + 1):
             cur.fetchone()
-        assert server.stats.rows_sent > previous
+        assert server.stats.rows_sent - WITNESS_ROWS > held
         cur.cancel()
     assert fetch_proc(conn, 2) == expected(2)
 
@@ -342,7 +336,7 @@ def test_a_client_closing_mid_stream_ends_production(server: DevServer) -> None:
     cur = c.cursor()
     cur.callproc(PROC, (MAX_ROW_COUNT,))
     cur.fetchone()
-    wait_for(lambda: server.stats.backpressure_pauses > 0, "a backpressure pause")
+    poll(lambda: server.stats.backpressure_pauses > 0, what="a backpressure pause")
     c.close()  # pytds closes the socket without cancelling
-    wait_for(lambda: server.stats.connections_open == 0, "the connection to end")
+    poll(lambda: server.stats.connections_open == 0, what="the connection to end")
     assert server.stats.rows_sent < MAX_ROW_COUNT

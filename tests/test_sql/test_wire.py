@@ -6,11 +6,10 @@ Uses the ``devserver`` fixture (the server in the test's own event loop).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
 from sql.report_data import MAX_ROW_COUNT
+from tests.polling import apoll
 from tests.test_sql import tdsclient
 
 
@@ -48,13 +47,6 @@ class AsyncClient:
 
     def close(self) -> None:
         self.writer.close()
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def token_ids(payload: bytes) -> list[int]:
@@ -115,10 +107,10 @@ async def test_errors_end_with_an_error_done(devserver: DevServer) -> None:
 async def test_attention_while_paused_on_drain_is_noticed_at_once(devserver: DevServer) -> None:
     client = await AsyncClient.connect(devserver)
     await client.send(tdsclient.rpc_message("dbo.spGenerateData", ("", MAX_ROW_COUNT)))
-    await until(lambda: devserver.stats.backpressure_pauses > 0, "the server to pause")
+    await apoll(lambda: devserver.stats.backpressure_pauses > 0, what="the server to pause")
     await client.send(tdsclient.ATTENTION)
     # Seen by the connection's reader task although the producer is blocked in drain().
-    await until(lambda: devserver.stats.attentions == 1, "the attention to be counted", 5)
+    await apoll(lambda: devserver.stats.attentions == 1, within=5, what="the attention counted")
     reply = await client.reply()
     dones = tdsclient.done_tokens(reply.payload)
     assert dones[-1] == (0xFD, 0x20, 0)
