@@ -12,6 +12,7 @@ from scripts.stack import DEV_DATABASE, DEV_PASSWORD, DEV_USER, HOST
 from tests.load.dbstats import DbTarget
 from tests.load.errors import LoadError
 from tests.load.plan import AbortRange, Shares
+from tests.load.targets import check_host, check_url
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -44,15 +45,18 @@ class Scenario:
 # The scenarios the README reports, plus a quick one that exercises every behaviour.
 SCENARIOS: dict[str, Scenario] = {
     "smoke": Scenario(
-        "a few requests of every behaviour with small files (seconds)",
+        "16 requests, 4 at once, of every behaviour, 20k rows each: aborts land early "
+        "enough (16-256 KiB into a ~1.5 MB file) that each must cancel its query (seconds)",
         {
             "concurrency": 4,
             "requests": 16,
-            "rows": 3000,
+            "rows": 20_000,
             "slow_share": 0.25,
             "abort_share": 0.25,
             "bad_share": 0.25,
-            "slow_rate": 256,
+            "slow_rate": 1024,
+            "abort_by": "bytes",
+            "abort_bytes": (16 * KIB, 256 * KIB),
         },
     ),
     "downloads-20x100k": Scenario(
@@ -399,6 +403,11 @@ def config_from(args: argparse.Namespace) -> LoadConfig:
             db = DbTarget(
                 args.db_host, args.db_port, args.db_user, args.db_password, args.db_database
             )
+    for given in (url, api_url):
+        if given is not None:
+            check_url(given, allow_remote=args.allow_remote)
+    if db is not None:
+        check_host(db.host, allow_remote=args.allow_remote)
     return LoadConfig(
         scenario=args.scenario,
         target=args.target,

@@ -312,12 +312,13 @@ def checks(m: Measurements, report: Mapping[str, Any]) -> list[Check]:
     else:
         low, high = database["attentions_expected"]
         seen = database["attentions"]
+        answered = database["delta"].get("attentions_answered", seen)
         out.append(
             Check(
                 "aborts cancelled their queries",
-                low <= seen <= high,
-                f"{seen} attentions; {low} aborts during a query (each needs one), "
-                f"{high - low} uncertain (before the response, within "
+                low <= seen <= high and answered == seen,
+                f"{seen} attentions, {answered} answered; {low} aborts during a query (each "
+                f"needs one), {high - low} uncertain (before the response, within "
                 f"{m.abort_margin:,} bytes of the end, or broken off)",
             )
         )

@@ -61,6 +61,7 @@ class Entry:
     offset: int
     method: int
     flags: int
+    stamp: tuple[int, int, int]  # version needed, modification time and date
     crc: int = 0
     compressed: int = 0
     size: int = 0
@@ -157,15 +158,15 @@ class XlsxStreamChecker:
             raise self._error(f"expected a local file header, found {signature!r}")
         if len(self._buffer) < _LOCAL.size:
             return False
-        (_, _, flags, method, _, _, crc, csize, usize, name_len, extra_len) = _LOCAL.unpack_from(
-            self._buffer
+        (_, version, flags, method, mtime, mdate, crc, csize, usize, name_len, extra_len) = (
+            _LOCAL.unpack_from(self._buffer)
         )
         total = _LOCAL.size + name_len + extra_len
         if len(self._buffer) < total:
             return False
         name = self._name(_LOCAL.size, name_len, flags)
         extra = bytes(self._buffer[_LOCAL.size + name_len : total])
-        entry = Entry(name, self._offset, method, flags)
+        entry = Entry(name, self._offset, method, flags, (version, mtime, mdate))
         zip64 = _zip64_extra(extra)
         entry.zip64 = zip64 is not None
         if method not in (_STORED, _DEFLATED):
@@ -176,6 +177,9 @@ class XlsxStreamChecker:
                 entry.size, entry.compressed = _zip64_sizes(zip64, usize, csize)
         elif method == _STORED:
             raise self._error(f"{name}: stored entry of unknown size")
+        elif crc != 0 or csize not in (0, _MAX32) or usize not in (0, _MAX32):
+            # APPNOTE 4.4.4: with bit 3 set these are zero here and follow the data.
+            raise self._error(f"{name}: sizes or CRC in a local header that defers them")
         self._take(total)
         self._entries.append(entry)
         self._entry = entry
@@ -233,8 +237,11 @@ class XlsxStreamChecker:
         if len(self._buffer) < _CENTRAL.size:
             return False
         fields = _CENTRAL.unpack_from(self._buffer)
+        stamp = (fields[2], fields[5], fields[6])
         flags, method, crc, csize, usize = fields[3], fields[4], fields[7], fields[8], fields[9]
         name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
+        if fields[13] not in (0, _MAX16):
+            raise self._error(f"central directory entry on disk {fields[13]}: a multi-disk zip")
         total = _CENTRAL.size + name_len + extra_len + comment_len
         if len(self._buffer) < total:
             return False
@@ -246,12 +253,23 @@ class XlsxStreamChecker:
         if self._central_seen >= len(self._entries):
             raise self._error(f"central directory names {name!r}, which the body did not hold")
         entry = self._entries[self._central_seen]
-        seen = (name, method, crc, csize, usize, offset)
-        local = (entry.name, entry.method, entry.crc, entry.compressed, entry.size, entry.offset)
+        # Everything the local header also says must agree (APPNOTE 4.3.12 repeats it).
+        seen = (name, flags, method, stamp, crc, csize, usize, offset)
+        local = (
+            entry.name,
+            entry.flags,
+            entry.method,
+            entry.stamp,
+            entry.crc,
+            entry.compressed,
+            entry.size,
+            entry.offset,
+        )
         if seen != local:
             raise self._error(
                 f"central directory entry {self._central_seen} "
-                f"(name, method, crc, sizes, offset) {seen} != local {local}"
+                f"(name, flags, method, version/time/date, crc, sizes, offset) {seen} "
+                f"!= local header's {local}"
             )
         self._central_seen += 1
         self._take(total)
