@@ -22,7 +22,9 @@ FLIPPED = bytearray(BOOK)
 FLIPPED[len(BOOK) // 3] ^= 0x10
 
 
-async def send(request: web.Request, body: bytes, *, abort_at: int | None = None) -> web.StreamResponse:
+async def send(
+    request: web.Request, body: bytes, *, abort_at: int | None = None
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(request)
     for start in range(0, len(body), 4096):
@@ -50,9 +52,7 @@ async def late_headers(request: web.Request) -> web.StreamResponse:
 
 
 async def refused(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"error": {"message": "busy", "code": "TOO_MANY_EXPORTS"}}, status=503
-    )
+    return web.json_response({"error": {"message": "busy", "code": "TOO_MANY_EXPORTS"}}, status=503)
 
 
 async def bad_row_count(request: web.Request) -> web.Response:
@@ -151,7 +151,9 @@ async def test_error_answers_are_grouped_by_status_and_code(server: TestServer) 
 
 
 async def test_an_abort_after_bytes_closes_at_that_byte(server: TestServer) -> None:
-    result = await one(server, "/good", Request(0, Behaviour.ABORT, str(ROWS), abort_after_bytes=5000))
+    result = await one(
+        server, "/good", Request(0, Behaviour.ABORT, str(ROWS), abort_after_bytes=5000)
+    )
     assert result.outcome is Outcome.ABORTED
     assert result.abort_phase is AbortPhase.IN_BODY
     assert result.bytes == 5000
@@ -167,7 +169,9 @@ async def test_an_abort_point_past_the_end_is_a_completed_download(server: TestS
 async def test_an_abort_before_the_response_and_a_timeout_are_told_apart(
     server: TestServer,
 ) -> None:
-    early = await one(server, "/late", Request(0, Behaviour.ABORT, str(ROWS), abort_after_seconds=0.2))
+    early = await one(
+        server, "/late", Request(0, Behaviour.ABORT, str(ROWS), abort_after_seconds=0.2)
+    )
     assert (early.outcome, early.abort_phase) == (Outcome.ABORTED, AbortPhase.BEFORE_HEADERS)
     assert early.duration_s < 4
     timed_out = await one(server, "/late", timeout_s=0.3)

@@ -91,7 +91,9 @@ def test_a_scenario_sets_defaults_that_explicit_options_override() -> None:
 
 
 def test_start_stack_passes_the_load_settings_to_the_services() -> None:
-    config = options.parse(["--start-stack", "--api-pool-max", "7", "--api-env", "API_QUEUE_CHUNKS=8"])
+    config = options.parse(
+        ["--start-stack", "--api-pool-max", "7", "--api-env", "API_QUEUE_CHUNKS=8"]
+    )
     assert config.stack is not None
     assert config.stack.api_env["API_POOL_MAX"] == "7"
     assert config.stack.api_env["API_QUEUE_CHUNKS"] == "8"
@@ -117,7 +119,9 @@ def test_other_targets_need_allow_remote(host: str) -> None:
     assert not is_loopback_host(host.strip("[]"))
 
 
-def test_a_remote_url_on_the_command_line_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_remote_url_on_the_command_line_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from tests.load.__main__ import main
 
     assert main(["--url", "http://10.1.2.3:3000", "--requests", "1"]) == 2

@@ -46,8 +46,16 @@ def test_percentiles_match_the_standard_library() -> None:
 def test_aborts_are_classified_by_where_they_landed() -> None:
     results = [
         result(0, Behaviour.ABORT, Outcome.ABORTED, received=10, phase=AbortPhase.IN_BODY),
-        result(1, Behaviour.ABORT, Outcome.ABORTED, received=SIZE - MARGIN - 1, phase=AbortPhase.IN_BODY),
-        result(2, Behaviour.ABORT, Outcome.ABORTED, received=SIZE - MARGIN, phase=AbortPhase.IN_BODY),
+        result(
+            1,
+            Behaviour.ABORT,
+            Outcome.ABORTED,
+            received=SIZE - MARGIN - 1,
+            phase=AbortPhase.IN_BODY,
+        ),
+        result(
+            2, Behaviour.ABORT, Outcome.ABORTED, received=SIZE - MARGIN, phase=AbortPhase.IN_BODY
+        ),
         result(3, Behaviour.ABORT, Outcome.ABORTED, phase=AbortPhase.BEFORE_HEADERS),
         result(4, Behaviour.SLOW, Outcome.TIMEOUT, received=100, phase=AbortPhase.IN_BODY),
         result(5, Behaviour.ABORT, Outcome.COMPLETED, received=SIZE, abort_not_reached=True),
