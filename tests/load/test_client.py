@@ -5,7 +5,7 @@ as a completed download."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -75,13 +75,13 @@ ROUTES: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
 
 
 @pytest.fixture
-async def server() -> TestServer:
+async def server() -> AsyncIterator[TestServer]:
     app = web.Application()
     for path, handler in ROUTES.items():
         app.router.add_get(path, handler)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
-    yield test_server  # type: ignore[misc]
+    yield test_server
     await test_server.close()
 
 
@@ -109,7 +109,8 @@ async def test_a_good_workbook_is_completed_with_its_rows(server: TestServer) ->
     result = await one(server, "/good")
     assert result.outcome is Outcome.COMPLETED, result.detail
     assert (result.rows, result.bytes) == (ROWS, len(BOOK))
-    assert result.first_byte_s is not None and result.first_byte_s <= result.duration_s
+    assert result.first_byte_s is not None
+    assert result.first_byte_s <= result.duration_s
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,8 @@ async def test_error_answers_are_grouped_by_status_and_code(server: TestServer) 
     assert (await one(server, "/bad")).outcome is Outcome.ERROR
     # A bad request that is answered with a workbook is an error too.
     accepted = await one(server, "/good", Request(0, Behaviour.BAD, "abc"))
-    assert accepted.outcome is Outcome.ERROR and "accepted" in accepted.detail
+    assert accepted.outcome is Outcome.ERROR
+    assert "accepted" in accepted.detail
 
 
 async def test_an_abort_after_bytes_closes_at_that_byte(server: TestServer) -> None:

@@ -89,10 +89,12 @@ def test_the_smoke_scenario_on_a_stack_of_its_own(tmp_path: Path) -> None:
     assert database["delta"]["attentions_answered"] == 4
     for name in ("api", "bff"):
         health = report["health"][name]
-        assert health["probes"] >= 1 and health["failures"] == 0
+        assert health["probes"] >= 1
+        assert health["failures"] == 0
     for name in ("api", "bff", "devdb", "harness"):
         process = report["processes"][name]
-        assert process["samples"] >= 1 and process["rss_peak_mib"] > 1
+        assert process["samples"] >= 1
+        assert process["rss_peak_mib"] > 1
     assert report["drain"]["seconds"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

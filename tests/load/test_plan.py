@@ -58,7 +58,9 @@ def test_abort_points_stay_in_their_ranges() -> None:
     requests = [r for r in plan(aborts=aborts) if r.behaviour is Behaviour.ABORT]
     by_bytes = [r.abort_after_bytes for r in requests if r.abort_after_bytes is not None]
     by_time = [r.abort_after_seconds for r in requests if r.abort_after_seconds is not None]
-    assert by_bytes and by_time and len(by_bytes) + len(by_time) == len(requests)
+    assert by_bytes
+    assert by_time
+    assert len(by_bytes) + len(by_time) == len(requests)
     assert all(100 <= b <= 77_000 for b in by_bytes)  # up to the expected size
     assert all(0.5 <= s <= 1.5 for s in by_time)
 
@@ -85,7 +87,8 @@ def test_impossible_shares_are_refused(shares: dict[str, float], message: str) -
 
 def test_a_scenario_sets_defaults_that_explicit_options_override() -> None:
     config = options.parse(["--scenario", "aborts-200", "--rows", "1234"])
-    assert config.requests == 200 and config.concurrency == 20
+    assert config.requests == 200
+    assert config.concurrency == 20
     assert config.shares.abort == 0.3
     assert config.rows == 1234
 

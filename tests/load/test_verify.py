@@ -146,7 +146,7 @@ def _zipfile_archive(members: dict[str, bytes], *, seekable: bool, method: int) 
             return len(chunk)
 
     target: io.BytesIO | Unseekable = io.BytesIO() if seekable else Unseekable()
-    with zipfile.ZipFile(target, "w", compression=method) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(target, "w", compression=method) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return target.getvalue() if isinstance(target, io.BytesIO) else bytes(target.data)
