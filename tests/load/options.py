@@ -45,8 +45,8 @@ class Scenario:
 # The scenarios the README reports, plus a quick one that exercises every behaviour.
 SCENARIOS: dict[str, Scenario] = {
     "smoke": Scenario(
-        "16 requests, 4 at once, of every behaviour, 20k rows each: aborts land early "
-        "enough (16-256 KiB into a ~1.5 MB file) that each must cancel its query (seconds)",
+        "16 requests of 20k rows, 4 at once, a quarter of each behaviour; aborts 16-256 KiB "
+        "into the ~1.5 MB file, so each must cancel its query (seconds)",
         {
             "concurrency": 4,
             "requests": 16,
@@ -188,9 +188,12 @@ run could not be made, 2 for bad options.""",
         epilog="scenarios (--scenario NAME; explicit options override them):\n" + scenarios,
     )
     where = parser.add_argument_group("where the load goes")
-    where.add_argument("--url", help="the BFF's base URL (default http://127.0.0.1:3000)")
+    where.add_argument(
+        "--url", metavar="URL", help="the BFF's base URL (default http://127.0.0.1:3000)"
+    )
     where.add_argument(
         "--api-url",
+        metavar="URL",
         help="the export API's base URL, for /healthz and /metrics (default http://127.0.0.1:3001)",
     )
     where.add_argument(
@@ -207,30 +210,54 @@ run could not be made, 2 for bad options.""",
     )
 
     load = parser.add_argument_group("the load")
-    load.add_argument("--scenario", choices=sorted(SCENARIOS), help="start from a named preset")
-    load.add_argument("--concurrency", type=int, default=10, help="clients at once (10)")
-    load.add_argument("--requests", type=int, default=100, help="requests in all (100)")
-    load.add_argument("--rows", type=int, default=30_000, help="rowCount of each download (30000)")
+    load.add_argument(
+        "--scenario", metavar="NAME", choices=sorted(SCENARIOS), help="start from a named preset"
+    )
+    load.add_argument(
+        "--concurrency", metavar="C", type=int, default=10, help="clients at once (10)"
+    )
+    load.add_argument(
+        "--requests", metavar="R", type=int, default=100, help="requests in all (100)"
+    )
+    load.add_argument(
+        "--rows", metavar="N", type=int, default=30_000, help="rowCount of each download (30000)"
+    )
     load.add_argument(
         "--duration",
+        metavar="S",
         type=float,
         default=DEFAULT_DURATION_S,
         help=f"no request starts after this many seconds ({DEFAULT_DURATION_S:g}); "
         "0: no limit besides --requests",
     )
-    load.add_argument("--slow-share", type=float, default=0.0, help="fraction of slow readers (0)")
     load.add_argument(
-        "--abort-share", type=float, default=0.0, help="fraction of clients that go away (0)"
+        "--slow-share",
+        metavar="FRACTION",
+        type=float,
+        default=0.0,
+        help="fraction of slow readers (0)",
+    )
+    load.add_argument(
+        "--abort-share",
+        metavar="FRACTION",
+        type=float,
+        default=0.0,
+        help="fraction of clients that go away (0)",
     )
     load.add_argument(
         "--bad-share",
+        metavar="FRACTION",
         type=float,
         default=0.0,
         help="fraction of requests with an invalid rowCount, which must get 400 "
         "INVALID_ROW_COUNT (0); normal downloads are the rest",
     )
     load.add_argument(
-        "--slow-rate", type=int, default=64, help="a slow reader's rate in KiB/s (64)"
+        "--slow-rate",
+        metavar="KIB",
+        type=int,
+        default=64,
+        help="a slow reader's rate in KiB/s (64)",
     )
     load.add_argument(
         "--abort-by",
@@ -264,18 +291,22 @@ run could not be made, 2 for bad options.""",
     )
     load.add_argument(
         "--request-timeout",
+        metavar="S",
         type=float,
         default=DEFAULT_REQUEST_TIMEOUT_S,
         help=f"longest one request may take ({DEFAULT_REQUEST_TIMEOUT_S:g} s)",
     )
     load.add_argument(
         "--drain-timeout",
+        metavar="S",
         type=float,
         default=DEFAULT_DRAIN_TIMEOUT_S,
         help="after the load, how long the API may take to become idle "
         f"({DEFAULT_DRAIN_TIMEOUT_S:g} s)",
     )
-    load.add_argument("--seed", type=int, default=1, help="random seed: same seed, same run (1)")
+    load.add_argument(
+        "--seed", metavar="N", type=int, default=1, help="random seed: same seed, same run (1)"
+    )
     load.add_argument(
         "--no-verify",
         dest="verify",
@@ -293,18 +324,21 @@ run could not be made, 2 for bad options.""",
     )
     stack.add_argument(
         "--api-pool-max",
+        metavar="N",
         type=int,
         default=DEFAULT_API_POOL_MAX,
         help=f"API_POOL_MAX: the API's connections = exports at once ({DEFAULT_API_POOL_MAX})",
     )
     stack.add_argument(
         "--api-pool-min",
+        metavar="N",
         type=int,
         default=DEFAULT_API_POOL_MIN,
         help=f"API_POOL_MIN ({DEFAULT_API_POOL_MIN})",
     )
     stack.add_argument(
         "--bff-max-downloads-per-client",
+        metavar="N",
         type=int,
         default=0,
         help="BFF_MAX_DOWNLOADS_PER_CLIENT (0 = off, default: all load comes from one address)",
@@ -325,7 +359,7 @@ run could not be made, 2 for bad options.""",
         metavar="NAME=VALUE",
         help="any other BFF setting (repeatable)",
     )
-    stack.add_argument("--log-dir", type=Path, help="keep the services' logs here")
+    stack.add_argument("--log-dir", metavar="DIR", type=Path, help="keep the services' logs here")
 
     watch = parser.add_argument_group("what is watched (without --start-stack)")
     watch.add_argument(
@@ -336,20 +370,30 @@ run could not be made, 2 for bad options.""",
         help="processes to sample (e.g. api=123,bff=456,devdb=789); without it the API's RSS "
         "comes from its /metrics",
     )
-    watch.add_argument("--db-host", default=HOST, help=f"TDS dev server host ({HOST})")
+    watch.add_argument(
+        "--db-host", metavar="HOST", default=HOST, help=f"TDS dev server host ({HOST})"
+    )
     watch.add_argument(
         "--db-port",
+        metavar="PORT",
         type=int,
         help="TDS dev server port: read its counters (dbo.spDevServerStats) before and after",
     )
-    watch.add_argument("--db-user", default=DEV_USER, help=f"({DEV_USER})")
-    watch.add_argument("--db-password", default=DEV_PASSWORD, help="(the dev server's)")
-    watch.add_argument("--db-database", default=DEV_DATABASE, help=f"({DEV_DATABASE})")
+    watch.add_argument("--db-user", metavar="USER", default=DEV_USER, help=f"({DEV_USER})")
+    watch.add_argument(
+        "--db-password", metavar="PASSWORD", default=DEV_PASSWORD, help="(the dev server's)"
+    )
+    watch.add_argument(
+        "--db-database", metavar="NAME", default=DEV_DATABASE, help=f"({DEV_DATABASE})"
+    )
 
     out = parser.add_argument_group("report")
-    out.add_argument("--json", type=Path, help="write the full report as JSON here")
+    out.add_argument("--json", metavar="FILE", type=Path, help="write the full report as JSON here")
     out.add_argument(
-        "--plot", type=Path, help="draw the run over time into this PNG (needs matplotlib)"
+        "--plot",
+        metavar="FILE",
+        type=Path,
+        help="draw the run over time into this PNG (needs matplotlib)",
     )
     return parser
 

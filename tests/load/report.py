@@ -10,6 +10,7 @@ become idle, connections or threads left behind.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,10 @@ MIB = 1024 * 1024
 MB = 1_000_000
 # CPU use is reported per second of wall time: at 100 ms the sampling jitter dominates.
 CPU_WINDOW_S = 1.0
-# Threads an idle API may gain during a run without leaking: asyncio's default executor
-# (min(32, cores + 4) threads on a 2-core machine) is started on demand for pool upkeep and
-# readiness checks and keeps its threads. A leaked export worker per abort would exceed it.
-EXECUTOR_THREADS = 6
+# Threads an idle API may gain during a run without leaking: asyncio's default executor is
+# started on demand (pool upkeep, readiness checks) and keeps up to min(32, cores + 4) threads
+# (concurrent.futures.ThreadPoolExecutor's default). A leaked export worker per abort exceeds it.
+EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -350,7 +351,8 @@ def checks(m: Measurements, report: Mapping[str, Any]) -> list[Check]:
             Check(
                 "no leaked API threads",
                 after <= before + EXECUTOR_THREADS,
-                f"{before} before, {after} after (at most {EXECUTOR_THREADS} more: executor)",
+                f"{before} before, {after} after (at most {EXECUTOR_THREADS} more: the "
+                "event loop's executor)",
             )
         )
     return out

@@ -200,7 +200,10 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
         if url is not None
     ]
     pids = {**targets.pids, "harness": os.getpid()}
-    processes = ProcessSampler(pids, zero)
+    try:
+        processes = ProcessSampler(pids, zero)
+    except psutil.Error as exc:
+        raise LoadError(f"cannot watch the processes {pids}: {exc}") from None
     gauges = []
     if targets.api_url is not None:
         gauges.append(MetricsSampler("api", targets.api_url, (ACTIVE, IN_USE, API_RSS), zero))
