@@ -1,6 +1,12 @@
-# One image for both services: the export API (default command) and the BFF
-# (`command: ["xlsx-export-bff"]` in compose.yaml). The TDS dev server ships in the image
-# too (`xlsx-export-devdb`), for running the stack without a real SQL Server.
+# syntax=docker/dockerfile:1
+# One image for both services; the command chooses which:
+#   xlsx-export-api   the export API on port 3001 (the default command)
+#   xlsx-export-bff   the BFF and download page on port 3000
+# The TDS dev server ships too (xlsx-export-devdb), for a stack without SQL Server.
+# compose.yaml runs SQL Server 2022, the schema, two API replicas and the BFF from it.
+
+# Build stage: our wheel and a wheel of every dependency, so the final stage installs offline
+# and needs no compiler, build backend or cache.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
@@ -10,14 +16,21 @@ COPY bff ./bff
 COPY sql ./sql
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
+# Final stage: the slim runtime, the installed wheels and nothing else. The wheels are
+# mounted for the install only (BuildKit), so they leave no layer behind.
 FROM python:3.11-slim
-# No compilers or build caches in the runtime image; run as an unprivileged user.
-RUN useradd --system --uid 10001 --no-create-home app
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels xlsx-stream-export
 USER app
-ENV PYTHONUNBUFFERED=1
+# Both services listen on loopback by default (a dev machine must not expose them by
+# accident); in a container they must be reachable from the other containers.
+ENV PYTHONUNBUFFERED=1 \
+    API_HOST=0.0.0.0 \
+    BFF_HOST=0.0.0.0
 EXPOSE 3001 3000
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-    CMD python -c "import sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3001/healthz', timeout=2).status == 200 else 1)"
-CMD ["xlsx-export-api", "--host", "0.0.0.0", "--port", "3001"]
+# The default command's health: the API's /healthz (compose.yaml gives the BFF its own).
+# Python's urllib, since the slim image has no curl or wget.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:3001/healthz', timeout=2).status != 200)"]
+CMD ["xlsx-export-api"]
