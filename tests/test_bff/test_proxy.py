@@ -326,13 +326,15 @@ async def test_metrics_count_relays_bytes_and_outcomes(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "code"),
+    ("method", "path", "status", "code", "allow"),
     [
-        ("GET", "/nope", 404, "NOT_FOUND"),
-        ("GET", "/exports/reports", 404, "NOT_FOUND"),
-        ("POST", "/exports/report", 405, "METHOD_NOT_ALLOWED"),
-        ("DELETE", "/", 405, "METHOD_NOT_ALLOWED"),
-        ("OPTIONS", "/exports/report", 405, "METHOD_NOT_ALLOWED"),  # CORS off: no preflight
+        ("GET", "/nope", 404, "NOT_FOUND", None),
+        ("GET", "/exports/reports", 404, "NOT_FOUND", None),
+        ("POST", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("DELETE", "/", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        # CORS off: no preflight
+        ("OPTIONS", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("GET", "/exports/ticket", 405, "METHOD_NOT_ALLOWED", "POST"),
     ],
 )
 async def test_unknown_paths_and_methods_are_json_errors(
@@ -343,13 +345,14 @@ async def test_unknown_paths_and_methods_are_json_errors(
     path: str,
     status: int,
     code: str,
+    allow: str | None,
 ) -> None:
     bff = await make_bff()
     async with client.request(method, f"http://127.0.0.1:{bff.port}{path}") as response:
         assert response.status == status
         body = await response.json()
         if status == 405:
-            assert response.headers["Allow"] == "GET"
+            assert response.headers["Allow"] == allow
     assert body["error"]["code"] == code
     assert upstream.requests == []
 
@@ -359,3 +362,161 @@ async def test_healthz(make_bff: BffFactory, client: aiohttp.ClientSession) -> N
     async with client.get(f"http://127.0.0.1:{bff.port}/healthz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
+
+
+async def test_a_404_does_not_repeat_the_path(
+    make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    async with client.get(f"http://127.0.0.1:{bff.port}/%3Cscript%3Eprobe") as response:
+        assert response.status == 404
+        text = await response.text()
+    assert "probe" not in text
+    assert "script" not in text
+
+
+async def test_an_unexpected_error_is_a_json_500(
+    make_bff: BffFactory,
+    client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bff = await make_bff()
+
+    def broken() -> str:
+        raise RuntimeError("a bug in the metrics")
+
+    monkeypatch.setattr(bff.app.metrics, "render", broken)
+    async with client.get(f"http://127.0.0.1:{bff.port}/metrics") as response:
+        assert response.status == 500
+        assert response.content_type == "application/json"
+        body = await response.json()
+    assert body == {"error": {"message": "Internal error.", "code": "INTERNAL_ERROR"}}
+    assert "a bug in the metrics" in caplog.text  # the traceback is in the log, not the answer
+    # The service goes on.
+    async with client.get(f"http://127.0.0.1:{bff.port}/healthz") as response:
+        assert response.status == 200
+
+
+async def test_the_client_address_is_appended_to_x_forwarded_for(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    async with client.get(_url(bff.port, "chunks=1")) as response:
+        await response.read()
+    assert upstream.headers[-1]["X-Forwarded-For"] == "127.0.0.1"
+    claimed = {"X-Forwarded-For": "203.0.113.7"}  # whatever a client claims stays on the left
+    async with client.get(_url(bff.port, "chunks=1"), headers=claimed) as response:
+        await response.read()
+    assert upstream.headers[-1]["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
+
+
+async def test_an_http_1_0_client_sees_a_broken_body_as_a_reset(
+    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP/1.0 body ends with the connection: a FIN would make the truncated body look
+    complete, so the BFF resets the connection when the API breaks off."""
+    bff = await make_bff()
+    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
+    _opened.append(writer)
+    writer.write(b"GET /exports/report?chunks=8&abort=1 HTTP/1.0\r\n\r\n")
+    received = bytearray()
+    with pytest.raises(ConnectionResetError):
+        await _read_until_closed(reader, received)
+    assert received.startswith(b"HTTP/1.0 200")
+    await poll(lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1)
+    _assert_quiet(caplog)
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> None:
+    while chunk := await asyncio.wait_for(reader.read(65536), timeout=10):
+        into += chunk
+
+
+async def _raw_exchange(port: int, request: bytes) -> bytes:
+    """One request on a fresh connection (asking it to close), everything read back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _opened.append(writer)
+    writer.write(request)
+    return await asyncio.wait_for(reader.read(), timeout=10)
+
+
+def _head_request(target: str, *headers: str) -> bytes:
+    lines = [f"HEAD {target} HTTP/1.1", "Host: t", "Connection: close", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _parse_head_answer(received: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers of an answer to HEAD, which must end right after its headers."""
+    head, separator, body = received.partition(b"\r\n\r\n")
+    assert separator, received
+    assert body == b"", received
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in fields.items()}
+
+
+async def test_head_is_relayed_as_a_head_with_the_download_headers_and_no_body(
+    upstream: Upstream, make_bff: BffFactory
+) -> None:
+    bff = await make_bff()
+    received = await _raw_exchange(
+        bff.port, _head_request("/exports/report?rowCount=5", "X-Request-ID: head-1")
+    )
+    status, headers = _parse_head_answer(received)
+    assert status == 200
+    assert headers["content-type"] == XLSX_TYPE
+    assert headers["content-disposition"] == 'attachment; filename="report.xlsx"'
+    assert headers["x-request-id"] == "head-1"
+    assert "x-internal-debug" not in headers
+    assert "transfer-encoding" not in headers
+    assert [r.method for r in upstream.requests] == ["HEAD"]
+    assert upstream.requests[0].raw_path == "/export/report?rowCount=5"
+    assert bff.app.metrics.outcomes["completed"] == 0  # not a download
+
+
+async def test_head_relays_the_api_error_status_without_its_body(
+    upstream: Upstream, make_bff: BffFactory
+) -> None:
+    bff = await make_bff()
+    received = await _raw_exchange(bff.port, _head_request("/exports/report?status=400"))
+    status, _ = _parse_head_answer(received)
+    assert status == 400
+    assert [r.method for r in upstream.requests] == ["HEAD"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/static/page.js", "/static/page.css", "/healthz", "/metrics"]
+)
+async def test_head_answers_wherever_get_does(
+    make_bff: BffFactory, client: aiohttp.ClientSession, path: str
+) -> None:
+    bff = await make_bff()
+    async with client.get(f"http://127.0.0.1:{bff.port}{path}") as response:
+        assert response.status == 200
+        get_type = response.headers["Content-Type"]
+        get_length = len(await response.read())
+    received = await _raw_exchange(bff.port, _head_request(path))
+    status, headers = _parse_head_answer(received)
+    assert status == 200
+    assert headers["content-type"] == get_type
+    if path != "/metrics":  # the metrics text changes between two requests
+        assert int(headers["content-length"]) == get_length
+
+
+async def test_head_on_a_download_status(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    base = f"http://127.0.0.1:{bff.port}"
+    async with client.post(f"{base}/exports/ticket") as response:
+        ticket = (await response.json())["id"]
+    async with client.get(
+        _url(bff.port, "chunks=1"), headers={"Cookie": f"bff_download={ticket}"}
+    ) as r:
+        await r.read()
+    status, headers = _parse_head_answer(
+        await _raw_exchange(bff.port, _head_request(f"/exports/status/{ticket}"))
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/json"
