@@ -46,7 +46,7 @@ from httpedge.responses import error_response
 # Request line (method, URL, version) bytes: RFC 9112 section 3 recommends accepting at least
 # 8,000 octets; 8 KiB is also what nginx accepts by default. Our longest real URL is ~40 bytes.
 MAX_URL_BYTES = 8192
-# One header field, name and value: aiohttp's own default, as nginx's 8 KiB header buffers.
+# One header field's value (or name): aiohttp's own default, as nginx's 8 KiB header buffers.
 # It differs from MAX_URL_BYTES on purpose: aiohttp reports both with the same exception and
 # the limit it hit, and the limit tells a long URL (414) from a long header (431).
 MAX_HEADER_FIELD_BYTES = 8190
@@ -94,7 +94,7 @@ def _classify(exc: HttpProcessingError, handler: RequestHandler) -> tuple[int, s
         return (
             431,
             "HEADER_FIELDS_TOO_LARGE",
-            f"A request header is longer than {MAX_HEADER_FIELD_BYTES:,} bytes.",
+            f"A request header field is longer than {MAX_HEADER_FIELD_BYTES:,} bytes.",
         )
     if exc.message == _TOO_MANY_HEADERS:
         return (

@@ -124,7 +124,7 @@ class ExportApi:
         self._request_ids: dict[ExportJob, str] = {}  # under _jobs_lock
         self._jobs_lock = threading.Lock()
         self._shutting_down = False
-        self._web_server: EdgeServer | None = None
+        self.server: EdgeServer | None = None
         self._listener: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
         self.port = 0
@@ -133,7 +133,7 @@ class ExportApi:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._web_server = EdgeServer(
+        self.server = EdgeServer(
             self._handle,
             limits=EdgeLimits(
                 header_timeout_s=self.config.header_timeout_s,
@@ -141,9 +141,7 @@ class ExportApi:
             ),
             logger=logger,
         )
-        self._listener = await loop.create_server(
-            self._web_server, self.config.host, self.config.port
-        )
+        self._listener = await loop.create_server(self.server, self.config.host, self.config.port)
         self.port = int(self._listener.sockets[0].getsockname()[1])
         self._expiry = asyncio.create_task(self._expire_idle_connections())
         logger.info(
@@ -163,15 +161,15 @@ class ExportApi:
         self._shutting_down = True
         if self._listener is not None:
             self._listener.close()
-        if self._web_server is not None:
-            self._web_server.pre_shutdown()  # keep-alive connections close after this response
+        if self.server is not None:
+            self.server.pre_shutdown()  # keep-alive connections close after this response
         running = self.active_exports
         if running:
             logger.info("shutting down: waiting up to %g s for %d export(s)", grace, running)
         await self._wait_for_exports(grace)
-        if self._web_server is not None:
+        if self.server is not None:
             # Cancels the handlers still running; each cancels its worker and aborts its response.
-            await self._web_server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
+            await self.server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
         # Workers answer a cancel within poll interval + cancel timeout; then the pool is closed.
         await self._wait_for_exports(self.config.cancel_timeout_s + self.config.poll_interval_s)
         if self.active_exports:
@@ -232,8 +230,9 @@ class ExportApi:
             return self._error(NotFound("no such resource"))
         handler = methods.get(request.method)
         if handler is None:
+            allowed = ", ".join(sorted(methods))
             return self._error(
-                MethodNotAllowed(f"{request.method} is not allowed here", methods.keys())
+                MethodNotAllowed(f"this method is not allowed here; use {allowed}", methods.keys())
             )
         try:
             return await handler(request)
@@ -270,8 +269,8 @@ class ExportApi:
             pool_in_use=self.pool.in_use,
             resident_memory_bytes=self.memory.rss(),
         )
-        if self._web_server is not None:
-            text += self._web_server.metrics_text("http")
+        if self.server is not None:
+            text += self.server.metrics_text("http")
         return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     # -- the export ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -90,6 +91,18 @@ def _cookie(ticket: str) -> dict[str, str]:
     return {"Cookie": f"bff_download={ticket}"}
 
 
+async def _download_then_status(
+    client: aiohttp.ClientSession, base: str, query: str, ticket: str
+) -> dict[str, object]:
+    """The page's download with its ticket (the body read however it ends), then its status."""
+    async with client.get(f"{base}/exports/report?{query}", headers=_cookie(ticket)) as response:
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            await response.read()
+    async with client.get(f"{base}/exports/status/{ticket}") as response:
+        assert response.status == 200
+        return dict(await response.json())
+
+
 async def test_a_download_named_by_its_ticket_reports_its_state(
     upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
@@ -121,13 +134,8 @@ async def test_a_failed_download_reports_the_api_message(
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
-    ticket = await _ticket(client, base)
     query = "status=400&code=INVALID_ROW_COUNT&message=rowCount%20must%20be%201..1048576"
-    async with client.get(f"{base}/exports/report?{query}", headers=_cookie(ticket)) as response:
-        assert response.status == 400
-        await response.read()
-    async with client.get(f"{base}/exports/status/{ticket}") as response:
-        status = await response.json()
+    status = await _download_then_status(client, base, query, await _ticket(client, base))
     assert status["state"] == "failed"
     assert status["status"] == 400
     assert status["error"] == {
@@ -141,12 +149,7 @@ async def test_an_aborted_download_reports_aborted(
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
-    ticket = await _ticket(client, base)
-    async with client.get(f"{base}/exports/report?abort=1", headers=_cookie(ticket)) as response:
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await response.read()
-    async with client.get(f"{base}/exports/status/{ticket}") as response:
-        status = await response.json()
+    status = await _download_then_status(client, base, "abort=1", await _ticket(client, base))
     assert status["state"] == "aborted"
     assert status["bytes"] == 4 * len(CHUNK)
 
@@ -181,8 +184,7 @@ async def test_nobody_can_overwrite_a_download_they_did_not_start(
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
     ticket = await _ticket(client, base)
-    async with client.get(f"{base}/exports/report?chunks=3", headers=_cookie(ticket)) as r:
-        await r.read()
+    before = await _download_then_status(client, base, "chunks=3", ticket)
     # Someone who learnt the id replays it, as the cookie and as X-Request-ID.
     failing = "status=500&code=X&message=overwritten"
     for headers in (_cookie(ticket), {"X-Request-ID": ticket}):
@@ -190,9 +192,9 @@ async def test_nobody_can_overwrite_a_download_they_did_not_start(
             assert r.status == 500
             await r.read()
     async with client.get(f"{base}/exports/status/{ticket}") as response:
-        status = await response.json()
-    assert (status["state"], status["status"], status["error"]) == ("completed", 200, None)
-    assert status["bytes"] == 3 * len(CHUNK)
+        after = await response.json()
+    assert after == before
+    assert (after["state"], after["status"], after["bytes"]) == ("completed", 200, 3 * len(CHUNK))
 
 
 def test_an_unclaimed_ticket_expires_and_a_claimed_one_cannot_be_claimed_again() -> None:

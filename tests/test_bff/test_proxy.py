@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -12,6 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from tests import rawhttp
+from tests.rawhttp import RawClients
 from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream, poll
 
 
@@ -185,13 +185,11 @@ async def test_upstream_abort_mid_body_aborts_our_response(
 
 
 async def test_upstream_abort_never_sends_the_final_chunk(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
-    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
-    writer.write(b"GET /exports/report?chunks=8&abort=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-    received = await asyncio.wait_for(reader.read(), timeout=10)  # until the BFF closes
-    writer.close()
+    # Read until the BFF closes.
+    received = await raw.exchange(bff.port, _get("/exports/report?chunks=8&abort=1"))
     assert received.startswith(b"HTTP/1.1 200")
     assert b"\r\n\r\n" in received
     assert not received.endswith(b"0\r\n\r\n")
@@ -199,48 +197,26 @@ async def test_upstream_abort_never_sends_the_final_chunk(
     _assert_quiet(caplog)
 
 
-_opened: list[asyncio.StreamWriter] = []
-
-
 async def test_an_http_1_0_client_gets_the_body_until_close(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
-    _opened.append(writer)
-    writer.write(b"GET /exports/report?chunks=3 HTTP/1.0\r\n\r\n")
-    received = await asyncio.wait_for(reader.read(), timeout=10)
+    received = await raw.exchange(bff.port, _get("/exports/report?chunks=3", "1.0"))
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200")
     assert b"Transfer-Encoding" not in head
     assert body == 3 * CHUNK
 
 
-async def _raw_request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A bare socket client, so a test can stop reading or vanish exactly when it wants."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    _opened.append(writer)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    await writer.drain()
-    return reader, writer
-
-
-@pytest.fixture(autouse=True)
-async def _close_raw_clients() -> AsyncIterator[None]:
-    """Raw clients are dropped even when a test fails half-way (no unclosed-socket warnings)."""
-    yield
-    while _opened:
-        writer = _opened.pop()
-        writer.transport.abort()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+def _get(target: str, version: str = "1.1") -> bytes:
+    return rawhttp.request("GET", target, version=version)
 
 
 async def test_client_drop_mid_body_closes_the_upstream_connection(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=100000&delay=0.01")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=100000&delay=0.01"))
     await reader.readuntil(b"\r\n\r\n")
     await reader.readexactly(len(CHUNK))
     writer.transport.abort()
@@ -252,20 +228,20 @@ async def test_client_drop_mid_body_closes_the_upstream_connection(
 
 
 async def test_client_drop_before_headers_closes_the_upstream_connection(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    _, writer = await _raw_request(bff.port, "/exports/report?hang=30")
+    _, writer = await raw.send(bff.port, _get("/exports/report?hang=30"))
     await poll(lambda: len(upstream.requests) == 1)
     writer.transport.abort()
     await poll(lambda: upstream.disconnects == 1)
 
 
 async def test_a_client_that_stops_reading_stops_the_upstream(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=1000000"))
     await reader.readuntil(b"\r\n\r\n")
     # We read nothing more: socket buffers fill, the BFF's write waits, it stops reading the
     # upstream, and the upstream's own write blocks.
@@ -283,10 +259,10 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
 
 
 async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff(client_write_timeout_s=0.5, max_downloads_per_client=1)
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=1000000"))
     try:
         await reader.readuntil(b"\r\n\r\n")
         await poll(lambda: upstream.disconnects == 1, within=30)
@@ -412,58 +388,32 @@ async def test_the_client_address_is_appended_to_x_forwarded_for(
 
 
 async def test_an_http_1_0_client_sees_a_broken_body_as_a_reset(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An HTTP/1.0 body ends with the connection: a FIN would make the truncated body look
     complete, so the BFF resets the connection when the API breaks off."""
     bff = await make_bff()
-    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
-    _opened.append(writer)
-    writer.write(b"GET /exports/report?chunks=8&abort=1 HTTP/1.0\r\n\r\n")
+    reader, _ = await raw.send(bff.port, _get("/exports/report?chunks=8&abort=1", "1.0"))
     received = bytearray()
     with pytest.raises(ConnectionResetError):
-        await _read_until_closed(reader, received)
+        await rawhttp.read_until_closed(reader, received)
     assert received.startswith(b"HTTP/1.0 200")
     await poll(lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1)
     _assert_quiet(caplog)
 
 
-async def _read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> None:
-    while chunk := await asyncio.wait_for(reader.read(65536), timeout=10):
-        into += chunk
-
-
-async def _raw_exchange(port: int, request: bytes) -> bytes:
-    """One request on a fresh connection (asking it to close), everything read back."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    _opened.append(writer)
-    writer.write(request)
-    return await asyncio.wait_for(reader.read(), timeout=10)
-
-
-def _head_request(target: str, *headers: str) -> bytes:
-    lines = [f"HEAD {target} HTTP/1.1", "Host: t", "Connection: close", *headers, "", ""]
-    return "\r\n".join(lines).encode()
-
-
-def _parse_head_answer(received: bytes) -> tuple[int, dict[str, str]]:
-    """Status and headers of an answer to HEAD, which must end right after its headers."""
-    head, separator, body = received.partition(b"\r\n\r\n")
-    assert separator, received
-    assert body == b"", received
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    fields = dict(line.split(": ", 1) for line in lines)
-    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in fields.items()}
+def _head(target: str, *headers: str) -> bytes:
+    return rawhttp.request("HEAD", target, "Connection: close", *headers)
 
 
 async def test_head_is_relayed_as_a_head_with_the_download_headers_and_no_body(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    received = await _raw_exchange(
-        bff.port, _head_request("/exports/report?rowCount=5", "X-Request-ID: head-1")
+    received = await raw.exchange(
+        bff.port, _head("/exports/report?rowCount=5", "X-Request-ID: head-1")
     )
-    status, headers = _parse_head_answer(received)
+    status, headers = rawhttp.head_answer(received)
     assert status == 200
     assert headers["content-type"] == XLSX_TYPE
     assert headers["content-disposition"] == 'attachment; filename="report.xlsx"'
@@ -476,11 +426,11 @@ async def test_head_is_relayed_as_a_head_with_the_download_headers_and_no_body(
 
 
 async def test_head_relays_the_api_error_status_without_its_body(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    received = await _raw_exchange(bff.port, _head_request("/exports/report?status=400"))
-    status, _ = _parse_head_answer(received)
+    received = await raw.exchange(bff.port, _head("/exports/report?status=400"))
+    status, _ = rawhttp.head_answer(received)
     assert status == 400
     assert [r.method for r in upstream.requests] == ["HEAD"]
 
@@ -489,15 +439,15 @@ async def test_head_relays_the_api_error_status_without_its_body(
     "path", ["/", "/static/page.js", "/static/page.css", "/healthz", "/metrics"]
 )
 async def test_head_answers_wherever_get_does(
-    make_bff: BffFactory, client: aiohttp.ClientSession, path: str
+    make_bff: BffFactory, raw: RawClients, client: aiohttp.ClientSession, path: str
 ) -> None:
     bff = await make_bff()
     async with client.get(f"http://127.0.0.1:{bff.port}{path}") as response:
         assert response.status == 200
         get_type = response.headers["Content-Type"]
         get_length = len(await response.read())
-    received = await _raw_exchange(bff.port, _head_request(path))
-    status, headers = _parse_head_answer(received)
+    received = await raw.exchange(bff.port, _head(path))
+    status, headers = rawhttp.head_answer(received)
     assert status == 200
     assert headers["content-type"] == get_type
     if path != "/metrics":  # the metrics text changes between two requests
@@ -505,7 +455,7 @@ async def test_head_answers_wherever_get_does(
 
 
 async def test_head_on_a_download_status(
-    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, client: aiohttp.ClientSession
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
@@ -515,8 +465,8 @@ async def test_head_on_a_download_status(
         _url(bff.port, "chunks=1"), headers={"Cookie": f"bff_download={ticket}"}
     ) as r:
         await r.read()
-    status, headers = _parse_head_answer(
-        await _raw_exchange(bff.port, _head_request(f"/exports/status/{ticket}"))
+    status, headers = rawhttp.head_answer(
+        await raw.exchange(bff.port, _head(f"/exports/status/{ticket}"))
     )
     assert status == 200
     assert headers["content-type"] == "application/json"

@@ -9,7 +9,6 @@ any of them fails here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -25,44 +24,14 @@ from httpedge.listener import (
     EdgeLimits,
     EdgeServer,
 )
-from tests.test_edge.conftest import StartService
-
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-_opened: list[asyncio.StreamWriter] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_raw_clients() -> AsyncIterator[None]:
-    yield
-    while _opened:
-        writer = _opened.pop()
-        writer.transport.abort()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-
-async def _connect(port: int) -> Connection:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    _opened.append(writer)
-    return reader, writer
-
-
-async def _exchange(port: int, request: bytes) -> bytes:
-    """Send ``request`` on a new connection and read until the server closes it."""
-    reader, writer = await _connect(port)
-    writer.write(request)
-    return await asyncio.wait_for(reader.read(), timeout=30)
-
-
-def _split(answer: bytes) -> tuple[str, dict[str, str], bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
-    return status_line, headers, body
+from tests import rawhttp
+from tests.rawhttp import RawClients
+from tests.test_edge.conftest import Running, StartService
+from tests.test_server.conftest import wait_for
 
 
 def _get(target: bytes, *headers: bytes) -> bytes:
-    return b"\r\n".join([b"GET " + target + b" HTTP/1.1", b"Host: t", *headers, b"", b""])
+    return rawhttp.request("GET", target, *headers)
 
 
 LONG_URL = b"/export/report?rowCount=" + b"9" * 100_000
@@ -98,11 +67,11 @@ NOT_HTTP = {
 
 @pytest.mark.parametrize("case", NOT_HTTP)
 async def test_a_request_that_is_not_http_gets_the_json_error_shape(
-    start_service: StartService, case: str
+    start_service: StartService, raw: RawClients, case: str
 ) -> None:
     request, status, code, echo = NOT_HTTP[case]
     service = await start_service()
-    status_line, headers, body = _split(await _exchange(service.port, request))
+    status_line, headers, body = rawhttp.split_answer(await raw.exchange(service.port, request))
     assert re.fullmatch(rf"HTTP/1\.1 {status} [A-Za-z -]+", status_line), status_line
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
@@ -119,7 +88,9 @@ async def test_a_request_that_is_not_http_gets_the_json_error_shape(
         assert leak not in message, leak
 
 
-async def test_the_limits_are_where_the_messages_say(start_service: StartService) -> None:
+async def test_the_limits_are_where_the_messages_say(
+    start_service: StartService, raw: RawClients
+) -> None:
     """A URL and a header value just inside the limits are served; one byte more is not."""
     service = await start_service()
     path = b"/healthz?pad="
@@ -132,77 +103,71 @@ async def test_the_limits_are_where_the_messages_say(start_service: StartService
         (_get(b"/healthz", b"X-Padding: " + value_fits, closing), b"200"),
         (_get(b"/healthz", b"X-Padding: " + value_fits + b"h", closing), b"431"),
     ):
-        answer = await _exchange(service.port, request)
+        answer = await raw.exchange(service.port, request)
         assert answer.startswith(b"HTTP/1.1 " + status), answer[:100]
 
 
-async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sent before it closed the connection (a reset counts as closed)."""
-    try:
-        return await reader.read()
-    except ConnectionResetError:
-        return b""
+async def _open_connections(service: Running, count: int) -> None:
+    await wait_for(
+        lambda: service.edge.open_connections == count,
+        deadline_s=30,
+        what=f"{count} open connection(s) on the {service.name}",
+    )
 
 
 async def test_connections_that_never_send_their_headers_are_closed(
     start_service: StartService,
+    raw: RawClients,
 ) -> None:
     service = await start_service(header_timeout_s=0.5)
-    silent = [await _connect(service.port) for _ in range(5)]
-    partial = [await _connect(service.port) for _ in range(5)]
+    silent = [await raw.connect(service.port) for _ in range(5)]
+    partial = [await raw.connect(service.port) for _ in range(5)]
     for _, writer in partial:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # never finished
     # A generous deadline: the point is that they close at all (without the header timeout
     # aiohttp keeps them for an hour), not how fast on a loaded machine.
     received = await asyncio.wait_for(
-        asyncio.gather(*(_closed_by_server(reader) for reader, _ in silent + partial)),
+        asyncio.gather(*(rawhttp.closed_by_peer(reader) for reader, _ in silent + partial)),
         timeout=30,
     )
     assert received == [b""] * 10  # closed without an answer
-    await _poll(lambda: service.edge.open_connections == 0)
+    await _open_connections(service, 0)
 
 
 async def test_a_kept_alive_connection_gets_the_same_time_for_its_next_request(
     start_service: StartService,
+    raw: RawClients,
 ) -> None:
     service = await start_service(header_timeout_s=0.5)
-    reader, writer = await _connect(service.port)
+    reader, writer = await raw.connect(service.port)
     writer.write(_get(b"/healthz"))
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
     await reader.readexactly(len(b'{"status":"ok"}'))
     # Idle after its response: closed like a connection that never sent anything.
-    assert await asyncio.wait_for(_closed_by_server(reader), timeout=30) == b""
+    assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
 
 
 async def test_the_connection_cap_closes_new_connections_and_counts_them(
     start_service: StartService,
+    raw: RawClients,
 ) -> None:
     service = await start_service(max_connections=3, header_timeout_s=60.0)
-    held = [await _connect(service.port) for _ in range(3)]
-    await _poll(lambda: service.edge.open_connections == 3)
-    reader, _ = await _connect(service.port)  # the kernel accepts; the service closes it
-    assert await asyncio.wait_for(_closed_by_server(reader), timeout=30) == b""
+    held = [await raw.connect(service.port) for _ in range(3)]
+    await _open_connections(service, 3)
+    reader, _ = await raw.connect(service.port)  # the kernel accepts; the service closes it
+    assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
     assert service.edge.refused_connections == 1
     assert service.edge.open_connections == 3
     # One held connection goes away: there is room again, and /metrics shows what happened.
     held[0][1].transport.abort()
-    await _poll(lambda: service.edge.open_connections == 2)
-    answer = await _exchange(service.port, _get(b"/metrics", b"Connection: close"))
+    await _open_connections(service, 2)
+    answer = await raw.exchange(service.port, _get(b"/metrics", b"Connection: close"))
     assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
     prefix = "http" if service.name == "api" else "bff"
     text = answer.decode()
     assert f"\n{prefix}_connections_refused_total 1\n" in text
     assert f"\n{prefix}_connections_open 3\n" in text  # the two held and this one
     assert f"\n{prefix}_connections_max 3\n" in text
-
-
-async def _poll(condition: Callable[[], bool], *, within: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 # -- the edge server alone, with handlers that misbehave ----------------------------------
@@ -232,13 +197,15 @@ async def edge_with() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
 
 
 async def test_an_exception_a_handler_lets_escape_is_a_json_500(
-    edge_with: Callable[[Handler], Awaitable[int]], caplog: pytest.LogCaptureFixture
+    edge_with: Callable[[Handler], Awaitable[int]],
+    raw: RawClients,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def broken(request: web.BaseRequest) -> web.StreamResponse:
         raise RuntimeError("secret detail")
 
     port = await edge_with(broken)
-    status_line, headers, body = _split(await _exchange(port, _get(b"/")))
+    status_line, headers, body = rawhttp.split_answer(await raw.exchange(port, _get(b"/")))
     assert status_line.startswith("HTTP/1.1 500")
     assert headers["content-type"] == "application/json"
     assert json.loads(body) == {"error": {"message": "Internal error.", "code": "INTERNAL_ERROR"}}
@@ -247,7 +214,7 @@ async def test_an_exception_a_handler_lets_escape_is_a_json_500(
 
 @pytest.mark.parametrize("version", [b"1.0", b"1.1"])
 async def test_an_exception_after_the_body_started_breaks_the_transfer(
-    edge_with: Callable[[Handler], Awaitable[int]], version: bytes
+    edge_with: Callable[[Handler], Awaitable[int]], raw: RawClients, version: bytes
 ) -> None:
     async def breaks_mid_body(request: web.BaseRequest) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -258,12 +225,10 @@ async def test_an_exception_after_the_body_started_breaks_the_transfer(
         raise RuntimeError("broke mid-body")
 
     port = await edge_with(breaks_mid_body)
-    reader, writer = await _connect(port)
-    writer.write(b"GET / HTTP/" + version + b"\r\nHost: t\r\n\r\n")
+    reader, _ = await raw.send(port, rawhttp.request("GET", "/", version=version.decode()))
     received = bytearray()
     try:
-        while chunk := await asyncio.wait_for(reader.read(65536), timeout=30):
-            received += chunk
+        await rawhttp.read_until_closed(reader, received)
     except ConnectionResetError:
         reset = True
     else:
