@@ -243,6 +243,10 @@ class ExportApi:
             logger.exception("unexpected error answering %s %s", request.method, request.path)
             return self._error(InternalError("internal error"))
 
+    def _check_accepting(self) -> None:
+        if self._shutting_down:
+            raise ShuttingDown("the service is shutting down")
+
     def _error(self, error: ExportError) -> web.Response:
         return error_response(error, retry_after_s=self.config.retry_after_s)
 
@@ -256,8 +260,7 @@ class ExportApi:
         503 + Retry-After while the database is unreachable, silent or every connection is
         busy, 500 when it refuses the login (as an export would be answered)."""
         try:
-            if self._shutting_down:
-                raise ShuttingDown("the service is shutting down")
+            self._check_accepting()
             await self.readiness.check()
         except ExportError as exc:
             return self._error(exc)
@@ -295,12 +298,8 @@ class ExportApi:
         query, 503 while shutting down or every connection is busy, else the download's
         headers (a database error can only show on the GET itself)."""
         self._row_count(request)
-        if self._shutting_down:
-            raise ShuttingDown("the service is shutting down")
-        if self.pool.in_use >= self.pool.max_size:
-            raise TooManyExports(
-                f"all {self.pool.max_size} database connections are busy; try again shortly"
-            )
+        self._check_accepting()
+        self.pool.lease().release(None, reusable=False)  # busy: the GET's own 503
         response = web.StreamResponse(
             headers=download_headers(report.download_filename(self._now()))
         )
@@ -315,8 +314,7 @@ class ExportApi:
             self.metrics.request_refused(Outcome.INVALID)
             return self._error(exc)
         try:
-            if self._shutting_down:
-                raise ShuttingDown("the service is shutting down")
+            self._check_accepting()
             lease = self.pool.lease()
         except ExportError as exc:
             logger.warning("request %s: export refused: %s", request_id, exc.message)

@@ -312,7 +312,9 @@ async def test_a_database_frozen_before_the_first_row_is_504_database_timeout(
     timeout, and no answer to the cancel either. To the client that is a timeout (504), with
     a message in words."""
     api = await start_api(db_port=proxy.port, first_row_timeout_s=0.5, cancel_timeout_s=0.5)
-    assert is_valid_zip(await download(http, api, 10))  # a pooled connection that looks fine
+    assert is_valid_zip(await download(http, api, 10))
+    await wait_idle(api)
+    assert api.pool.idle == 1  # a pooled connection that looks fine
     proxy.freeze()
     async with http.get(url(api, "/export/report?rowCount=10")) as response:
         assert response.status == 504
