@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from bff.app import BffApp, start_server
-from bff.config import DEFAULT_HOST, DEFAULT_PORT, BffConfig, config_from
+from bff.config import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_HOST,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PORT,
+    BffConfig,
+    config_from,
+)
 from bff.errors import ConfigError
 
 log = logging.getLogger("bff")
@@ -24,11 +31,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Environment: API_URL, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, BFF_TOKENS, "
         "BFF_MAX_DOWNLOADS_PER_CLIENT, BFF_RETRY_AFTER, BFF_UPSTREAM_HEADERS_TIMEOUT, "
         "BFF_UPSTREAM_READ_TIMEOUT, BFF_UPSTREAM_CONNECT_TIMEOUT, BFF_UPSTREAM_MAX_CONNECTIONS, "
-        "BFF_CLIENT_WRITE_TIMEOUT, BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL (flags win).",
+        "BFF_CLIENT_WRITE_TIMEOUT, BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL, BFF_HEADER_TIMEOUT, "
+        "BFF_MAX_CONNECTIONS (flags win).",
     )
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--api-url", help="base URL of the export API (default from API_URL)")
+    parser.add_argument(
+        "--header-timeout",
+        help="seconds a connection may take to send a request's headers, also the keep-alive "
+        f"idle limit (env BFF_HEADER_TIMEOUT; default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        help="open client connections; more are closed at once "
+        f"(env BFF_MAX_CONNECTIONS; default {DEFAULT_MAX_CONNECTIONS})",
+    )
     return parser.parse_args(argv)
 
 
@@ -57,7 +75,14 @@ async def serve(config: BffConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = config_from(os.environ, host=args.host, port=args.port, api_url=args.api_url)
+        config = config_from(
+            os.environ,
+            host=args.host,
+            port=args.port,
+            api_url=args.api_url,
+            header_timeout_s=args.header_timeout,
+            max_connections=args.max_connections,
+        )
     except ConfigError as exc:
         print(f"xlsx-export-bff: {exc}", file=sys.stderr)
         return 2

@@ -1,14 +1,17 @@
-"""The BFF: one low-level aiohttp handler, a dispatch table, and the download relay."""
+"""The BFF: one low-level aiohttp handler, a dispatch table, and the download relay.
+
+HEAD is answered wherever GET is (RFC 9110 section 9.3.2); on ``/exports/report`` it is
+relayed to the API as a HEAD, which answers what its GET would before any database work.
+Connection-level limits and the JSON answers to requests that are not valid HTTP come from
+:class:`httpedge.listener.EdgeServer`; anything a handler did not expect is a JSON 500.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
-import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -24,6 +27,7 @@ from bff.downloads import (
     COMPLETED,
     MAX_ERROR_BODY,
     STREAMING,
+    TICKET_TTL_S,
     Download,
     DownloadTable,
 )
@@ -33,6 +37,11 @@ from bff.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bff.metrics import Metrics
 from bff.page import JSON_CSP, SECURITY_HEADERS, load_assets
 from bff.proxy import Upstream, new_session, relay_body, relayed_headers
+from httpedge import forwarded
+from httpedge import responses as edge
+from httpedge.listener import EdgeLimits, EdgeServer, break_off
+from httpedge.request_id import HEADER as REQUEST_ID_HEADER
+from httpedge.request_id import is_well_formed, request_id_of
 
 log = logging.getLogger("bff")
 
@@ -44,11 +53,11 @@ def _rss() -> int:
     return int(_psutil.Process().memory_info().rss)
 
 
-# Request ids we accept from clients: short, and safe to put in a log line or a header.
-_REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATUS_PREFIX: Final = "/exports/status/"
-# The page hands its download id over in this cookie (a navigation cannot set headers);
-# scoped to /exports/ and cleared by the response that used it.
+TICKET_PATH: Final = "/exports/ticket"
+# The page's download ticket travels in this cookie (a navigation cannot set headers): set by
+# the ticket's answer, scoped to /exports/, invisible to scripts, cleared by the download
+# request that used it.
 DOWNLOAD_COOKIE: Final = "bff_download"
 API_EXPORT_PATH: Final = "/export/report"
 # How long a stopping server lets running downloads finish before cutting them.
@@ -57,24 +66,21 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
+# JSON answers load inside the page's hidden download frame: only our own page may frame them.
+_JSON_HEADERS: Final = {"Content-Security-Policy": JSON_CSP}
+
+
 def json_response(
     status: int, payload: object, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-    response = web.Response(status=status, body=body, content_type="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = JSON_CSP
-    if headers:
-        response.headers.update(headers)
-    return response
+    return edge.json_response(status, payload, {**_JSON_HEADERS, **(headers or {})})
 
 
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """The API's error shape: ``{"error": {"message": ..., "code": ...}}``."""
-    return json_response(status, {"error": {"message": message, "code": code}}, headers)
+    return edge.error_response(status, code, message, {**_JSON_HEADERS, **(headers or {})})
 
 
 class BffApp:
@@ -84,27 +90,32 @@ class BffApp:
         self,
         config: BffConfig,
         *,
-        new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.metrics = Metrics(rss=_rss)
         self.downloads = DownloadTable()
+        self.server: EdgeServer | None = None  # set by start_server
         self._auth = BearerAuth(config.tokens)
         self._cors = CorsPolicy(config.cors_origins)
         self._limiter = ClientLimiter(config.max_downloads_per_client)
         self._assets = load_assets(default_rows=DEFAULT_ROW_COUNT, max_rows=config.max_row_count)
-        self._new_request_id = new_request_id
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._upstream: Upstream | None = None
+        # HEAD wherever GET is: aiohttp sends a HEAD answer's headers without its body.
         self._routes: dict[str, dict[str, Handler]] = {
-            "/exports/report": {"GET": self._export, "OPTIONS": self._preflight},
-            "/healthz": {"GET": self._healthz},
-            "/metrics": {"GET": self._metrics},
+            "/exports/report": {
+                "GET": self._export,
+                "HEAD": self._export,
+                "OPTIONS": self._preflight,
+            },
+            TICKET_PATH: {"POST": self._ticket},
+            "/healthz": {"GET": self._healthz, "HEAD": self._healthz},
+            "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
         }
         for path in self._assets:
-            self._routes[path] = {"GET": self._asset}
+            self._routes[path] = {"GET": self._asset, "HEAD": self._asset}
 
     async def start(self) -> None:
         self._session = new_session(
@@ -118,6 +129,19 @@ class BffApp:
             headers_timeout_s=self.config.upstream_headers_timeout_s,
         )
 
+    def web_server(self) -> EdgeServer:
+        """The listening server for this app (one per app; needs a running loop)."""
+        self.server = EdgeServer(
+            self.handle,
+            limits=EdgeLimits(
+                header_timeout_s=self.config.header_timeout_s,
+                max_connections=self.config.max_connections,
+            ),
+            logger=log,
+            error_headers=_JSON_HEADERS,
+        )
+        return self.server
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -129,19 +153,27 @@ class BffApp:
         path = request.path
         methods = self._routes.get(path)
         if methods is None and path.startswith(_STATUS_PREFIX):
-            methods = {"GET": self._status}
+            methods = {"GET": self._status, "HEAD": self._status}
         if methods is None:
-            return error_response(404, "NOT_FOUND", f"Nothing here: {path}")
+            return error_response(404, "NOT_FOUND", "Nothing here.")
         handler = methods.get(request.method)
         if handler is None or (request.method == "OPTIONS" and not self._cors.enabled):
             allow = ", ".join(m for m in methods if m != "OPTIONS" or self._cors.enabled)
             return error_response(
                 405,
                 "METHOD_NOT_ALLOWED",
-                f"{request.method} is not allowed here; use {allow}.",
+                f"This method is not allowed here; use {allow}.",
                 {"Allow": allow},
             )
-        return await handler(request)
+        try:
+            return await handler(request)
+        except Exception:
+            # A bug: the traceback goes to the log, the client gets the JSON shape. (A
+            # response that had started is broken off by the server's error handling instead.)
+            if request.writer.output_size > 0:
+                raise
+            log.exception("unexpected error answering %s %s", request.method, path)
+            return error_response(500, "INTERNAL_ERROR", "Internal error.")
 
     # -- small endpoints ---------------------------------------------------------------------
 
@@ -151,7 +183,10 @@ class BffApp:
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         if not self._auth.allows(request.headers.get("Authorization")):
             return self._unauthorized(request)
-        response = web.Response(status=200, body=self.metrics.render().encode("utf-8"))
+        text = self.metrics.render()
+        if self.server is not None:
+            text += self.server.metrics_text("bff")
+        response = web.Response(status=200, body=text.encode("utf-8"))
         response.headers["Content-Type"] = METRICS_CONTENT_TYPE
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -170,11 +205,26 @@ class BffApp:
         return response
 
     async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        request_id = request.path[len(_STATUS_PREFIX) :]
-        download = self.downloads.get(request_id) if _REQUEST_ID_RE.match(request_id) else None
+        ticket = request.path[len(_STATUS_PREFIX) :]
+        download = self.downloads.get(ticket) if is_well_formed(ticket) else None
         if download is None:
             return error_response(404, "UNKNOWN_DOWNLOAD", "No download with that id (yet).")
         return json_response(200, download.as_json())
+
+    async def _ticket(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A download ticket for the page: its id in JSON and in the cookie the download
+        request will carry (see ``bff.downloads``)."""
+        ticket = self.downloads.issue()
+        secure = "; Secure" if request.secure else ""
+        return json_response(
+            201,
+            {"id": ticket},
+            {
+                "Location": f"{_STATUS_PREFIX}{ticket}",
+                "Set-Cookie": f"{DOWNLOAD_COOKIE}={ticket}; Max-Age={TICKET_TTL_S}; "
+                f"Path=/exports/; SameSite=Strict; HttpOnly{secure}",
+            },
+        )
 
     def _unauthorized(self, request: web.BaseRequest) -> web.Response:
         authorization = request.headers.get("Authorization")
@@ -187,15 +237,16 @@ class BffApp:
 
     # -- the download relay ------------------------------------------------------------------
 
-    def _request_id(self, request: web.BaseRequest) -> tuple[str, bool]:
-        """(id, came from the page's cookie): the client's if well-formed, else a fresh one."""
-        given = request.headers.get("X-Request-ID")
-        if given is not None and _REQUEST_ID_RE.match(given):
-            return given, False
-        cookie = request.cookies.get(DOWNLOAD_COOKIE)
-        if given is None and cookie is not None and _REQUEST_ID_RE.match(cookie):
-            return cookie, True
-        return self._new_request_id(), False
+    def _download_for(self, request: web.BaseRequest) -> Download:
+        """The page's tracked download when the request carries a ticket we issued and nobody
+        claimed yet (its id is then the request id); else an untracked one named by the
+        client's X-Request-ID (if well formed) or a new id."""
+        ticket = request.cookies.get(DOWNLOAD_COOKIE)
+        if ticket is not None and request.method == "GET":
+            download = self.downloads.claim(ticket)
+            if download is not None:
+                return download
+        return Download(request_id_of(request.headers))
 
     @staticmethod
     def _own_origin(request: web.BaseRequest) -> str:
@@ -213,10 +264,13 @@ class BffApp:
         return response
 
     async def _export(self, request: web.BaseRequest) -> web.StreamResponse:
-        request_id, from_cookie = self._request_id(request)
-        download = self.downloads.begin(request_id)
-        headers = {"X-Request-ID": request_id}
-        if from_cookie:
+        """GET relays the download; HEAD goes through the same checks and asks the API for
+        what its GET would answer, without a body, metrics or download state."""
+        head = request.method == "HEAD"
+        download = self._download_for(request)
+        request_id = download.request_id
+        headers = {REQUEST_ID_HEADER: request_id}
+        if not head and DOWNLOAD_COOKIE in request.cookies:
             headers["Set-Cookie"] = (
                 f"{DOWNLOAD_COOKIE}=; Max-Age=0; Path=/exports/; SameSite=Strict; HttpOnly"
             )
@@ -230,7 +284,8 @@ class BffApp:
             response = error_response(status, code, message, {**headers, **extra})
             assert isinstance(response.body, bytes)
             download.fail(status, response.body)
-            self.metrics.outcome(outcome)
+            if not head:
+                self.metrics.outcome(outcome)
             log.info("download %s answered %d %s", request_id, status, code)
             return response
 
@@ -258,9 +313,54 @@ class BffApp:
                 **{"Retry-After": str(self.config.retry_after_s)},
             )
         try:
+            if head:
+                return await self._head(request, headers, refuse)
             return await self._relay(request, download, headers, refuse)
         finally:
             self._limiter.release(client)
+
+    def _upstream_headers(self, request: web.BaseRequest, request_id: str) -> dict[str, str]:
+        """What the API gets from us: the request id, and the client's address appended to
+        X-Forwarded-For (the API believes it only from proxies it is told to trust)."""
+        peer = request.remote or "unknown"
+        chain = ", ".join([*request.headers.getall(forwarded.HEADER, []), peer])
+        return {
+            REQUEST_ID_HEADER: request_id,
+            forwarded.HEADER: chain,
+            "Accept": "*/*",
+            # The body is relayed as is, so ask for it as any client can read it.
+            "Accept-Encoding": "identity",
+        }
+
+    def _api_path(self, request: web.BaseRequest) -> str:
+        # The query goes upstream untouched: the API decides what is valid.
+        query = request.rel_url.raw_query_string
+        return API_EXPORT_PATH + (f"?{query}" if query else "")
+
+    async def _head(
+        self,
+        request: web.BaseRequest,
+        headers: dict[str, str],
+        refuse: Callable[..., web.Response],
+    ) -> web.StreamResponse:
+        assert self._upstream is not None, "BffApp.start() was not awaited"
+        try:
+            upstream = await self._upstream.open(
+                self._api_path(request),
+                self._upstream_headers(request, headers[REQUEST_ID_HEADER]),
+                method="HEAD",
+            )
+        except UpstreamTimeout as exc:
+            return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
+        except UpstreamUnavailable as exc:
+            return refuse(502, "PROXY_ERROR", str(exc), "proxy_error")
+        upstream.release()
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.update(relayed_headers(upstream.headers))
+        response.headers.update(headers)
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        return response
 
     async def _relay(
         self,
@@ -271,19 +371,12 @@ class BffApp:
     ) -> web.StreamResponse:
         assert self._upstream is not None, "BffApp.start() was not awaited"
         started = self._clock()
-        query = request.rel_url.raw_query_string
-        path = API_EXPORT_PATH + (f"?{query}" if query else "")
         self.metrics.relays_active += 1
         try:
             try:
                 upstream = await self._upstream.open(
-                    path,
-                    {
-                        "X-Request-ID": download.request_id,
-                        "Accept": "*/*",
-                        # The body is relayed as is, so ask for it as any client can read it.
-                        "Accept-Encoding": "identity",
-                    },
+                    self._api_path(request),
+                    self._upstream_headers(request, download.request_id),
                 )
             except UpstreamTimeout as exc:
                 return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
@@ -348,12 +441,11 @@ class BffApp:
                 self._ended(download, CANCELLED, "client_stalled", started)
             else:
                 self._ended(download, CANCELLED, "client_disconnected", started)
-            # Cut the connection without the final chunk, so curl and browsers report a failed
-            # transfer instead of saving a truncated file as if it were whole. Returning (not
-            # raising) lets aiohttp finish quietly: its own final write fails on the closed
-            # transport, which it treats as a client that went away.
-            if request.transport is not None:
-                request.transport.abort()
+            # Cut the connection without the final chunk (HTTP/1.0: with a reset), so curl and
+            # browsers report a failed transfer instead of saving a truncated file as if it
+            # were whole. Returning (not raising) lets aiohttp finish quietly: its own final
+            # write fails on the closed transport, which it treats as a client that went away.
+            break_off(request)
             return response
         finally:
             if clean:
@@ -399,10 +491,9 @@ async def start_server(
     app: BffApp, host: str, port: int, *, shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
 ) -> BffServer:
     await app.start()
-    # handler_cancellation: a client that disconnects while we wait on the API (headers or the
-    # next chunk) cancels the handler at once, which closes the upstream connection.
-    server = web.Server(app.handle, handler_cancellation=True)
-    runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace_s)
+    # The edge server cancels a handler whose client disconnects while we wait on the API
+    # (headers or the next chunk), which closes the upstream connection at once.
+    runner = web.ServerRunner(app.web_server(), shutdown_timeout=shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

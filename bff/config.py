@@ -42,6 +42,15 @@ DEFAULT_RETRY_AFTER_S = 10
 DEFAULT_ROW_COUNT = 30_000
 DEFAULT_MAX_ROW_COUNT = 1_048_576
 DEFAULT_LOG_LEVEL = "INFO"
+# A client connection must deliver a request's headers within this many seconds of opening
+# (or of the previous response on a kept-alive connection), or it is closed: a browser sends
+# its headers at once, and an idle keep-alive connection is reopened at no cost. Same as the
+# API's default.
+DEFAULT_HEADER_TIMEOUT_S = 15.0
+# Open client connections per process. Linux's default open-file limit is 1,024 per process;
+# every relayed download also holds a connection to the API (at most 100), so half of it for
+# clients leaves room for those, log files and the runtime.
+DEFAULT_MAX_CONNECTIONS = 512
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -60,6 +69,8 @@ _ENV_NAMES = {
     "client_write_timeout_s": "BFF_CLIENT_WRITE_TIMEOUT",
     "max_row_count": "BFF_MAX_ROW_COUNT",
     "log_level": "BFF_LOG_LEVEL",
+    "header_timeout_s": "BFF_HEADER_TIMEOUT",
+    "max_connections": "BFF_MAX_CONNECTIONS",
 }
 
 # An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
@@ -82,6 +93,8 @@ class BffConfig:
     client_write_timeout_s: float = DEFAULT_CLIENT_WRITE_TIMEOUT_S
     max_row_count: int = DEFAULT_MAX_ROW_COUNT
     log_level: str = DEFAULT_LOG_LEVEL
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 def _int(name: str, raw: str, *, minimum: int) -> int:
@@ -136,7 +149,7 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
             if port > 65535:
                 raise ConfigError(f"{name} is not a TCP port: {raw}")
             values[key] = port
-        elif key in ("upstream_max_connections", "max_row_count"):
+        elif key in ("upstream_max_connections", "max_row_count", "max_connections"):
             values[key] = _int(name, raw, minimum=1)
         elif key in ("max_downloads_per_client", "retry_after_s"):
             values[key] = _int(name, raw, minimum=0)
@@ -158,4 +171,13 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
     flag_url = overrides.get("api_url")
     if isinstance(flag_url, str):
         values["api_url"] = parse_api_url(flag_url)
+    for key in ("header_timeout_s", "max_connections"):  # flags arrive as text, like the env
+        flag = overrides.get(key)
+        if isinstance(flag, str):
+            flag_name = "--" + key.removesuffix("_s").replace("_", "-")
+            values[key] = (
+                _seconds(flag_name, flag)
+                if key.endswith("_s")
+                else _int(flag_name, flag, minimum=1)
+            )
     return BffConfig(**values)  # type: ignore[arg-type]

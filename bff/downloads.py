@@ -1,20 +1,34 @@
-"""What the page can learn about its own download: a small table keyed by request id.
+"""What the page can learn about its own download: a small table of tickets the BFF issued.
 
-A browser download is a navigation, so the page cannot read its status or headers. The page
-picks an unguessable request id, hands it to us in a short-lived cookie on the download
-request, and polls ``GET /exports/status/<id>``. The table is bounded (oldest entries dropped)
-and holds no data beyond state, status, byte count and the API's error message.
+A browser download is a navigation, so the page cannot read its status or headers. Before
+each download the page asks us for a ticket (``POST /exports/ticket``): a random 128-bit id
+that we issue and remember, handed back as JSON and in a short-lived cookie. The download
+request that carries that cookie claims the ticket (once: a second request with the same
+cookie is not tracked) and its state is recorded under it; the page polls
+``GET /exports/status/<id>``. Ids a client makes up, in the cookie or in ``X-Request-ID``,
+never create or change an entry, so nobody can read or overwrite another person's download
+state without its unguessable id. Both tables are bounded (oldest entries dropped) and hold
+nothing beyond state, status, byte count and the API's error message.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from httpedge.request_id import new_request_id
 
 # Enough for every download a busy instance runs in the few minutes a page keeps polling;
 # each entry is a few hundred bytes.
 DEFAULT_MAX_TRACKED = 2048
+# The page claims its ticket with the download request it starts right after asking for one;
+# the cookie that carries it lives as long (Max-Age), and an unclaimed ticket is dropped then.
+TICKET_TTL_S = 60
+# Tickets waiting to be claimed: many more than pages start downloads within the TTL.
+DEFAULT_MAX_TICKETS = 2048
 # The API's error bodies are a few hundred bytes of JSON; anything longer is not an error message.
 MAX_ERROR_BODY = 4096
 
@@ -57,17 +71,50 @@ class Download:
 
 
 class DownloadTable:
-    def __init__(self, max_tracked: int = DEFAULT_MAX_TRACKED) -> None:
+    def __init__(
+        self,
+        max_tracked: int = DEFAULT_MAX_TRACKED,
+        *,
+        max_tickets: int = DEFAULT_MAX_TICKETS,
+        ticket_ttl_s: float = TICKET_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        new_id: Callable[[], str] = new_request_id,
+    ) -> None:
         self._max = max_tracked
+        self._max_tickets = max_tickets
+        self._ticket_ttl_s = ticket_ttl_s
+        self._clock = clock
+        self._new_id = new_id
         self._items: OrderedDict[str, Download] = OrderedDict()
+        self._tickets: OrderedDict[str, float] = OrderedDict()  # id -> when issued
 
-    def begin(self, request_id: str) -> Download:
-        download = Download(request_id)
-        self._items[request_id] = download
-        self._items.move_to_end(request_id)
+    def issue(self) -> str:
+        """A new ticket: an id only we can hand out, claimable once within the TTL."""
+        self._drop_expired_tickets()
+        ticket = self._new_id()
+        self._tickets[ticket] = self._clock()
+        while len(self._tickets) > self._max_tickets:
+            self._tickets.popitem(last=False)
+        return ticket
+
+    def claim(self, ticket: str) -> Download | None:
+        """The tracked download for an issued, unclaimed, unexpired ticket; else None."""
+        self._drop_expired_tickets()
+        if self._tickets.pop(ticket, None) is None:
+            return None
+        download = Download(ticket)
+        self._items[ticket] = download
         while len(self._items) > self._max:
             self._items.popitem(last=False)
         return download
 
-    def get(self, request_id: str) -> Download | None:
-        return self._items.get(request_id)
+    def get(self, ticket: str) -> Download | None:
+        return self._items.get(ticket)
+
+    def _drop_expired_tickets(self) -> None:
+        deadline = self._clock() - self._ticket_ttl_s
+        while self._tickets:
+            oldest, issued = next(iter(self._tickets.items()))
+            if issued > deadline:
+                break
+            del self._tickets[oldest]

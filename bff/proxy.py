@@ -38,9 +38,10 @@ HOP_BY_HOP = frozenset(
         "proxy-authorization",
     }
 )
-# Idle keep-alive connections to the API are kept this long (aiohttp's default is 15 s; the
-# API is local, so a longer reuse window costs nothing and saves handshakes between exports).
-DEFAULT_KEEPALIVE_S = 30.0
+# Idle keep-alive connections to the API are kept this long: below the API's 15 s header
+# timeout (which also ends its idle connections), so we never send a request on a connection
+# the API is closing at that moment.
+DEFAULT_KEEPALIVE_S = 10.0
 
 
 def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
@@ -92,12 +93,15 @@ class Upstream:
         self._session = session
         self._headers_timeout_s = headers_timeout_s
 
-    async def open(self, path_and_query: str, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+    async def open(
+        self, path_and_query: str, headers: Mapping[str, str], *, method: str = "GET"
+    ) -> aiohttp.ClientResponse:
         """Send the request and return once the API's status and headers are in."""
         url = self._base_url + path_and_query
         try:
             async with asyncio.timeout(self._headers_timeout_s):
-                return await self._session.get(
+                return await self._session.request(
+                    method,
                     # encoded=True: the query goes upstream byte for byte, as the client sent it.
                     URL(url, encoded=True),
                     headers=dict(headers),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from httpedge.forwarded import parse_networks
 from server.app import ExportApi
 from server.config import ApiConfig, DbSettings
 
@@ -192,6 +193,34 @@ OPTIONS: tuple[Option, ...] = (
         "API_SHUTDOWN_GRACE",
         _positive_float,
         "seconds running exports get to finish after SIGTERM",
+    ),
+    Option(
+        "header_timeout_s",
+        "--header-timeout",
+        "API_HEADER_TIMEOUT",
+        _positive_float,
+        "seconds a connection may take to send a request's headers (also the keep-alive idle)",
+    ),
+    Option(
+        "max_connections",
+        "--max-connections",
+        "API_MAX_CONNECTIONS",
+        _positive_int,
+        "open client connections; more are closed at once",
+    ),
+    Option(
+        "readiness_timeout_s",
+        "--readiness-timeout",
+        "API_READINESS_TIMEOUT",
+        _positive_float,
+        "seconds /readyz waits for a database round trip",
+    ),
+    Option(
+        "trusted_proxies",
+        "--trusted-proxies",
+        "API_TRUSTED_PROXIES",
+        parse_networks,
+        "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is logged",
     ),
     Option("log_level", "--log-level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR"),
 )

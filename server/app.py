@@ -2,8 +2,13 @@
 
 :class:`ExportApi` is the whole service; tests start it in their own event loop
 (``async with ExportApi(config) as api``: ``api.port``), ``server.__main__`` runs it as a
-process. Routes: ``GET /export/report``, ``/healthz``, ``/readyz``, ``/metrics``; any other
-path is a 404 and any other method a 405 with ``Allow``, both as JSON.
+process. Routes: ``GET``/``HEAD`` ``/export/report``, ``/healthz``, ``/readyz``, ``/metrics``;
+any other path is a 404 and any other method a 405 with ``Allow``, both as JSON. The
+connection-level limits (header timeout, connection cap, request sizes) and the JSON answers
+to requests that are not valid HTTP come from :class:`httpedge.listener.EdgeServer`.
+
+Every response carries ``X-Request-ID``: the client's (the BFF's) when well formed, else a new
+one; export log lines name it, so one download can be followed through both services' logs.
 
 Clients that go away are noticed through aiohttp's ``handler_cancellation``: when the
 connection is lost the handler task is cancelled, also while it waits for the first row, and
@@ -25,6 +30,10 @@ from types import TracebackType
 
 from aiohttp import web
 
+from httpedge import forwarded
+from httpedge.listener import EdgeLimits, EdgeServer, break_off
+from httpedge.request_id import HEADER as REQUEST_ID_HEADER
+from httpedge.request_id import request_id_of
 from server import db, report
 from server.config import ApiConfig
 from server.db import DbConnection
@@ -34,7 +43,6 @@ from server.errors import (
     DatabaseUnavailable,
     ExportError,
     InternalError,
-    InvalidRowCount,
     MethodNotAllowed,
     NotFound,
     ShuttingDown,
@@ -44,14 +52,16 @@ from server.export import ExportJob, Failed, Finished, Started
 from server.memory import ProcessMemory, mib
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics, Outcome
-from server.pool import ConnectionPool, Lease
+from server.pool import ConnectionPool
+from server.readiness import ReadinessProbe
 from server.responses import download_headers, error_response, json_response
 from server.rowcount import PARAMETER as ROW_COUNT_PARAMETER
-from server.rowcount import parse_row_count
+from server.rowcount import parse_row_count, reject_unknown
 
 logger = logging.getLogger("server")
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
 
 # After the grace period, handlers still streaming are cancelled; aiohttp then gets this long
 # to close their connections.
@@ -72,13 +82,6 @@ def _outcome_of(error: ExportError) -> Outcome:
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _abort(request: web.BaseRequest) -> None:
-    """Close the client connection without the final chunk: the download visibly fails."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
 
 
 class ExportApi:
@@ -106,17 +109,22 @@ class ExportApi:
         )
         self.metrics = Metrics()
         self.memory = ProcessMemory()
+        self.readiness = ReadinessProbe(self.pool, timeout_s=config.readiness_timeout_s)
+        self._proxies = forwarded.TrustedProxies(config.trusted_proxies)
+        # HEAD wherever GET is (RFC 9110 section 9.3.2): aiohttp sends a HEAD answer's headers
+        # without its body; the export's own HEAD stops before the procedure would run.
         self._routes: Mapping[str, Mapping[str, Handler]] = {
-            "/export/report": {"GET": self._export_report},
-            "/healthz": {"GET": self._healthz},
-            "/readyz": {"GET": self._readyz},
-            "/metrics": {"GET": self._metrics},
+            "/export/report": {"GET": self._export_report, "HEAD": self._export_head},
+            "/healthz": {"GET": self._healthz, "HEAD": self._healthz},
+            "/readyz": {"GET": self._readyz, "HEAD": self._readyz},
+            "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
         }
         self._ids = itertools.count(1)
         self._jobs: set[ExportJob] = set()
+        self._request_ids: dict[ExportJob, str] = {}  # under _jobs_lock
         self._jobs_lock = threading.Lock()
         self._shutting_down = False
-        self._web_server: web.Server | None = None
+        self.server: EdgeServer | None = None
         self._listener: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
         self.port = 0
@@ -125,10 +133,15 @@ class ExportApi:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._web_server = web.Server(self._handle, handler_cancellation=True)
-        self._listener = await loop.create_server(
-            self._web_server, self.config.host, self.config.port
+        self.server = EdgeServer(
+            self._handle,
+            limits=EdgeLimits(
+                header_timeout_s=self.config.header_timeout_s,
+                max_connections=self.config.max_connections,
+            ),
+            logger=logger,
         )
+        self._listener = await loop.create_server(self.server, self.config.host, self.config.port)
         self.port = int(self._listener.sockets[0].getsockname()[1])
         self._expiry = asyncio.create_task(self._expire_idle_connections())
         logger.info(
@@ -148,15 +161,15 @@ class ExportApi:
         self._shutting_down = True
         if self._listener is not None:
             self._listener.close()
-        if self._web_server is not None:
-            self._web_server.pre_shutdown()  # keep-alive connections close after this response
+        if self.server is not None:
+            self.server.pre_shutdown()  # keep-alive connections close after this response
         running = self.active_exports
         if running:
             logger.info("shutting down: waiting up to %g s for %d export(s)", grace, running)
         await self._wait_for_exports(grace)
-        if self._web_server is not None:
+        if self.server is not None:
             # Cancels the handlers still running; each cancels its worker and aborts its response.
-            await self._web_server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
+            await self.server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
         # Workers answer a cancel within poll interval + cancel timeout; then the pool is closed.
         await self._wait_for_exports(self.config.cancel_timeout_s + self.config.poll_interval_s)
         if self.active_exports:
@@ -204,13 +217,22 @@ class ExportApi:
     # -- dispatch -----------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        request_id = request_id_of(request.headers)
+        request[REQUEST_ID] = request_id
+        response = await self._dispatch(request)
+        if not response.prepared:  # a download sets it itself, before its headers go out
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         methods = self._routes.get(request.path)
         if methods is None:
             return self._error(NotFound("no such resource"))
         handler = methods.get(request.method)
         if handler is None:
+            allowed = ", ".join(sorted(methods))
             return self._error(
-                MethodNotAllowed(f"{request.method} is not allowed here", methods.keys())
+                MethodNotAllowed(f"this method is not allowed here; use {allowed}", methods.keys())
             )
         try:
             return await handler(request)
@@ -221,6 +243,10 @@ class ExportApi:
             logger.exception("unexpected error answering %s %s", request.method, request.path)
             return self._error(InternalError("internal error"))
 
+    def _check_accepting(self) -> None:
+        if self._shutting_down:
+            raise ShuttingDown("the service is shutting down")
+
     def _error(self, error: ExportError) -> web.Response:
         return error_response(error, retry_after_s=self.config.retry_after_s)
 
@@ -230,25 +256,15 @@ class ExportApi:
         return json_response(200, {"status": "ok"})
 
     async def _readyz(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Ready when a database connection can be had: a pooled one that passes its check,
-        or a new login. Not ready answers as an export would: 503 + Retry-After while the
-        database is unreachable or every connection is busy, 500 when it refuses the login."""
+        """Ready when a ``SELECT 1`` comes back within the readiness timeout. Not ready:
+        503 + Retry-After while the database is unreachable, silent or every connection is
+        busy, 500 when it refuses the login (as an export would be answered)."""
         try:
-            if self._shutting_down:
-                raise ShuttingDown("the service is shutting down")
-            lease = self.pool.lease()
-            await asyncio.to_thread(self._try_connection, lease)
+            self._check_accepting()
+            await self.readiness.check()
         except ExportError as exc:
             return self._error(exc)
         return json_response(200, {"status": "ready"})
-
-    @staticmethod
-    def _try_connection(lease: Lease[DbConnection]) -> None:
-        conn: DbConnection | None = None
-        try:
-            conn, _ = lease.acquire()
-        finally:
-            lease.release(conn, reusable=conn is not None and conn.is_healthy())
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         text = self.metrics.render(
@@ -256,26 +272,52 @@ class ExportApi:
             pool_in_use=self.pool.in_use,
             resident_memory_bytes=self.memory.rss(),
         )
+        if self.server is not None:
+            text += self.server.metrics_text("http")
         return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     # -- the export ---------------------------------------------------------------------------
 
+    def _row_count(self, request: web.BaseRequest) -> int:
+        """The query, checked: unknown names first (a misspelt rowCount), then rowCount."""
+        reject_unknown(request.query.keys())
+        return parse_row_count(
+            request.query.getall(ROW_COUNT_PARAMETER, []),
+            default=self.config.default_row_count,
+            maximum=self.config.max_row_count,
+        )
+
+    def _client(self, request: web.BaseRequest) -> str:
+        """The peer, and the client a trusted proxy relayed for (logs only)."""
+        peer = request.remote or "unknown"
+        client = self._proxies.client_of(peer, request.headers.getall(forwarded.HEADER, []))
+        return peer if client is None else f"{client} via {peer}"
+
+    async def _export_head(self, request: web.BaseRequest) -> web.StreamResponse:
+        """What a GET would answer before its body, with no database work: 400 for a bad
+        query, 503 while shutting down or every connection is busy, else the download's
+        headers (a database error can only show on the GET itself)."""
+        self._row_count(request)
+        self._check_accepting()
+        self.pool.lease().release(None, reusable=False)  # busy: the GET's own 503
+        response = web.StreamResponse(
+            headers=download_headers(report.download_filename(self._now()))
+        )
+        response.enable_chunked_encoding()  # as the GET; aiohttp sends neither on a HEAD
+        return response
+
     async def _export_report(self, request: web.BaseRequest) -> web.StreamResponse:
+        request_id = request[REQUEST_ID]
         try:
-            row_count = parse_row_count(
-                request.query.getall(ROW_COUNT_PARAMETER, []),
-                default=self.config.default_row_count,
-                maximum=self.config.max_row_count,
-            )
-        except InvalidRowCount as exc:
+            row_count = self._row_count(request)
+        except ExportError as exc:
             self.metrics.request_refused(Outcome.INVALID)
             return self._error(exc)
         try:
-            if self._shutting_down:
-                raise ShuttingDown("the service is shutting down")
+            self._check_accepting()
             lease = self.pool.lease()
         except ExportError as exc:
-            logger.warning("export refused: %s", exc.message)
+            logger.warning("request %s: export refused: %s", request_id, exc.message)
             self.metrics.request_refused(Outcome.REJECTED)
             return self._error(exc)
         job = ExportJob(
@@ -290,8 +332,15 @@ class ExportApi:
         )
         with self._jobs_lock:
             self._jobs.add(job)
+            self._request_ids[job] = request_id
         self.metrics.export_started()
-        logger.info("export %d: %d rows requested by %s", job.export_id, row_count, request.remote)
+        logger.info(
+            "export %d (request %s): %d rows requested by %s",
+            job.export_id,
+            request_id,
+            row_count,
+            self._client(request),
+        )
         job.start()
         try:
             return await self._stream(request, job)
@@ -301,7 +350,10 @@ class ExportApi:
     async def _stream(self, request: web.BaseRequest, job: ExportJob) -> web.StreamResponse:
         """Wait for the worker's first word, then relay chunks; sets ``job.outcome``."""
         response = web.StreamResponse(
-            headers=download_headers(report.download_filename(self._now()))
+            headers={
+                **download_headers(report.download_filename(self._now())),
+                REQUEST_ID_HEADER: request[REQUEST_ID],
+            }
         )
         try:
             event = await job.next_event()
@@ -333,7 +385,7 @@ class ExportApi:
                         event.error.message,
                         job.rows,
                     )
-                    _abort(request)
+                    break_off(request)
                     return response
                 else:
                     raise InternalError(f"worker sent {type(event).__name__} twice")
@@ -350,7 +402,7 @@ class ExportApi:
         except TimeoutError:
             job.outcome = Outcome.CLIENT_DISCONNECTED
             job.cancel(f"client read nothing for {self.config.client_write_timeout_s:g} s")
-            _abort(request)
+            break_off(request)
             return response
         except ConnectionError:
             job.outcome = Outcome.CLIENT_DISCONNECTED
@@ -361,7 +413,7 @@ class ExportApi:
             job.outcome = Outcome.INTERNAL_ERROR
             job.cancel("internal error")
             if response.prepared:
-                _abort(request)
+                break_off(request)
                 return response
             return self._error(exc)
 
@@ -369,6 +421,7 @@ class ExportApi:
         """Both halves of an export are done (called on the loop or on the worker thread)."""
         with self._jobs_lock:
             self._jobs.discard(job)
+            request_id = self._request_ids.pop(job, "-")
         self.metrics.add_rows(job.new_rows())
         finished = job.finished_at if job.finished_at is not None else self._clock()
         duration = max(finished - job.started_at, 1e-9)
@@ -378,7 +431,8 @@ class ExportApi:
         first_byte = "-" if job.first_byte_s is None else f"{job.first_byte_s:.3f} s"
         logger.info(
             "export %d %s%s: %d rows (%d sheet(s)), %d bytes in %.2f s (%.0f rows/s), "
-            "first byte %s, RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s",
+            "first byte %s, RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s; "
+            "request %s",
             job.export_id,
             job.outcome.value,
             why,
@@ -393,4 +447,5 @@ class ExportApi:
             job.db_result,
             "kept" if job.connection_kept else "closed",
             " (reused)" if job.connection_reused else "",
+            request_id,
         )

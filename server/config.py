@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from httpedge.forwarded import Network
+
 # Loopback by default: a dev stack must not be reachable from the network by accident;
 # containers pass --host 0.0.0.0 explicitly.
 DEFAULT_HOST = "127.0.0.1"
@@ -71,6 +73,21 @@ DEFAULT_RETRY_AFTER_S = 5
 DEFAULT_SHUTDOWN_GRACE_S = 25.0
 DEFAULT_LOG_LEVEL = "INFO"
 
+# A client connection must deliver a request's headers within this many seconds of opening
+# (or of the previous response on a kept-alive connection), or it is closed. A real client
+# sends its headers in one packet; 15 s covers a slow mobile link and is aiohttp's own client
+# keep-alive default. The BFF's idle upstream connections expire sooner (10 s), so it never
+# sends a request on a connection the API is closing.
+DEFAULT_HEADER_TIMEOUT_S = 15.0
+# Open client connections per process. Linux's default open-file limit is 1,024 per process;
+# half of it for clients leaves room for the database pool (50), log files and the runtime.
+# The BFF uses at most 100 connections to the API (BFF_UPSTREAM_MAX_CONNECTIONS).
+DEFAULT_MAX_CONNECTIONS = 512
+# /readyz proves a round trip to the database (SELECT 1) and answers 503 when none completes
+# within this time: long enough for a healthy database on a busy network (milliseconds), short
+# enough for a load balancer's probe (Kubernetes' default probe timeout is 1 s, commonly 2-5 s).
+DEFAULT_READINESS_TIMEOUT_S = 2.0
+
 
 @dataclass(frozen=True)
 class DbSettings:
@@ -110,3 +127,9 @@ class ApiConfig:
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     log_level: str = DEFAULT_LOG_LEVEL
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
+    # Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client in our logs;
+    # empty: the header is ignored (anyone can write it).
+    trusted_proxies: tuple[Network, ...] = ()

@@ -265,7 +265,7 @@ def connect(
         if is_server_error(exc):  # the server answered the login with an ERROR token
             raise _login_refused(_error_number(exc)) from exc
         raise DatabaseUnavailable(
-            f"cannot log in to the database at {where}: {type(exc).__name__}"
+            f"cannot log in to the database at {where}: {_what(exc)}"
         ) from exc
     return DbConnection(conn, sock, created_at=clock())
 
@@ -293,4 +293,13 @@ def translate(exc: BaseException) -> ExportError:
         return _login_refused(number)
     if is_server_error(exc):
         return DatabaseError(f"the database reported error {number}")
-    return DatabaseUnavailable(f"lost the database connection ({type(exc).__name__})")
+    return DatabaseUnavailable(f"lost the database connection: {_what(exc)}")
+
+
+def _what(exc: BaseException) -> str:
+    """What went wrong with the connection, in words (a client never sees our class names)."""
+    if isinstance(exc, DatabaseStalled):
+        return "the database stopped answering"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()  # the operating system's words, e.g. connection reset
+    return "the connection broke off"

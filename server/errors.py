@@ -32,6 +32,14 @@ class InvalidRowCount(ExportError, ValueError):
     code = "INVALID_ROW_COUNT"
 
 
+class UnknownParameter(ExportError, ValueError):
+    """A query parameter the endpoint does not know (a misspelt ``rowcount`` would otherwise
+    silently give the default row count)."""
+
+    status = 400
+    code = "UNKNOWN_PARAMETER"
+
+
 class NotFound(ExportError, LookupError):
     status = 404
     code = "NOT_FOUND"
@@ -83,7 +91,8 @@ class DatabaseError(ExportError):
 
 
 class DatabaseTimeout(ExportError, TimeoutError):
-    """The database did not send the first row in time."""
+    """The database did not send the first row in time (whether or not it then acknowledged
+    the cancel: a frozen database is a timeout to the client too)."""
 
     status = 504
     code = "DATABASE_TIMEOUT"

@@ -223,6 +223,10 @@ class ExportJob:
                 cursor.callproc(self._config.procedure, {"@RowCount": self.row_count})
                 first = cursor.fetchone() if cursor.description is not None else None
             except Exception as exc:
+                if conn.socket.attention_reason is not None:
+                    # Our timeout's attention went unanswered (a frozen database): to the
+                    # client that is still no first row in time, not a lost connection.
+                    self._check_interrupted()
                 if is_server_error(exc) or conn.socket.attention_reason is not None:
                     raise translate(exc) from exc  # the connection is settled at the end
                 # Not the server's answer: the socket. If the connection came from the pool it

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-
 from aiohttp import web
 
+from httpedge.responses import error_response as json_error
+from httpedge.responses import json_response
 from server.errors import ExportError
 
+__all__ = ["XLSX_CONTENT_TYPE", "download_headers", "error_response", "json_response"]
+
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def json_response(
-    status: int, body: object, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(body, separators=(",", ":")),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
 
 
 def error_response(error: ExportError, *, retry_after_s: int) -> web.Response:
@@ -28,9 +18,7 @@ def error_response(error: ExportError, *, retry_after_s: int) -> web.Response:
     headers = dict(error.headers)
     if error.retry_later:
         headers["Retry-After"] = str(retry_after_s)
-    return json_response(
-        error.status, {"error": {"message": error.message, "code": error.code}}, headers
-    )
+    return json_error(error.status, error.code, error.message, headers)
 
 
 def download_headers(filename: str) -> dict[str, str]:

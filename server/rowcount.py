@@ -1,6 +1,10 @@
-"""``rowCount`` validation: pure, no HTTP.
+"""The export's query string, validated: pure, no HTTP.
 
-Accepted: the parameter absent (-> the default), or present exactly once as ASCII digits
+``rowCount`` is its only parameter. Any other name (``rowcount``, ``rowCount[]``, ``rows``) is
+refused with ``UNKNOWN_PARAMETER`` rather than ignored: a misspelt parameter would otherwise
+give the default 30,000 rows without a word.
+
+``rowCount`` accepted: absent (-> the default), or present exactly once as ASCII digits
 ``0-9`` only, whose value is between 1 and the maximum. Rejected: an empty value, signs
 (``+5``, ``-5``), spaces, decimals, exponents, hex, non-ASCII digits (``١٢``, ``１２``),
 numbers above the maximum however long, and the parameter given twice (which of the two a
@@ -9,12 +13,24 @@ proxy or a cache would have looked at is anyone's guess).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from server.errors import InvalidRowCount
+from server.errors import InvalidRowCount, UnknownParameter
 
 PARAMETER = "rowCount"
+ACCEPTED = (PARAMETER,)
 _ASCII_DIGITS = frozenset("0123456789")
+
+
+def reject_unknown(names: Iterable[str]) -> None:
+    """Raise :class:`UnknownParameter` unless every name is one the export accepts. The
+    message lists what is accepted and does not repeat the client's name back."""
+    if any(name not in ACCEPTED for name in names):
+        raise UnknownParameter(
+            "unknown query parameter; the accepted parameters are: "
+            + ", ".join(ACCEPTED)
+            + " (names are case-sensitive)"
+        )
 
 
 def parse_row_count(values: Sequence[str], *, default: int, maximum: int) -> int:

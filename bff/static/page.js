@@ -3,10 +3,12 @@
 // - The file is fetched by navigating a hidden iframe to /exports/report: the browser's download
 //   manager streams it to disk (never into page memory), and an error answer (JSON, not an
 //   attachment) just loads inside the hidden frame instead of replacing this page.
-// - A navigation cannot send headers, so the page names its download with a random id in a
-//   short-lived cookie; the BFF uses it as the request id and reports the download's state at
-//   /exports/status/<id> (waiting, streaming, completed, failed, aborted, cancelled), which the
-//   page polls. That is how an error (400, 429, 502, ...) becomes a readable message here.
+// - A navigation cannot send headers, so before each download the page asks the BFF for a
+//   ticket (POST /exports/ticket): an id the BFF issues and sets in a short-lived cookie, which
+//   the download request carries. The BFF uses it as the request id and reports the download's
+//   state at /exports/status/<id> (waiting, streaming, completed, failed, aborted, cancelled),
+//   which the page polls. That is how an error (400, 429, 502, ...) becomes a readable message
+//   here. Only ids the BFF issued are tracked, so nobody can read or overwrite another's.
 "use strict";
 
 (() => {
@@ -16,7 +18,6 @@
   const list = document.getElementById("downloads");
   const rowError = document.getElementById("row-error");
   const maxRows = Number(form.dataset.maxRows);
-  const COOKIE = "bff_download";
   const POLL_MS = 400;
   // How long the page waits for the BFF to see the download request at all.
   const PICKUP_MS = 15000;
@@ -40,10 +41,11 @@
     return { value };
   }
 
-  function newId() {
-    const bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  // A download ticket from the BFF; its answer also sets the cookie the download will carry.
+  async function newTicket() {
+    const response = await fetch("/exports/ticket", { method: "POST", cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return (await response.json()).id;
   }
 
   function megabytes(n) {
@@ -132,7 +134,7 @@
     setTimeout(poll, 150);
   }
 
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const checked = checkRowCount(input.value);
     if (checked.error) {
@@ -146,12 +148,17 @@
     rowError.hidden = true;
     const item = document.createElement("li");
     list.prepend(item);
-    const id = newId();
-    // Read once by the BFF for the next /exports/ request, which also clears it.
-    document.cookie = `${COOKIE}=${id}; Path=/exports/; Max-Age=60; SameSite=Strict`;
     show(item, "pending", `${numberFormat.format(checked.value)} rows: requesting…`);
-    item.dataset.requestId = id;
     button.disabled = true;
+    let id;
+    try {
+      id = await newTicket();
+    } catch {
+      show(item, "failed", "Could not reach the server. Please try again.");
+      button.disabled = false;
+      return;
+    }
+    item.dataset.requestId = id;
     const frame = document.createElement("iframe");
     frame.hidden = true;
     frame.title = "download";

@@ -1,15 +1,20 @@
-"""Auth, CORS and the per-client limit through the whole chain, each on (a BFF configured by
-environment, as an operator would) and off (the default BFF)."""
+"""Auth, CORS, the per-client limit and the connection-level limits through the whole chain,
+each on (services configured by environment, as an operator would) and off (the defaults)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from bff.config import DEFAULT_MAX_DOWNLOADS_PER_CLIENT
-from scripts.stack import Service
-from tests.e2e.conftest import Chain
+from scripts.stack import HOST, Service, start_api
+from tests.e2e.conftest import Chain, metric
 from tests.e2e.test_curl import curl, data_rows
 from tests.polling import poll
 
@@ -102,3 +107,62 @@ def test_per_client_limit_off_lets_one_client_run_more_than_the_default(
         for process in running:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def edge_limited(chain: Chain, bff_factory: Callable[..., Service]) -> Iterator[list[Service]]:
+    """An API and a BFF with a 5 s header timeout and room for 3 connections, set by their
+    environment variables."""
+    api = start_api(
+        0,
+        db_port=chain.db.port,
+        env={"API_HEADER_TIMEOUT": "5", "API_MAX_CONNECTIONS": "3"},
+        log_dir=chain.log_dir,
+    )
+    try:
+        bff = bff_factory(api_url=api.url, BFF_HEADER_TIMEOUT="5", BFF_MAX_CONNECTIONS="3")
+        yield [api, bff]
+    finally:
+        api.stop()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Blocks until the service closes ``sock`` (or 30 s pass); True if it sent nothing."""
+    sock.settimeout(30)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_silent_connections_are_closed_and_the_cap_refuses(edge_limited: list[Service]) -> None:
+    for service in edge_limited:
+        with contextlib.ExitStack() as stack:
+            held = [
+                stack.enter_context(socket.create_connection((HOST, service.port)))
+                for _ in range(3)
+            ]
+            extra = stack.enter_context(socket.create_connection((HOST, service.port)))
+            assert _closed_by_peer(extra), "the fourth connection is refused at once"
+            # The three that never send a request are closed by the header timeout.
+            assert all(_closed_by_peer(sock) for sock in held)
+        prefix = "http" if service.name == "api" else "bff"
+        assert metric(service, f"{prefix}_connections_refused_total") == 1
+        assert metric(service, f"{prefix}_connections_max") == 3
+
+
+@pytest.mark.parametrize("through_bff", [False, True], ids=["api", "bff"])
+def test_a_request_too_large_for_http_is_a_json_error(chain: Chain, through_bff: bool) -> None:
+    long_url = chain.report_url("rowCount=" + "9" * 100_000, through_bff=through_bff)
+    shown = curl("-w", "\n%{http_code}", long_url)
+    body, status = shown.stdout.rsplit(b"\n", 1)
+    assert status == b"414"
+    assert json.loads(body)["error"]["code"] == "URI_TOO_LONG"
+    assert b"999" not in body
+    many = [arg for i in range(200) for arg in ("-H", f"X-Many-{i}: 1")]
+    shown = curl(
+        "-w", "\n%{http_code}", *many, chain.report_url("rowCount=5", through_bff=through_bff)
+    )
+    body, status = shown.stdout.rsplit(b"\n", 1)
+    assert status == b"431"
+    assert json.loads(body)["error"]["code"] == "HEADER_FIELDS_TOO_LARGE"

@@ -77,6 +77,12 @@ def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.S
         state.headers.append(dict(request.headers))
         q = request.query
         try:
+            if request.method == "HEAD":  # what the API's HEAD answers: headers, no work
+                head = web.StreamResponse(status=int(q.get("status", "200")))
+                head.headers["Content-Type"] = XLSX_TYPE
+                head.headers["Content-Disposition"] = 'attachment; filename="report.xlsx"'
+                head.headers["X-Internal-Debug"] = "secret"
+                return head
             if "hang" in q:
                 await asyncio.sleep(float(q["hang"]))
             if "status" in q:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 
 from bff.config import BffConfig, config_from
+from bff.downloads import DownloadTable
 from bff.errors import BffError, ConfigError
 from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
@@ -71,26 +73,55 @@ async def test_page_bounds_follow_the_configured_maximum(
         assert 'data-max-rows="5000"' in await response.text()
 
 
-async def test_a_download_named_by_the_page_cookie_reports_its_state(
+async def _ticket(client: aiohttp.ClientSession, base: str) -> str:
+    """What the page does before each download: ask for a ticket; check its cookie."""
+    async with client.post(f"{base}/exports/ticket") as response:
+        assert response.status == 201
+        ticket = str((await response.json())["id"])
+        cookie = response.headers["Set-Cookie"]
+        assert response.headers["Location"] == f"/exports/status/{ticket}"
+    assert re.fullmatch(r"[0-9a-f]{32}", ticket)
+    assert cookie.startswith(f"bff_download={ticket};")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/exports/", "Max-Age=60"):
+        assert attribute in cookie, attribute
+    return ticket
+
+
+def _cookie(ticket: str) -> dict[str, str]:
+    return {"Cookie": f"bff_download={ticket}"}
+
+
+async def _download_then_status(
+    client: aiohttp.ClientSession, base: str, query: str, ticket: str
+) -> dict[str, object]:
+    """The page's download with its ticket (the body read however it ends), then its status."""
+    async with client.get(f"{base}/exports/report?{query}", headers=_cookie(ticket)) as response:
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            await response.read()
+    async with client.get(f"{base}/exports/status/{ticket}") as response:
+        assert response.status == 200
+        return dict(await response.json())
+
+
+async def test_a_download_named_by_its_ticket_reports_its_state(
     upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
-    download_id = "0123456789abcdef0123456789abcdef"
-    async with client.get(f"{base}/exports/status/{download_id}") as response:
-        assert response.status == 404
-    headers = {"Cookie": f"bff_download={download_id}"}
-    async with client.get(f"{base}/exports/report?chunks=3", headers=headers) as response:
-        assert response.headers["X-Request-ID"] == download_id
+    ticket = await _ticket(client, base)
+    async with client.get(f"{base}/exports/status/{ticket}") as response:
+        assert response.status == 404  # issued, not claimed by a download yet
+    async with client.get(f"{base}/exports/report?chunks=3", headers=_cookie(ticket)) as response:
+        assert response.headers["X-Request-ID"] == ticket
         # The cookie is spent: the response clears it.
         assert "bff_download=;" in response.headers["Set-Cookie"]
         assert "Max-Age=0" in response.headers["Set-Cookie"]
         await response.read()
-    assert upstream.headers[-1]["X-Request-ID"] == download_id
-    async with client.get(f"{base}/exports/status/{download_id}") as response:
+    assert upstream.headers[-1]["X-Request-ID"] == ticket
+    async with client.get(f"{base}/exports/status/{ticket}") as response:
         status = await response.json()
     assert status == {
-        "requestId": download_id,
+        "requestId": ticket,
         "state": "completed",
         "status": 200,
         "bytes": 3 * len(CHUNK),
@@ -103,13 +134,8 @@ async def test_a_failed_download_reports_the_api_message(
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
-    headers = {"X-Request-ID": "req-1"}
     query = "status=400&code=INVALID_ROW_COUNT&message=rowCount%20must%20be%201..1048576"
-    async with client.get(f"{base}/exports/report?{query}", headers=headers) as response:
-        assert response.status == 400
-        await response.read()
-    async with client.get(f"{base}/exports/status/req-1") as response:
-        status = await response.json()
+    status = await _download_then_status(client, base, query, await _ticket(client, base))
     assert status["state"] == "failed"
     assert status["status"] == 400
     assert status["error"] == {
@@ -123,14 +149,70 @@ async def test_an_aborted_download_reports_aborted(
 ) -> None:
     bff = await make_bff()
     base = f"http://127.0.0.1:{bff.port}"
-    headers = {"X-Request-ID": "req-2"}
-    async with client.get(f"{base}/exports/report?abort=1", headers=headers) as response:
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await response.read()
-    async with client.get(f"{base}/exports/status/req-2") as response:
-        status = await response.json()
+    status = await _download_then_status(client, base, "abort=1", await _ticket(client, base))
     assert status["state"] == "aborted"
     assert status["bytes"] == 4 * len(CHUNK)
+
+
+async def test_ids_the_bff_did_not_issue_are_never_tracked(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    """A made-up id, in the page's cookie or in X-Request-ID, downloads normally but creates
+    no status anyone could read (a guessable id would otherwise expose the download)."""
+    bff = await make_bff()
+    base = f"http://127.0.0.1:{bff.port}"
+    made_up = "0123456789abcdef0123456789abcdef"
+    async with client.get(f"{base}/exports/report?chunks=1", headers=_cookie(made_up)) as r:
+        assert r.status == 200
+        assert r.headers["X-Request-ID"] != made_up
+        assert "bff_download=;" in r.headers["Set-Cookie"]  # cleared all the same
+        await r.read()
+    async with client.get(
+        f"{base}/exports/report?chunks=1", headers={"X-Request-ID": "req-1"}
+    ) as r:
+        assert r.headers["X-Request-ID"] == "req-1"  # still the id of the logs
+        await r.read()
+    for unknown in (made_up, "req-1"):
+        async with client.get(f"{base}/exports/status/{unknown}") as response:
+            assert response.status == 404, unknown
+            assert (await response.json())["error"]["code"] == "UNKNOWN_DOWNLOAD"
+
+
+async def test_nobody_can_overwrite_a_download_they_did_not_start(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    base = f"http://127.0.0.1:{bff.port}"
+    ticket = await _ticket(client, base)
+    before = await _download_then_status(client, base, "chunks=3", ticket)
+    # Someone who learnt the id replays it, as the cookie and as X-Request-ID.
+    failing = "status=500&code=X&message=overwritten"
+    for headers in (_cookie(ticket), {"X-Request-ID": ticket}):
+        async with client.get(f"{base}/exports/report?{failing}", headers=headers) as r:
+            assert r.status == 500
+            await r.read()
+    async with client.get(f"{base}/exports/status/{ticket}") as response:
+        after = await response.json()
+    assert after == before
+    assert (after["state"], after["status"], after["bytes"]) == ("completed", 200, 3 * len(CHUNK))
+
+
+def test_an_unclaimed_ticket_expires_and_a_claimed_one_cannot_be_claimed_again() -> None:
+    now = [1000.0]
+    table = DownloadTable(ticket_ttl_s=60, clock=lambda: now[0])
+    late, used = table.issue(), table.issue()
+    assert table.claim(used) is not None
+    assert table.claim(used) is None
+    now[0] += 60
+    assert table.claim(late) is None
+    assert table.claim("not-issued") is None
+
+
+def test_pending_tickets_are_bounded() -> None:
+    table = DownloadTable(max_tickets=3)
+    tickets = [table.issue() for _ in range(4)]
+    assert table.claim(tickets[0]) is None  # the oldest made room
+    assert all(table.claim(t) is not None for t in tickets[1:])
 
 
 def test_config_defaults() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -12,7 +10,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from tests import rawhttp
 from tests.polling import apoll
+from tests.rawhttp import RawClients
 from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream
 
 
@@ -186,13 +186,11 @@ async def test_upstream_abort_mid_body_aborts_our_response(
 
 
 async def test_upstream_abort_never_sends_the_final_chunk(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
-    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
-    writer.write(b"GET /exports/report?chunks=8&abort=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-    received = await asyncio.wait_for(reader.read(), timeout=10)  # until the BFF closes
-    writer.close()
+    # Read until the BFF closes.
+    received = await raw.exchange(bff.port, _get("/exports/report?chunks=8&abort=1"))
     assert received.startswith(b"HTTP/1.1 200")
     assert b"\r\n\r\n" in received
     assert not received.endswith(b"0\r\n\r\n")
@@ -203,48 +201,26 @@ async def test_upstream_abort_never_sends_the_final_chunk(
     _assert_quiet(caplog)
 
 
-_opened: list[asyncio.StreamWriter] = []
-
-
 async def test_an_http_1_0_client_gets_the_body_until_close(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    reader, writer = await asyncio.open_connection("127.0.0.1", bff.port)
-    _opened.append(writer)
-    writer.write(b"GET /exports/report?chunks=3 HTTP/1.0\r\n\r\n")
-    received = await asyncio.wait_for(reader.read(), timeout=10)
+    received = await raw.exchange(bff.port, _get("/exports/report?chunks=3", "1.0"))
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200")
     assert b"Transfer-Encoding" not in head
     assert body == 3 * CHUNK
 
 
-async def _raw_request(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A bare socket client, so a test can stop reading or vanish exactly when it wants."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    _opened.append(writer)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    await writer.drain()
-    return reader, writer
-
-
-@pytest.fixture(autouse=True)
-async def _close_raw_clients() -> AsyncIterator[None]:
-    """Raw clients are dropped even when a test fails half-way (no unclosed-socket warnings)."""
-    yield
-    while _opened:
-        writer = _opened.pop()
-        writer.transport.abort()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+def _get(target: str, version: str = "1.1") -> bytes:
+    return rawhttp.request("GET", target, version=version)
 
 
 async def test_client_drop_mid_body_closes_the_upstream_connection(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff()
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=100000&delay=0.01")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=100000&delay=0.01"))
     await reader.readuntil(b"\r\n\r\n")
     await reader.readexactly(len(CHUNK))
     writer.transport.abort()
@@ -259,20 +235,20 @@ async def test_client_drop_mid_body_closes_the_upstream_connection(
 
 
 async def test_client_drop_before_headers_closes_the_upstream_connection(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    _, writer = await _raw_request(bff.port, "/exports/report?hang=30")
+    _, writer = await raw.send(bff.port, _get("/exports/report?hang=30"))
     await apoll(lambda: len(upstream.requests) == 1, what="the request to reach the upstream")
     writer.transport.abort()
     await apoll(lambda: upstream.disconnects == 1, what="the upstream request to be closed")
 
 
 async def test_a_client_that_stops_reading_stops_the_upstream(
-    upstream: Upstream, make_bff: BffFactory
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
 ) -> None:
     bff = await make_bff()
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=1000000"))
     await reader.readuntil(b"\r\n\r\n")
     # We read nothing more: socket buffers fill, the BFF's write waits, it stops reading the
     # upstream, and the upstream's own write blocks.
@@ -290,10 +266,10 @@ async def test_a_client_that_stops_reading_stops_the_upstream(
 
 
 async def test_a_client_that_accepts_nothing_for_the_write_timeout_is_cut_off(
-    upstream: Upstream, make_bff: BffFactory, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
 ) -> None:
     bff = await make_bff(client_write_timeout_s=0.5, max_downloads_per_client=1)
-    reader, writer = await _raw_request(bff.port, "/exports/report?chunks=1000000")
+    reader, writer = await raw.send(bff.port, _get("/exports/report?chunks=1000000"))
     try:
         await reader.readuntil(b"\r\n\r\n")
         await apoll(
@@ -335,13 +311,15 @@ async def test_metrics_count_relays_bytes_and_outcomes(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "code"),
+    ("method", "path", "status", "code", "allow"),
     [
-        ("GET", "/nope", 404, "NOT_FOUND"),
-        ("GET", "/exports/reports", 404, "NOT_FOUND"),
-        ("POST", "/exports/report", 405, "METHOD_NOT_ALLOWED"),
-        ("DELETE", "/", 405, "METHOD_NOT_ALLOWED"),
-        ("OPTIONS", "/exports/report", 405, "METHOD_NOT_ALLOWED"),  # CORS off: no preflight
+        ("GET", "/nope", 404, "NOT_FOUND", None),
+        ("GET", "/exports/reports", 404, "NOT_FOUND", None),
+        ("POST", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("DELETE", "/", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        # CORS off: no preflight
+        ("OPTIONS", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("GET", "/exports/ticket", 405, "METHOD_NOT_ALLOWED", "POST"),
     ],
 )
 async def test_unknown_paths_and_methods_are_json_errors(
@@ -352,13 +330,14 @@ async def test_unknown_paths_and_methods_are_json_errors(
     path: str,
     status: int,
     code: str,
+    allow: str | None,
 ) -> None:
     bff = await make_bff()
     async with client.request(method, f"http://127.0.0.1:{bff.port}{path}") as response:
         assert response.status == status
         body = await response.json()
         if status == 405:
-            assert response.headers["Allow"] == "GET"
+            assert response.headers["Allow"] == allow
     assert body["error"]["code"] == code
     assert upstream.requests == []
 
@@ -368,3 +347,137 @@ async def test_healthz(make_bff: BffFactory, client: aiohttp.ClientSession) -> N
     async with client.get(f"http://127.0.0.1:{bff.port}/healthz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
+
+
+async def test_a_404_does_not_repeat_the_path(
+    make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    async with client.get(f"http://127.0.0.1:{bff.port}/%3Cscript%3Eprobe") as response:
+        assert response.status == 404
+        text = await response.text()
+    assert "probe" not in text
+    assert "script" not in text
+
+
+async def test_an_unexpected_error_is_a_json_500(
+    make_bff: BffFactory,
+    client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bff = await make_bff()
+
+    def broken() -> str:
+        raise RuntimeError("a bug in the metrics")
+
+    monkeypatch.setattr(bff.app.metrics, "render", broken)
+    async with client.get(f"http://127.0.0.1:{bff.port}/metrics") as response:
+        assert response.status == 500
+        assert response.content_type == "application/json"
+        body = await response.json()
+    assert body == {"error": {"message": "Internal error.", "code": "INTERNAL_ERROR"}}
+    assert "a bug in the metrics" in caplog.text  # the traceback is in the log, not the answer
+    # The service goes on.
+    async with client.get(f"http://127.0.0.1:{bff.port}/healthz") as response:
+        assert response.status == 200
+
+
+async def test_the_client_address_is_appended_to_x_forwarded_for(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    async with client.get(_url(bff.port, "chunks=1")) as response:
+        await response.read()
+    assert upstream.headers[-1]["X-Forwarded-For"] == "127.0.0.1"
+    claimed = {"X-Forwarded-For": "203.0.113.7"}  # whatever a client claims stays on the left
+    async with client.get(_url(bff.port, "chunks=1"), headers=claimed) as response:
+        await response.read()
+    assert upstream.headers[-1]["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
+
+
+async def test_an_http_1_0_client_sees_a_broken_body_as_a_reset(
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP/1.0 body ends with the connection: a FIN would make the truncated body look
+    complete, so the BFF resets the connection when the API breaks off."""
+    bff = await make_bff()
+    reader, _ = await raw.send(bff.port, _get("/exports/report?chunks=8&abort=1", "1.0"))
+    received = bytearray()
+    with pytest.raises(ConnectionResetError):
+        await rawhttp.read_until_closed(reader, received)
+    assert received.startswith(b"HTTP/1.0 200")
+    await apoll(
+        lambda: bff.app.metrics.outcomes["upstream_aborted"] == 1, what="the aborted relay counted"
+    )
+    _assert_quiet(caplog)
+
+
+def _head(target: str, *headers: str) -> bytes:
+    return rawhttp.request("HEAD", target, "Connection: close", *headers)
+
+
+async def test_head_is_relayed_as_a_head_with_the_download_headers_and_no_body(
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
+) -> None:
+    bff = await make_bff()
+    received = await raw.exchange(
+        bff.port, _head("/exports/report?rowCount=5", "X-Request-ID: head-1")
+    )
+    status, headers = rawhttp.head_answer(received)
+    assert status == 200
+    assert headers["content-type"] == XLSX_TYPE
+    assert headers["content-disposition"] == 'attachment; filename="report.xlsx"'
+    assert headers["x-request-id"] == "head-1"
+    assert "x-internal-debug" not in headers
+    assert "transfer-encoding" not in headers
+    assert [r.method for r in upstream.requests] == ["HEAD"]
+    assert upstream.requests[0].raw_path == "/export/report?rowCount=5"
+    assert bff.app.metrics.outcomes["completed"] == 0  # not a download
+
+
+async def test_head_relays_the_api_error_status_without_its_body(
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients
+) -> None:
+    bff = await make_bff()
+    received = await raw.exchange(bff.port, _head("/exports/report?status=400"))
+    status, _ = rawhttp.head_answer(received)
+    assert status == 400
+    assert [r.method for r in upstream.requests] == ["HEAD"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/static/page.js", "/static/page.css", "/healthz", "/metrics"]
+)
+async def test_head_answers_wherever_get_does(
+    make_bff: BffFactory, raw: RawClients, client: aiohttp.ClientSession, path: str
+) -> None:
+    bff = await make_bff()
+    async with client.get(f"http://127.0.0.1:{bff.port}{path}") as response:
+        assert response.status == 200
+        get_type = response.headers["Content-Type"]
+        get_length = len(await response.read())
+    received = await raw.exchange(bff.port, _head(path))
+    status, headers = rawhttp.head_answer(received)
+    assert status == 200
+    assert headers["content-type"] == get_type
+    if path != "/metrics":  # the metrics text changes between two requests
+        assert int(headers["content-length"]) == get_length
+
+
+async def test_head_on_a_download_status(
+    upstream: Upstream, make_bff: BffFactory, raw: RawClients, client: aiohttp.ClientSession
+) -> None:
+    bff = await make_bff()
+    base = f"http://127.0.0.1:{bff.port}"
+    async with client.post(f"{base}/exports/ticket") as response:
+        ticket = (await response.json())["id"]
+    async with client.get(
+        _url(bff.port, "chunks=1"), headers={"Cookie": f"bff_download={ticket}"}
+    ) as r:
+        await r.read()
+    status, headers = rawhttp.head_answer(
+        await raw.exchange(bff.port, _head(f"/exports/status/{ticket}"))
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/json"

@@ -1,14 +1,16 @@
 """Failures before the first byte of the body: a JSON error with the right status, never a
-broken download; and the service recovers by itself when the database comes back."""
+broken download; /readyz proves a round trip; and the service recovers by itself when the
+database comes back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -33,8 +35,11 @@ async def _json_error(response: aiohttp.ClientResponse) -> tuple[str, str]:
     body = await response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "code"}
-    assert "Traceback" not in body["error"]["message"]
-    return body["error"]["code"], body["error"]["message"]
+    message = body["error"]["message"]
+    assert "Traceback" not in message
+    # Words for people: no CamelCase class names (DatabaseStalled, OperationalError, ...).
+    assert re.search(r"\b[A-Z][a-z]+[A-Z]\w*", message) is None, message
+    return body["error"]["code"], message
 
 
 async def test_database_down_is_503_with_retry_after(
@@ -201,3 +206,146 @@ async def test_dead_pooled_connection_is_replaced_without_an_error(
         assert second.stats.connections_total == 1
     finally:
         await second.close()
+
+
+class FreezableProxy:
+    """A TCP relay to the dev server that can freeze like a stopped database process (``kill
+    -STOP``): connections are still accepted by the kernel and what is sent is buffered, but
+    nothing is answered or forwarded until :meth:`thaw`."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        await self._thawed.wait()
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers.append(up_writer)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                await self._thawed.wait()
+                sink.write(data)
+                await sink.drain()
+        sink.transport.abort()
+
+
+@pytest.fixture
+async def proxy(devserver: DevServer) -> AsyncIterator[FreezableProxy]:
+    relay = FreezableProxy(devserver.port)
+    await relay.start()
+    yield relay
+    relay.thaw()
+    await relay.close()
+
+
+async def test_readyz_answers_503_within_its_timeout_when_the_database_is_frozen(
+    start_api: StartApi, http: aiohttp.ClientSession, proxy: FreezableProxy
+) -> None:
+    """A frozen database keeps its sockets open: only a round trip shows it is not there.
+    The budgets that would answer later (login, cancel: 10 s each) are far above the check's."""
+    api = await start_api(db_port=proxy.port, readiness_timeout_s=0.5, retry_after_s=4)
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 200  # and a connection is now pooled, looking healthy
+    proxy.freeze()
+    started = time.monotonic()
+    answers = await asyncio.gather(*(http.get(url(api, "/readyz")) for _ in range(5)))
+    elapsed = time.monotonic() - started
+    for response in answers:
+        async with response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "4"
+            code, message = await _json_error(response)
+        assert code == "DATABASE_UNAVAILABLE"
+        assert message == "the database did not answer within 0.5 s"
+    assert elapsed < 5.0, elapsed
+    assert api.pool.in_use <= 1, "the five checks shared one round trip"
+    proxy.thaw()
+    await _wait_ready(http, api)
+
+
+async def _wait_ready(http: aiohttp.ClientSession, api: ExportApi) -> None:
+    """Poll /readyz until 200 (a check still running when the database came back may fail)."""
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(url(api, "/readyz")) as response:
+            if response.status == 200:
+                return
+        assert time.monotonic() < deadline, "never ready again"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_database_frozen_before_the_first_row_is_504_database_timeout(
+    start_api: StartApi, http: aiohttp.ClientSession, proxy: FreezableProxy
+) -> None:
+    """The procedure call reaches a database that stopped: no first row within the first-row
+    timeout, and no answer to the cancel either. To the client that is a timeout (504), with
+    a message in words."""
+    api = await start_api(db_port=proxy.port, first_row_timeout_s=0.5, cancel_timeout_s=0.5)
+    assert is_valid_zip(await download(http, api, 10))
+    await wait_idle(api)
+    assert api.pool.idle == 1  # a pooled connection that looks fine
+    proxy.freeze()
+    async with http.get(url(api, "/export/report?rowCount=10")) as response:
+        assert response.status == 504
+        assert "Retry-After" not in response.headers
+        code, message = await _json_error(response)
+    assert code == "DATABASE_TIMEOUT"
+    assert "0.5 s" in message
+    await wait_idle(api)
+    assert api.pool.idle == 0, "the connection that never answered was discarded"
+    proxy.thaw()
+    assert is_valid_zip(await download(http, api, 10))
+
+
+async def test_a_database_that_never_answers_the_login_is_503_in_words(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    """A listener that accepts (the kernel's backlog) and never answers, as a frozen server."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        api = await start_api(
+            db_port=listener.getsockname()[1],
+            db={"login_timeout_s": 0.5},
+            readiness_timeout_s=5.0,
+        )
+        async with http.get(url(api, "/export/report?rowCount=10")) as response:
+            assert response.status == 503
+            code, message = await _json_error(response)
+        assert code == "DATABASE_UNAVAILABLE"
+        assert message.endswith(": the database stopped answering"), message
+        async with http.get(url(api, "/readyz")) as response:
+            assert response.status == 503
+            assert (await _json_error(response))[0] == "DATABASE_UNAVAILABLE"
+        await wait_idle(api)

@@ -1,4 +1,5 @@
-"""rowCount: the parser alone, then every bad form over real HTTP with the exact query bytes."""
+"""The query: rowCount's parser alone, then every bad form over real HTTP with the exact query
+bytes; any parameter other than rowCount is refused."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from server.errors import InvalidRowCount
+from server.errors import InvalidRowCount, UnknownParameter
 from server.metrics import Outcome
-from server.rowcount import parse_row_count
+from server.rowcount import parse_row_count, reject_unknown
 from sql.devserver import DevServer
 from tests.test_server.conftest import StartApi
 
@@ -86,17 +87,57 @@ BAD_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("query", BAD_QUERIES)
-async def test_bad_row_count_over_http_is_400_json(
+async def _refused(
     devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, query: str
-) -> None:
+) -> dict[str, str]:
+    """``GET /export/report?{query}`` (bytes as given): a 400 JSON error, no database work,
+    counted as invalid. Returns the error object."""
     api = await start_api()
     target = URL(f"http://127.0.0.1:{api.port}/export/report?{query}", encoded=True)
     async with http.get(target) as response:
         assert response.status == 400
         assert response.headers["Content-Type"].startswith("application/json")
         body = await response.json()
-    assert body["error"]["code"] == "INVALID_ROW_COUNT"
-    assert "1,048,576" in body["error"]["message"] or "once" in body["error"]["message"]
     assert devserver.stats.connections_total == 0, "no database work for a bad request"
     assert api.metrics.requests(Outcome.INVALID) == 1
+    return dict(body["error"])
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+async def test_bad_row_count_over_http_is_400_json(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, query: str
+) -> None:
+    error = await _refused(devserver, start_api, http, query)
+    assert error["code"] == "INVALID_ROW_COUNT"
+    assert "1,048,576" in error["message"] or "once" in error["message"]
+
+
+# Parameters that are not rowCount: misspelt, bracketed, extra, or with an empty name.
+UNKNOWN_QUERIES = [
+    "rowcount=5",
+    "ROWCOUNT=5",
+    "rowCount%5B%5D=5",  # rowCount[]=5
+    "rowCount[]=5",
+    "rows=5",
+    "rowCount=5&format=csv",
+    "zzprobe=1",
+    "=5",
+]
+
+
+@pytest.mark.parametrize("query", UNKNOWN_QUERIES)
+async def test_an_unknown_parameter_is_400_naming_the_accepted_ones(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, query: str
+) -> None:
+    error = await _refused(devserver, start_api, http, query)
+    assert error["code"] == "UNKNOWN_PARAMETER"
+    assert "accepted parameters are: rowCount" in error["message"]
+    assert "zzprobe" not in error["message"]  # the client's name is not repeated back
+
+
+def test_unknown_names_are_refused_before_the_row_count_is_read() -> None:
+    reject_unknown(["rowCount"])
+    reject_unknown([])
+    with pytest.raises(UnknownParameter) as caught:
+        reject_unknown(["rowCount", "rowcount"])
+    assert (caught.value.status, caught.value.code) == (400, "UNKNOWN_PARAMETER")

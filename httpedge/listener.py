@@ -1,0 +1,230 @@
+"""The listening side of both services: aiohttp's low-level server with our limits and answers.
+
+:class:`EdgeServer` is an ``aiohttp.web.Server`` (pass it to ``loop.create_server`` or a
+``web.ServerRunner``) that adds, at the connection level, what a route handler cannot do:
+
+- **Requests that are not valid HTTP** (a URL or header past the limits below, too many
+  headers, bytes the parser rejects) get the JSON error shape with a fitting status (400, 414,
+  431), never aiohttp's plain-text page that quotes the request back (and in HTTP/1.1, where
+  aiohttp would answer HTTP/1.0). The hook is aiohttp's
+  ``RequestHandler.handle_error``, which its low-level server calls for parser errors and for
+  exceptions that escape a handler; ``tests/test_edge`` checks each case over TCP, so a change
+  in aiohttp shows up there.
+- **Header timeout**: a connection whose request headers have not all arrived within
+  ``header_timeout_s`` of its opening (or of the previous response on a kept-alive connection)
+  is closed. This is aiohttp's ``keepalive_timeout``: its timer starts when the connection is
+  made and closes the connection if, when it fires, no complete request has arrived yet, so
+  it covers clients that never send and clients that never finish their headers alike.
+- **A cap on open connections**: past ``max_connections`` a new connection is closed as soon
+  as it is accepted (reading its request would cost what the cap protects), and counted.
+
+Everything else (routes, 404/405, the handlers' own errors) stays with the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import ERROR as _PARSE_ERROR_MESSAGE
+from aiohttp.web_protocol import RequestHandler
+
+from httpedge.responses import error_response
+
+# Request line (method, URL, version) bytes: RFC 9112 section 3 recommends accepting at least
+# 8,000 octets; 8 KiB is also what nginx accepts by default. Our longest real URL is ~40 bytes.
+MAX_URL_BYTES = 8192
+# One header field's value (or name): aiohttp's own default, as nginx's 8 KiB header buffers.
+# It differs from MAX_URL_BYTES on purpose: aiohttp reports both with the same exception and
+# the limit it hit, and the limit tells a long URL (414) from a long header (431).
+MAX_HEADER_FIELD_BYTES = 8190
+# Header fields per request: aiohttp's default; a browser sends 15 to 20.
+MAX_HEADERS = 128
+# aiohttp's wording for the header-count error (aiohttp/_http_parser.pyx, http_parser.py).
+_TOO_MANY_HEADERS = "Too many headers received"
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """Per-process connection limits; each service's config gives the values."""
+
+    header_timeout_s: float
+    max_connections: int
+
+
+def break_off(request: web.BaseRequest) -> None:
+    """End a response whose body had started, so that the client sees a failed transfer.
+
+    HTTP/1.1 bodies here are chunked: closing without the final chunk is unambiguous (curl:
+    exit 18, "transfer closed with outstanding read data remaining"; browsers mark the
+    download failed). An HTTP/1.0 body has no chunks and ends with the connection, so a
+    normal close (FIN) would look like a complete file (nginx speaks HTTP/1.0 to upstreams by
+    default). There the connection ends with a TCP reset instead: SO_LINGER with a zero
+    timeout makes ``close`` send RST, and the client reports an error (curl: exit 56).
+    """
+    transport = request.transport
+    if transport is None:
+        return
+    if request.version < HttpVersion11:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _classify(exc: HttpProcessingError, handler: RequestHandler) -> tuple[int, str, str]:
+    """Status, code and message for a request aiohttp's parser refused (input never echoed)."""
+    if isinstance(exc, LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else None
+        if limit == handler.max_line_size:
+            return 414, "URI_TOO_LONG", f"The request URL is longer than {MAX_URL_BYTES:,} bytes."
+        return (
+            431,
+            "HEADER_FIELDS_TOO_LARGE",
+            f"A request header field is longer than {MAX_HEADER_FIELD_BYTES:,} bytes.",
+        )
+    if exc.message == _TOO_MANY_HEADERS:
+        return (
+            431,
+            "HEADER_FIELDS_TOO_LARGE",
+            f"The request has more than {MAX_HEADERS} header fields.",
+        )
+    return 400, "BAD_REQUEST", "The request is not valid HTTP/1.1."
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: closed at once, nothing read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class _EdgeHandler(RequestHandler):
+    """aiohttp's connection handler, reporting to :class:`EdgeServer`."""
+
+    def __init__(self, edge: EdgeServer, **kwargs: Any) -> None:
+        super().__init__(edge, **kwargs)
+        self._edge = edge
+        self._counted = True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._counted:
+            self._counted = False
+            self._edge.open_connections -= 1
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        return self._edge.error_answer(self, request, exc)
+
+
+class EdgeServer(web.Server):
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        *,
+        limits: EdgeLimits,
+        logger: logging.Logger,
+        error_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # handler_cancellation: a client that goes away cancels its handler at once (the
+        # services turn that into cancelling the export or closing the upstream request).
+        super().__init__(handler, request_factory=self._request, handler_cancellation=True)
+        self._edge_loop = asyncio.get_running_loop()
+        self.limits = limits
+        self._logger = logger
+        self._error_headers = dict(error_headers or {})
+        self.open_connections = 0
+        self.refused_connections = 0
+
+    def __call__(self) -> Any:  # the protocol factory given to loop.create_server
+        if self.open_connections >= self.limits.max_connections:
+            self.refused_connections += 1
+            if self.refused_connections == 1 or self.refused_connections % 1000 == 0:
+                self._logger.warning(
+                    "connection limit (%d) reached: %d connection(s) refused so far",
+                    self.limits.max_connections,
+                    self.refused_connections,
+                )
+            return _Refused()
+        # Counted here, not in connection_made: a burst of accepts creates its protocols
+        # before any of them is told about its connection.
+        self.open_connections += 1
+        return _EdgeHandler(
+            self,
+            loop=self._edge_loop,
+            keepalive_timeout=self.limits.header_timeout_s,
+            max_line_size=MAX_URL_BYTES,
+            max_field_size=MAX_HEADER_FIELD_BYTES,
+            max_headers=MAX_HEADERS,
+        )
+
+    def _request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        if message is _PARSE_ERROR_MESSAGE:
+            # aiohttp answers a request it could not parse as HTTP/1.0; we speak HTTP/1.1.
+            message = message._replace(version=HttpVersion11)
+        return web.BaseRequest(message, payload, protocol, writer, task, self._edge_loop)
+
+    def error_answer(
+        self, handler: RequestHandler, request: web.BaseRequest, exc: BaseException | None
+    ) -> web.StreamResponse:
+        """The JSON answer to a parser error or to an exception that escaped a handler."""
+        if request.writer.output_size > 0:
+            # The response had started: no answer can follow. Break it off, so the client
+            # sees a failed transfer, then tell aiohttp the connection is gone (its contract).
+            if not isinstance(exc, ConnectionError):  # a client that left is no bug
+                self._logger.error("unexpected error after the response started", exc_info=exc)
+            break_off(request)
+            raise ConnectionError("the response had already started")
+        if isinstance(exc, HttpProcessingError):
+            status, code, message = _classify(exc, handler)
+            # The client's mistake, not ours: one line, no traceback, no request bytes.
+            self._logger.info("refused a request from %s: %s", request.remote, message)
+        else:
+            # A bug: the traceback goes to the log, the client gets the JSON shape.
+            self._logger.error("unexpected error answering a request", exc_info=exc)
+            status, code, message = 500, "INTERNAL_ERROR", "Internal error."
+        response = error_response(status, code, message, self._error_headers)
+        response.force_close()
+        return response
+
+    def metrics_text(self, prefix: str) -> str:
+        """Prometheus text for the connection cap, e.g. ``http_connections_open``."""
+        return (
+            f"# HELP {prefix}_connections_open Client connections open now.\n"
+            f"# TYPE {prefix}_connections_open gauge\n"
+            f"{prefix}_connections_open {self.open_connections}\n"
+            f"# HELP {prefix}_connections_max The open-connection cap.\n"
+            f"# TYPE {prefix}_connections_max gauge\n"
+            f"{prefix}_connections_max {self.limits.max_connections}\n"
+            f"# HELP {prefix}_connections_refused_total Connections closed at once: the cap "
+            "was reached.\n"
+            f"# TYPE {prefix}_connections_refused_total counter\n"
+            f"{prefix}_connections_refused_total {self.refused_connections}\n"
+        )
