@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bff.app import BffApp, start_server
 from bff.config import (
+    DEFAULT_API_URL,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_HOST,
     DEFAULT_MAX_CONNECTIONS,
@@ -28,15 +29,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="xlsx-export-bff",
         description="Backend-for-frontend: the download page and a streaming proxy to the API.",
-        epilog="Environment: API_URL, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, BFF_TOKENS, "
+        epilog="Environment: API_URL or API_URLS, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, BFF_TOKENS, "
         "BFF_MAX_DOWNLOADS_PER_CLIENT, BFF_RETRY_AFTER, BFF_UPSTREAM_HEADERS_TIMEOUT, "
         "BFF_UPSTREAM_READ_TIMEOUT, BFF_UPSTREAM_CONNECT_TIMEOUT, BFF_UPSTREAM_MAX_CONNECTIONS, "
         "BFF_CLIENT_WRITE_TIMEOUT, BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL, BFF_HEADER_TIMEOUT, "
-        "BFF_MAX_CONNECTIONS (flags win).",
+        "BFF_MAX_CONNECTIONS, BFF_HEALTH_INTERVAL, BFF_HEALTH_TIMEOUT (flags win).",
     )
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
-    parser.add_argument("--api-url", help="base URL of the export API (default from API_URL)")
+    parser.add_argument(
+        "--api-url",
+        help=f"base URL of the one export API (env API_URL; default {DEFAULT_API_URL})",
+    )
+    parser.add_argument(
+        "--api-urls",
+        help="comma-separated base URLs of several export APIs to spread downloads over "
+        "(env API_URLS; not together with --api-url)",
+    )
     parser.add_argument(
         "--header-timeout",
         help="seconds a connection may take to send a request's headers, also the keep-alive "
@@ -56,7 +65,7 @@ async def serve(config: BffConfig) -> None:
         "BFF listening on http://%s:%d, relaying to %s (auth %s, CORS %s, per-client limit %s)",
         config.host,
         server.port,
-        config.api_url,
+        ", ".join(config.api_urls),
         "on" if config.tokens else "off",
         ",".join(config.cors_origins) or "off",
         config.max_downloads_per_client or "off",
@@ -80,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             api_url=args.api_url,
+            api_urls=args.api_urls,
             header_timeout_s=args.header_timeout,
             max_connections=args.max_connections,
         )

@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from bff.auth import BearerAuth
+from bff.balancer import Balancer, Lease
 from bff.config import DEFAULT_ROW_COUNT, BffConfig
 from bff.cors import CorsPolicy
 from bff.downloads import (
@@ -32,6 +33,7 @@ from bff.downloads import (
     DownloadTable,
 )
 from bff.errors import ClientStalled, UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
+from bff.health import HealthChecker
 from bff.limits import ClientLimiter
 from bff.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bff.metrics import Metrics
@@ -102,7 +104,8 @@ class BffApp:
         self._assets = load_assets(default_rows=DEFAULT_ROW_COUNT, max_rows=config.max_row_count)
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
-        self._upstream: Upstream | None = None
+        self._balancer: Balancer | None = None
+        self._health: HealthChecker | None = None
         # HEAD wherever GET is: aiohttp sends a HEAD answer's headers without its body.
         self._routes: dict[str, dict[str, Handler]] = {
             "/exports/report": {
@@ -123,11 +126,21 @@ class BffApp:
             read_timeout_s=self.config.upstream_read_timeout_s,
             max_connections=self.config.upstream_max_connections,
         )
-        self._upstream = Upstream(
-            self.config.api_url,
-            self._session,
-            headers_timeout_s=self.config.upstream_headers_timeout_s,
+        self._balancer = Balancer(
+            [
+                Upstream(
+                    url, self._session, headers_timeout_s=self.config.upstream_headers_timeout_s
+                )
+                for url in self.config.api_urls
+            ]
         )
+        self.metrics.upstreams = self._balancer.targets
+        self._health = HealthChecker(
+            self._balancer,
+            interval_s=self.config.health_interval_s,
+            timeout_s=self.config.health_timeout_s,
+        )
+        self._health.start()
 
     def web_server(self) -> EdgeServer:
         """The listening server for this app (one per app; needs a running loop)."""
@@ -142,7 +155,15 @@ class BffApp:
         )
         return self.server
 
+    @property
+    def balancer(self) -> Balancer:
+        assert self._balancer is not None, "BffApp.start() was not awaited"
+        return self._balancer
+
     async def close(self) -> None:
+        if self._health is not None:
+            await self._health.close()
+            self._health = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -343,9 +364,8 @@ class BffApp:
         headers: dict[str, str],
         refuse: Callable[..., web.Response],
     ) -> web.StreamResponse:
-        assert self._upstream is not None, "BffApp.start() was not awaited"
         try:
-            upstream = await self._upstream.open(
+            upstream = await self.balancer.lease(download=False).open(
                 self._api_path(request),
                 self._upstream_headers(request, headers[REQUEST_ID_HEADER]),
                 method="HEAD",
@@ -369,25 +389,28 @@ class BffApp:
         headers: dict[str, str],
         refuse: Callable[..., web.Response],
     ) -> web.StreamResponse:
-        assert self._upstream is not None, "BffApp.start() was not awaited"
         started = self._clock()
+        lease = self.balancer.lease()
         self.metrics.relays_active += 1
         try:
             try:
-                upstream = await self._upstream.open(
+                upstream = await lease.open(
                     self._api_path(request),
                     self._upstream_headers(request, download.request_id),
                 )
             except UpstreamTimeout as exc:
+                lease.record("proxy_timeout")
                 return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
             except UpstreamUnavailable as exc:
+                lease.record("proxy_error")
                 log.warning("download %s: %s (%r)", download.request_id, exc, exc.__cause__)
                 return refuse(502, "PROXY_ERROR", str(exc), "proxy_error")
             except asyncio.CancelledError:
-                self._ended(download, CANCELLED, "client_disconnected", started)
+                self._ended(download, CANCELLED, "client_disconnected", started, lease)
                 raise
-            return await self._stream(request, upstream, download, headers, started)
+            return await self._stream(request, upstream, download, headers, started, lease)
         finally:
+            lease.release()
             self.metrics.relays_active -= 1
 
     async def _stream(
@@ -397,6 +420,7 @@ class BffApp:
         download: Download,
         headers: dict[str, str],
         started: float,
+        lease: Lease,
     ) -> web.StreamResponse:
         self.metrics.upstream_status(upstream.status)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -432,15 +456,15 @@ class BffApp:
             await response.write_eof()
             clean = True
         except asyncio.CancelledError:
-            self._ended(download, CANCELLED, "client_disconnected", started)
+            self._ended(download, CANCELLED, "client_disconnected", started, lease)
             raise
         except ConnectionError as exc:
             if isinstance(exc, UpstreamAborted):
-                self._ended(download, ABORTED, "upstream_aborted", started)
+                self._ended(download, ABORTED, "upstream_aborted", started, lease)
             elif isinstance(exc, ClientStalled):
-                self._ended(download, CANCELLED, "client_stalled", started)
+                self._ended(download, CANCELLED, "client_stalled", started, lease)
             else:
-                self._ended(download, CANCELLED, "client_disconnected", started)
+                self._ended(download, CANCELLED, "client_disconnected", started, lease)
             # Cut the connection without the final chunk (HTTP/1.0: with a reset), so curl and
             # browsers report a failed transfer instead of saving a truncated file as if it
             # were whole. Returning (not raising) lets aiohttp finish quietly: its own final
@@ -457,20 +481,24 @@ class BffApp:
             download.fail(upstream.status, bytes(error_body))
         else:
             download.state = COMPLETED
-        self._ended(download, download.state, "completed", started)
+        self._ended(download, download.state, "completed", started, lease)
         return response
 
-    def _ended(self, download: Download, state: str, outcome: str, started: float) -> None:
+    def _ended(
+        self, download: Download, state: str, outcome: str, started: float, lease: Lease
+    ) -> None:
         download.state = state
         self.metrics.outcome(outcome)
+        lease.record(outcome)
         log.info(
-            "download %s %s (%s): status=%s bytes=%d seconds=%.2f",
+            "download %s %s (%s): status=%s bytes=%d seconds=%.2f api=%s",
             download.request_id,
             state,
             outcome,
             download.status,
             download.size,
             self._clock() - started,
+            lease.target.url if lease.target is not None else "-",
         )
 
 

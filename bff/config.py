@@ -18,6 +18,15 @@ DEFAULT_HOST = "127.0.0.1"
 # The replaced Node.js export's ports, so clients keep theirs: BFF and page on 3000, API on 3001.
 DEFAULT_PORT = 3000
 DEFAULT_API_URL = "http://127.0.0.1:3001"
+# Each API's /readyz is asked this often. A killed API refuses connections at once and a
+# download that meets the refusal marks it down on the spot, so the check's interval only
+# bounds how long a recovered API (or one that stopped being ready) goes unnoticed: 2 s is
+# well under a download's length and costs each API one `SELECT 1` per BFF every 2 s.
+DEFAULT_HEALTH_INTERVAL_S = 2.0
+# The API answers /readyz within its own readiness timeout (2 s by default), with a JSON
+# reason when its database is slow; one more second lets that answer, rather than our
+# timeout, decide. No answer by then: the API itself is stuck, and it is not ready.
+DEFAULT_HEALTH_TIMEOUT_S = 3.0
 # The API waits up to 30 s for the first row before it answers with its own JSON error; waiting
 # a little longer lets that clearer error reach the client instead of our 504.
 DEFAULT_UPSTREAM_HEADERS_TIMEOUT_S = 45.0
@@ -57,7 +66,6 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ENV_NAMES = {
     "host": "BFF_HOST",
     "port": "BFF_PORT",
-    "api_url": "API_URL",
     "cors_origins": "BFF_CORS_ORIGINS",
     "tokens": "BFF_TOKENS",
     "max_downloads_per_client": "BFF_MAX_DOWNLOADS_PER_CLIENT",
@@ -71,6 +79,8 @@ _ENV_NAMES = {
     "log_level": "BFF_LOG_LEVEL",
     "header_timeout_s": "BFF_HEADER_TIMEOUT",
     "max_connections": "BFF_MAX_CONNECTIONS",
+    "health_interval_s": "BFF_HEALTH_INTERVAL",
+    "health_timeout_s": "BFF_HEALTH_TIMEOUT",
 }
 
 # An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
@@ -81,7 +91,8 @@ _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 class BffConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    api_url: str = DEFAULT_API_URL
+    # The export APIs downloads are spread over (API_URL: one; API_URLS: several).
+    api_urls: tuple[str, ...] = (DEFAULT_API_URL,)
     cors_origins: tuple[str, ...] = ()
     tokens: tuple[str, ...] = field(default=(), repr=False)  # never printed
     max_downloads_per_client: int = DEFAULT_MAX_DOWNLOADS_PER_CLIENT
@@ -95,6 +106,8 @@ class BffConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
 
 
 def _int(name: str, raw: str, *, minimum: int) -> int:
@@ -120,13 +133,39 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
-def parse_api_url(raw: str) -> str:
-    parts = urlsplit(raw)
+def parse_api_url(raw: str, name: str = "API_URL") -> str:
+    parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"API_URL must be an http(s) URL, got {raw!r}")
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     if parts.query or parts.fragment:
-        raise ConfigError(f"API_URL must not have a query or fragment, got {raw!r}")
-    return raw.rstrip("/")
+        raise ConfigError(f"{name} must not have a query or fragment, got {raw!r}")
+    return raw.strip().rstrip("/")
+
+
+def parse_api_urls(raw: str, name: str = "API_URLS") -> tuple[str, ...]:
+    """Comma-separated API base URLs, each checked as API_URL is; at least one, none twice."""
+    urls = tuple(parse_api_url(item, f"{name} entry") for item in _list(raw))
+    if not urls:
+        raise ConfigError(f"{name} must list at least one URL, got {raw!r}")
+    repeated = sorted({url for url in urls if urls.count(url) > 1})
+    if repeated:
+        raise ConfigError(f"{name} lists {', '.join(repeated)} more than once")
+    return urls
+
+
+def _upstreams(single: str | None, several: str | None, names: tuple[str, str]) -> tuple[str, ...]:
+    """The API list from the one-URL and the several-URL form of one source (the environment,
+    or the flags); None when that source gives neither."""
+    if single is not None and several is not None:
+        raise ConfigError(
+            f"{names[0]} and {names[1]} are both set: give one API with {names[0]} "
+            f"or several with {names[1]}, not both"
+        )
+    if single is not None:
+        return (parse_api_url(single, names[0]),)
+    if several is not None:
+        return parse_api_urls(several, names[1])
+    return ()
 
 
 def parse_origins(raw: str) -> tuple[str, ...]:
@@ -155,8 +194,6 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
             values[key] = _int(name, raw, minimum=0)
         elif key.endswith("_s"):
             values[key] = _seconds(name, raw)
-        elif key == "api_url":
-            values[key] = parse_api_url(raw)
         elif key == "cors_origins":
             values[key] = parse_origins(raw)
         elif key == "tokens":
@@ -167,10 +204,20 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
             values[key] = raw.upper()
         else:
             values[key] = raw
+    # One API or several (API_URL / API_URLS, --api-url / --api-urls). Flags that name any
+    # win over the environment as a whole, as every flag wins over its variable.
+    env_urls = _upstreams(
+        env.get("API_URL") or None, env.get("API_URLS") or None, ("API_URL", "API_URLS")
+    )
+    flag_single, flag_several = overrides.pop("api_url", None), overrides.pop("api_urls", None)
+    flag_urls = _upstreams(
+        flag_single if isinstance(flag_single, str) else None,
+        flag_several if isinstance(flag_several, str) else None,
+        ("--api-url", "--api-urls"),
+    )
+    if flag_urls or env_urls:
+        values["api_urls"] = flag_urls or env_urls
     values.update({k: v for k, v in overrides.items() if v is not None})
-    flag_url = overrides.get("api_url")
-    if isinstance(flag_url, str):
-        values["api_url"] = parse_api_url(flag_url)
     for key in ("header_timeout_s", "max_connections"):  # flags arrive as text, like the env
         flag = overrides.get(key)
         if isinstance(flag, str):

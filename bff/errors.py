@@ -23,6 +23,13 @@ class UpstreamUnavailable(BffError, ConnectionError):
     """The API could not be reached or broke the connection before answering: 502."""
 
 
+class UpstreamConnectFailed(UpstreamUnavailable):
+    """No connection to one API could be opened (refused, or not within the connect timeout).
+
+    Nothing reached that API, so the request can go to another one as it is.
+    """
+
+
 class UpstreamTimeout(BffError, TimeoutError):
     """The API did not send its response headers in time: 504."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from bff.balancer import DOWN, FAILURE_REASONS, UP, Target
 
 # Every way a download through the BFF can end; each is always exported, zero included, so a
 # dashboard query never has to guess whether a series exists yet.
@@ -19,16 +21,29 @@ OUTCOMES = (
     "rate_limited",  # 429 from the per-client limit
 )
 
+# The outcomes a download can have once it was sent to an API, counted per API.
+UPSTREAM_OUTCOMES = (
+    "completed",
+    "client_disconnected",
+    "client_stalled",
+    "upstream_aborted",
+    "proxy_error",  # the API broke the connection before answering
+    "proxy_timeout",
+)
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, rss: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, rss: Callable[[], int] | None = None, upstreams: Sequence[Target] = ()
+    ) -> None:
         self.relays_active = 0
         self.bytes_relayed = 0
         self.outcomes: Counter[str] = Counter()
         self.upstream_statuses: Counter[str] = Counter()
         self._rss = rss
+        self.upstreams = upstreams
 
     def outcome(self, name: str) -> None:
         assert name in OUTCOMES, name
@@ -57,6 +72,7 @@ class Metrics:
             f'bff_upstream_responses_total{{status_class="{c}"}} {self.upstream_statuses[c]}'
             for c in ("2xx", "3xx", "4xx", "5xx")
         ]
+        lines += render_upstreams(self.upstreams)
         if self._rss is not None:
             lines += [
                 "# HELP process_resident_memory_bytes Resident memory size in bytes.",
@@ -64,3 +80,59 @@ class Metrics:
                 f"process_resident_memory_bytes {self._rss()}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def label_value(text: str) -> str:
+    """A label value in the text format: backslash, double quote and line feed escaped."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_upstreams(targets: Sequence[Target]) -> list[str]:
+    """Per-API series, labelled with the API's URL as configured; every series always
+    exported, zero included."""
+    apis = [(f'upstream="{label_value(t.url)}"', t) for t in targets]
+    families: list[tuple[str, str, str, list[tuple[str, int]]]] = [
+        (
+            "bff_upstream_up",
+            "gauge",
+            "Whether the API can be reached (1) or is skipped as down (0).",
+            [(label, int(t.state != DOWN)) for label, t in apis],
+        ),
+        (
+            "bff_upstream_ready",
+            "gauge",
+            "Whether the API's last readiness check answered 200 (1) or not (0).",
+            [(label, int(t.state == UP)) for label, t in apis],
+        ),
+        (
+            "bff_upstream_active_downloads",
+            "gauge",
+            "Downloads running through this BFF, per API.",
+            [(label, t.active) for label, t in apis],
+        ),
+        (
+            "bff_upstream_downloads_total",
+            "counter",
+            "Downloads sent to each API, by how they ended.",
+            [
+                (f'{label},outcome="{o}"', t.downloads[o])
+                for label, t in apis
+                for o in UPSTREAM_OUTCOMES
+            ],
+        ),
+        (
+            "bff_upstream_failures_total",
+            "counter",
+            "Failed connections to each API and failed readiness checks, by reason.",
+            [
+                (f'{label},reason="{r}"', t.failures[r])
+                for label, t in apis
+                for r in FAILURE_REASONS
+            ],
+        ),
+    ]
+    lines: list[str] = []
+    for name, kind, help_text, samples in families if apis else []:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{{{labels}}} {value}" for labels, value in samples]
+    return lines

@@ -9,7 +9,13 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from bff.errors import ClientStalled, UpstreamAborted, UpstreamTimeout, UpstreamUnavailable
+from bff.errors import (
+    ClientStalled,
+    UpstreamAborted,
+    UpstreamConnectFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 # Response headers worth relaying to the browser. An allowlist rather than a denylist: anything
 # else the API sends (Server, internal debugging headers, hop-by-hop headers) stays inside.
@@ -86,12 +92,18 @@ def new_session(
 
 
 class Upstream:
+    """One export API: requests to it through the shared session, its failures as our errors."""
+
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession, *, headers_timeout_s: float
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._session = session
         self._headers_timeout_s = headers_timeout_s
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
 
     async def open(
         self, path_and_query: str, headers: Mapping[str, str], *, method: str = "GET"
@@ -107,10 +119,11 @@ class Upstream:
                     headers=dict(headers),
                     allow_redirects=False,
                 )
-        except aiohttp.ConnectionTimeoutError as exc:
-            # No TCP connection within the connect timeout: the API is down or unreachable
-            # (502), not slow to answer. Caught first: it is also a TimeoutError.
-            raise UpstreamUnavailable("The export service is unreachable.") from exc
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            # No TCP connection (refused, or none within the connect timeout): the API is down
+            # or unreachable (502), not slow to answer, and it received nothing. Caught first:
+            # a connect timeout is also a TimeoutError.
+            raise UpstreamConnectFailed("The export service is unreachable.") from exc
         except TimeoutError as exc:  # includes aiohttp's ServerTimeoutError (sock_read)
             raise UpstreamTimeout(
                 f"The export service did not answer within {self._headers_timeout_s:g} s."

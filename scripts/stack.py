@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -196,12 +196,14 @@ def start_api(
 def start_bff(
     port: int,
     *,
-    api_url: str,
+    api_url: str | Sequence[str],
     env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     timeout_s: float = DEFAULT_READY_TIMEOUT_S,
 ) -> Service:
-    args = ["-m", "bff", "--host", HOST, "--port", str(port), "--api-url", api_url]
+    """``api_url``: one API's URL, or several for the BFF to spread downloads over."""
+    apis = ["--api-url", api_url] if isinstance(api_url, str) else ["--api-urls", ",".join(api_url)]
+    args = ["-m", "bff", "--host", HOST, "--port", str(port), *apis]
     service = _spawn("bff", args, dict(env or {}), log_dir)
     _wait(service, port, "/healthz", timeout_s)
     return service

@@ -1,14 +1,18 @@
-"""A real HTTP upstream for the proxy tests, and a factory for BFFs pointed at it.
+"""Real HTTP upstreams for the proxy tests, and a factory for BFFs pointed at them.
 
-The upstream is an aiohttp low-level server on a real port that plays the API's part in
+An upstream is an aiohttp low-level server on a real port that plays the API's part in
 whatever way a test needs: stream slowly, stop half-way, hang before headers, answer JSON
-errors. It records what it received and whether its client (the BFF) went away.
+errors, answer /readyz as told. It records what it received (readiness checks apart) and
+whether its client (the BFF) went away. Its port is bound before it listens: until
+``start()`` (and after ``stop()``) connections to it are refused, and no other process can
+take the port meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +37,27 @@ class Upstream:
     finished: int = 0
     bytes_sent: int = 0
     writing_since: float | None = None  # loop time a still-running write began
+    ready_status: int = 200  # what /readyz answers
+    readiness_checks: int = 0
+    socket: socket.socket | None = None
+    runner: web.ServerRunner | None = None
+
+    async def start(self) -> None:
+        """Listen on the bound port: from now on connections are accepted."""
+        assert self.socket is not None and self.runner is None
+        self.socket.listen(128)
+        self.runner = web.ServerRunner(
+            web.Server(make_handler(self), handler_cancellation=True), shutdown_timeout=0.5
+        )
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.socket).start()
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection: from now on connections are refused."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.socket is not None:
+            self.socket.close()
 
     def blocked(self, for_s: float = 0.3) -> bool:
         """Whether a write has been waiting on its peer (backpressure) for ``for_s``."""
@@ -73,6 +98,12 @@ async def _stream(
 
 def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/readyz":  # the BFF's background check, not a relayed request
+            state.readiness_checks += 1
+            code = {"error": {"message": "not ready", "code": "TOO_MANY_EXPORTS"}}
+            return web.json_response(
+                {"status": "ok"} if state.ready_status == 200 else code, status=state.ready_status
+            )
         state.requests.append(request)
         state.headers.append(dict(request.headers))
         q = request.query
@@ -105,17 +136,31 @@ def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.S
     return handler
 
 
+UpstreamFactory = Callable[..., Awaitable[Upstream]]
+
+
 @pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    state = Upstream()
-    server = web.Server(make_handler(state), handler_cancellation=True)
-    runner = web.ServerRunner(server, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
+async def make_upstream() -> AsyncIterator[UpstreamFactory]:
+    """``await make_upstream()``: one more upstream, listening unless ``listening=False``."""
+    made: list[Upstream] = []
+
+    async def factory(*, listening: bool = True) -> Upstream:
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        state = Upstream(url=f"http://127.0.0.1:{held.getsockname()[1]}", socket=held)
+        made.append(state)
+        if listening:
+            await state.start()
+        return state
+
+    yield factory
+    for state in made:
+        await state.stop()
+
+
+@pytest.fixture
+async def upstream(make_upstream: UpstreamFactory) -> Upstream:
+    return await make_upstream()
 
 
 BffFactory = Callable[..., Awaitable[BffServer]]
@@ -123,10 +168,12 @@ BffFactory = Callable[..., Awaitable[BffServer]]
 
 @pytest.fixture
 async def make_bff(upstream: Upstream) -> AsyncIterator[BffFactory]:
+    """``await make_bff(**config)``: a BFF relaying to ``upstream`` unless ``api_urls`` says
+    otherwise."""
     servers: list[BffServer] = []
 
     async def factory(**overrides: Any) -> BffServer:
-        config = replace(BffConfig(api_url=upstream.url, port=0), **overrides)
+        config = replace(BffConfig(api_urls=(upstream.url,), port=0), **overrides)
         server = await start_server(BffApp(config), "127.0.0.1", 0, shutdown_grace_s=0.5)
         servers.append(server)
         return server

@@ -219,7 +219,7 @@ def test_config_defaults() -> None:
     config = config_from({})
     assert config == BffConfig()
     assert config.port == 3000
-    assert config.api_url == "http://127.0.0.1:3001"
+    assert config.api_urls == ("http://127.0.0.1:3001",)
     assert config.tokens == ()
     assert config.cors_origins == ()
     assert config.max_downloads_per_client == 4
@@ -228,8 +228,10 @@ def test_config_defaults() -> None:
 def test_config_defaults_when_no_flag_is_given() -> None:
     """What ``python -m bff`` with no flags and no environment passes in."""
     assert config_from({}, host=None, port=None, api_url=None) == BffConfig()
-    assert config_from({"API_URL": "http://api:9000/"}, api_url=None).api_url == "http://api:9000"
-    assert config_from({}, api_url="http://flag:1/").api_url == "http://flag:1"
+    assert config_from({"API_URL": "http://api:9000/"}, api_url=None).api_urls == (
+        "http://api:9000",
+    )
+    assert config_from({}, api_url="http://flag:1/").api_urls == ("http://flag:1",)
     with pytest.raises(ConfigError):
         config_from({}, api_url="ftp://flag")
 
@@ -244,7 +246,7 @@ def test_config_from_environment_and_flags() -> None:
         "BFF_UPSTREAM_HEADERS_TIMEOUT": "2.5",
     }
     config = config_from(env, port=9999, host=None)
-    assert config.api_url == "http://api:9000"
+    assert config.api_urls == ("http://api:9000",)
     assert config.port == 9999  # the flag wins
     assert config.tokens == ("a", "b")
     assert config.cors_origins == ("https://app.example", "http://localhost:5173")

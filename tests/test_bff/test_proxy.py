@@ -134,7 +134,7 @@ async def test_unreachable_upstream_is_a_502_json(
     # no other process can start listening there meanwhile.
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
-        bff = await make_bff(api_url=f"http://127.0.0.1:{held.getsockname()[1]}")
+        bff = await make_bff(api_urls=(f"http://127.0.0.1:{held.getsockname()[1]}",))
         async with client.get(_url(bff.port, "rowCount=5")) as response:
             assert response.status == 502
             body = await response.json()
@@ -153,7 +153,7 @@ async def test_upstream_that_cannot_be_connected_to_in_time_is_a_502_not_a_504(
         listener.listen(0)
         filler.connect(listener.getsockname())
         bff = await make_bff(
-            api_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            api_urls=(f"http://127.0.0.1:{listener.getsockname()[1]}",),
             upstream_connect_timeout_s=0.3,
         )
         async with client.get(_url(bff.port, "rowCount=5")) as response:

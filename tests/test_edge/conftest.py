@@ -42,7 +42,7 @@ async def start_service(
         if request.param == "api":
             assert api.server is not None
             return Running("api", api.port, api.server)
-        config = replace(BffConfig(api_url=f"http://127.0.0.1:{api.port}", port=0), **limits)
+        config = replace(BffConfig(api_urls=(f"http://127.0.0.1:{api.port}",), port=0), **limits)
         bff = await start_server(BffApp(config), "127.0.0.1", 0, shutdown_grace_s=0.5)
         stops.append(bff.close)
         assert bff.app.server is not None
