@@ -29,8 +29,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="xlsx-export-bff",
         description="Backend-for-frontend: the download page and a streaming proxy to the API.",
-        epilog="Environment: API_URL or API_URLS, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, BFF_TOKENS, "
-        "BFF_MAX_DOWNLOADS_PER_CLIENT, BFF_RETRY_AFTER, BFF_UPSTREAM_HEADERS_TIMEOUT, "
+        epilog="Environment: API_URL or API_URLS, BFF_HOST, BFF_PORT, BFF_CORS_ORIGINS, "
+        "BFF_TOKENS, BFF_MAX_DOWNLOADS_PER_CLIENT, BFF_RETRY_AFTER, BFF_UPSTREAM_HEADERS_TIMEOUT, "
         "BFF_UPSTREAM_READ_TIMEOUT, BFF_UPSTREAM_CONNECT_TIMEOUT, BFF_UPSTREAM_MAX_CONNECTIONS, "
         "BFF_CLIENT_WRITE_TIMEOUT, BFF_MAX_ROW_COUNT, BFF_LOG_LEVEL, BFF_HEADER_TIMEOUT, "
         "BFF_MAX_CONNECTIONS, BFF_HEALTH_INTERVAL, BFF_HEALTH_TIMEOUT (flags win).",

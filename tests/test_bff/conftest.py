@@ -44,7 +44,8 @@ class Upstream:
 
     async def start(self) -> None:
         """Listen on the bound port: from now on connections are accepted."""
-        assert self.socket is not None and self.runner is None
+        assert self.socket is not None
+        assert self.runner is None
         self.socket.listen(128)
         self.runner = web.ServerRunner(
             web.Server(make_handler(self), handler_cancellation=True), shutdown_timeout=0.5
