@@ -4,12 +4,14 @@ the one the service listens on, each health check on a route it answers; no secr
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 from typing import Any
 
 import pytest
 
+from httpedge.forwarded import TrustedProxies
 from tests.test_deploy.deployfiles import (
     ROOT,
     command_list,
@@ -134,8 +136,6 @@ def test_every_setting_passed_to_a_service_is_one_it_reads(services: dict[str, A
     for name, service in ours(services).items():
         _, loader, argv, env = runtime(service)
         for variable in service_environment(service, EXAMPLE_ENV):
-            if variable == API_URLS:
-                continue  # test_the_bff_relays_to_both_replicas
             assert reads(loader, argv, env, variable), f"{name}: {variable} is read by nothing"
 
 
@@ -158,10 +158,29 @@ def test_the_bff_relays_to_both_replicas(services: dict[str, Any]) -> None:
         _, api_loader, api_argv, api_env = runtime(apis[host])
         assert port == api_loader(api_argv, api_env).port
     assert {url_port(u)[0] for u in urls} == set(apis)
-    if not reads(loader, argv, env, API_URLS):
-        pytest.skip("the BFF does not read API_URLS yet (it takes one API_URL)")
+    assert reads(loader, argv, env, API_URLS)
     config = loader(argv, env)
     assert all(url in repr(config) for url in urls)
+
+
+def test_the_apis_believe_x_forwarded_for_from_the_bff_alone(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    (bff,) = by_module(services, "bff.__main__").values()
+    address = ipaddress.ip_address(bff["networks"]["default"]["ipv4_address"])
+    (subnet,) = [
+        ipaddress.ip_network(block["subnet"])
+        for block in compose["networks"]["default"]["ipam"]["config"]
+    ]
+    assert address in subnet
+    gateway = next(subnet.hosts())  # Docker gives a bridge network's first address to the host
+    others = [str(host) for host in subnet.hosts() if host != address]
+    for name, api in by_module(services, "server.__main__").items():
+        _, loader, argv, env = runtime(api)
+        proxies = TrustedProxies(loader(argv, env).trusted_proxies)
+        assert proxies.trusts(str(address)), name
+        assert not proxies.trusts(str(gateway)), name
+        assert not any(proxies.trusts(host) for host in others), name
 
 
 def test_every_long_running_service_has_a_health_check_on_its_own_port(
