@@ -1,7 +1,9 @@
-"""Backend-for-frontend: the download page and a streaming proxy in front of the export API.
+"""Backend-for-frontend: the download page and a streaming proxy in front of the export APIs.
 
-``GET /`` serves the page; ``GET /exports/report?...`` relays the API's
+``GET /`` serves the page; ``GET /exports/report?...`` relays an API's
 ``/export/report?...`` chunk by chunk, cutting the upstream request the moment its own client
-goes away. ``bff.app.BffApp`` is the handler, ``bff.app.start_server`` runs it, and
-``python -m bff`` reads the configuration (``bff.config``) from flags and the environment.
+goes away. With several APIs, ``bff.balancer`` picks one per download and ``bff.health``
+checks each one's readiness in the background. ``bff.app.BffApp`` is the handler,
+``bff.app.start_server`` runs it, and ``python -m bff`` reads the configuration
+(``bff.config``) from flags and the environment.
 """

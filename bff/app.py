@@ -1,4 +1,5 @@
-"""The BFF: one low-level aiohttp handler, a dispatch table, and the download relay.
+"""The BFF: one low-level aiohttp handler, a dispatch table, and the download relay (to the
+API :mod:`bff.balancer` picks).
 
 HEAD is answered wherever GET is (RFC 9110 section 9.3.2); on ``/exports/report`` it is
 relayed to the API as a HEAD, which answers what its GET would before any database work.
@@ -403,7 +404,8 @@ class BffApp:
                 return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
             except UpstreamUnavailable as exc:
                 lease.record("proxy_error")
-                log.warning("download %s: %s (%r)", download.request_id, exc, exc.__cause__)
+                cause = "" if exc.__cause__ is None else f" ({exc.__cause__!r})"
+                log.warning("download %s: %s%s", download.request_id, exc, cause)
                 return refuse(502, "PROXY_ERROR", str(exc), "proxy_error")
             except asyncio.CancelledError:
                 self._ended(download, CANCELLED, "client_disconnected", started, lease)

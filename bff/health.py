@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 import aiohttp
 
 from bff.balancer import DOWN, NOT_READY, UP, Balancer, Target, connect_reason
 from bff.proxy import DEFAULT_KEEPALIVE_S
+
+log = logging.getLogger("bff")
 
 READY_PATH = "/readyz"
 # A /readyz answer is a few dozen bytes of JSON; anything longer is not the API's.
@@ -72,8 +75,12 @@ class HealthChecker:
 
     async def _watch(self, target: Target) -> None:
         while True:
-            state, reason = await self.check(target)
-            self._balancer.observe(target, state, reason)
+            try:
+                state, reason = await self.check(target)
+            except Exception:  # a bug here must not end this API's checks for good
+                log.exception("readiness check of %s failed", target.url)
+            else:
+                self._balancer.observe(target, state, reason)
             await asyncio.sleep(self._interval_s)
 
     async def check(self, target: Target) -> tuple[str, str]:
