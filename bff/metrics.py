@@ -87,6 +87,16 @@ def label_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _by(
+    apis: Sequence[tuple[str, Target]],
+    name: str,
+    values: Sequence[str],
+    counts: Callable[[Target], Counter[str]],
+) -> list[tuple[str, int]]:
+    """One sample per API and value of the label ``name``."""
+    return [(f'{label},{name}="{v}"', counts(t)[v]) for label, t in apis for v in values]
+
+
 def render_upstreams(targets: Sequence[Target]) -> list[str]:
     """Per-API series, labelled with the API's URL as configured; every series always
     exported, zero included."""
@@ -114,21 +124,13 @@ def render_upstreams(targets: Sequence[Target]) -> list[str]:
             "bff_upstream_downloads_total",
             "counter",
             "Downloads sent to each API, by how they ended.",
-            [
-                (f'{label},outcome="{o}"', t.downloads[o])
-                for label, t in apis
-                for o in UPSTREAM_OUTCOMES
-            ],
+            _by(apis, "outcome", UPSTREAM_OUTCOMES, lambda t: t.downloads),
         ),
         (
             "bff_upstream_failures_total",
             "counter",
             "Failed connections to each API and failed readiness checks, by reason.",
-            [
-                (f'{label},reason="{r}"', t.failures[r])
-                for label, t in apis
-                for r in FAILURE_REASONS
-            ],
+            _by(apis, "reason", FAILURE_REASONS, lambda t: t.failures),
         ),
     ]
     lines: list[str] = []

@@ -54,6 +54,28 @@ async def _metrics(client: aiohttp.ClientSession, bff: BffServer) -> dict[str, f
     return samples
 
 
+async def _downloads(client: aiohttp.ClientSession, bff: BffServer, count: int) -> None:
+    for _ in range(count):
+        assert await _download(client, bff) == 200
+
+
+async def _two_apis(
+    make_upstream: UpstreamFactory,
+    make_bff: BffFactory,
+    *,
+    check_every_s: float,
+    a_listening: bool = True,
+    a_ready_status: int = 200,
+) -> tuple[Upstream, Upstream, BffServer]:
+    """Upstreams a (as told) and b (listening, ready), and a BFF over both in that order,
+    once the BFF's first readiness check of each has come back."""
+    a, b = await make_upstream(listening=a_listening), await make_upstream()
+    a.ready_status = a_ready_status
+    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=check_every_s)
+    await _checked(bff, a, b)
+    return a, b, bff
+
+
 def _key(name: str, api: Upstream, **labels: str) -> str:
     """A series as /metrics writes it: the API's label first, then ``labels``."""
     pairs = [f'upstream="{api.url}"', *(f'{k}="{v}"' for k, v in labels.items())]
@@ -144,8 +166,7 @@ async def test_equally_busy_apis_take_downloads_in_turn(
 async def test_the_api_with_the_fewest_running_downloads_comes_first(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url))
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     url = f"http://127.0.0.1:{bff.port}/exports/report?gate=1&chunks=2"
     async with client.get(url) as held:  # parked on a after its first chunk
         await held.content.readexactly(len(CHUNK))
@@ -168,9 +189,7 @@ async def test_the_api_with_the_fewest_running_downloads_comes_first(
 async def test_an_api_that_refuses_is_skipped_within_the_same_request(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=NO_RECHECK_S)
-    await _checked(bff, a, b)
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     await a.stop()  # a is first in turn, and up as far as the BFF knows
     assert await _download(client, bff) == 200
     assert _served(a, b) == [0, 1]
@@ -180,8 +199,7 @@ async def test_an_api_that_refuses_is_skipped_within_the_same_request(
     assert samples[_key("bff_upstream_failures_total", a, reason="connect")] == 1
     assert samples[_key("bff_upstream_failures_total", b, reason="connect")] == 0
     # Down now: the next downloads do not even try it.
-    for _ in range(3):
-        assert await _download(client, bff) == 200
+    await _downloads(client, bff, 3)
     assert _served(a, b) == [0, 4]
     samples = await _metrics(client, bff)
     assert samples[_key("bff_upstream_failures_total", a, reason="connect")] == 1
@@ -192,9 +210,7 @@ async def test_an_api_that_refuses_is_skipped_within_the_same_request(
 async def test_head_also_skips_an_api_that_refuses(
     make_upstream: UpstreamFactory, make_bff: BffFactory, raw: RawClients
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=NO_RECHECK_S)
-    await _checked(bff, a, b)
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     await a.stop()
     request = rawhttp.request("HEAD", "/exports/report?rowCount=5", "Connection: close")
     status, headers = rawhttp.head_answer(await raw.exchange(bff.port, request))
@@ -232,15 +248,14 @@ async def test_every_api_down_is_the_502_json_without_waiting(
 async def test_an_api_that_is_not_ready_gets_no_download_while_another_is_ready(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    a.ready_status = 503
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=QUICK_CHECK_S)
-    await apoll(lambda: bff.app.balancer.targets[0].state == "not_ready", what="a not ready")
+    a, b, bff = await _two_apis(
+        make_upstream, make_bff, check_every_s=QUICK_CHECK_S, a_ready_status=503
+    )
+    assert bff.app.balancer.targets[0].state == "not_ready"
     url = f"http://127.0.0.1:{bff.port}/exports/report?gate=1&chunks=2"
     async with client.get(url) as held:  # b busier than a from now on
         await held.content.readexactly(len(CHUNK))
-        for _ in range(3):
-            assert await _download(client, bff) == 200
+        await _downloads(client, bff, 3)
         assert _served(a, b) == [0, 4]
         b.release.set()
         await held.read()
@@ -254,9 +269,10 @@ async def test_an_api_that_is_not_ready_gets_no_download_while_another_is_ready(
 async def test_when_no_api_is_ready_they_are_tried_anyway_and_their_answer_relayed(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    a.ready_status = b.ready_status = 503
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=QUICK_CHECK_S)
+    a, b, bff = await _two_apis(
+        make_upstream, make_bff, check_every_s=QUICK_CHECK_S, a_ready_status=503
+    )
+    b.ready_status = 503
     await apoll(
         lambda: all(t.state == "not_ready" for t in bff.app.balancer.targets),
         what="both not ready",
@@ -275,17 +291,17 @@ async def test_when_no_api_is_ready_they_are_tried_anyway_and_their_answer_relay
 async def test_a_refusing_api_is_used_again_once_its_check_passes(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(listening=False), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=QUICK_CHECK_S)
-    await apoll(lambda: bff.app.balancer.targets[0].state == "down", what="a down")
+    a, b, bff = await _two_apis(
+        make_upstream, make_bff, check_every_s=QUICK_CHECK_S, a_listening=False
+    )
+    assert bff.app.balancer.targets[0].state == "down"
     assert await _download(client, bff) == 200
     assert _served(a, b) == [0, 1]
     samples = await _metrics(client, bff)
     assert samples[_key("bff_upstream_failures_total", a, reason="check_unreachable")] >= 1
     await a.start()
     await apoll(lambda: bff.app.balancer.targets[0].state == "up", what="a back up")
-    for _ in range(2):
-        assert await _download(client, bff) == 200
+    await _downloads(client, bff, 2)
     assert _served(a, b) == [1, 2]
     samples = await _metrics(client, bff)
     assert samples[_key("bff_upstream_up", a)] == 1
@@ -295,26 +311,22 @@ async def test_a_refusing_api_is_used_again_once_its_check_passes(
 async def test_an_api_that_becomes_ready_again_gets_downloads_again(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    a.ready_status = 503
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=QUICK_CHECK_S)
-    await apoll(lambda: bff.app.balancer.targets[0].state == "not_ready", what="a not ready")
-    for _ in range(2):
-        assert await _download(client, bff) == 200
+    a, b, bff = await _two_apis(
+        make_upstream, make_bff, check_every_s=QUICK_CHECK_S, a_ready_status=503
+    )
+    assert bff.app.balancer.targets[0].state == "not_ready"
+    await _downloads(client, bff, 2)
     assert _served(a, b) == [0, 2]
     a.ready_status = 200
     await apoll(lambda: bff.app.balancer.targets[0].state == "up", what="a ready again")
-    for _ in range(2):
-        assert await _download(client, bff) == 200
+    await _downloads(client, bff, 2)
     assert _served(a, b) == [1, 3]
 
 
 async def test_an_api_that_dies_mid_download_breaks_that_download_and_the_next_goes_elsewhere(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=NO_RECHECK_S)
-    await _checked(bff, a, b)
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     url = f"http://127.0.0.1:{bff.port}/exports/report?gate=1&chunks=4"
     async with client.get(url) as dying:
         assert await dying.content.readexactly(len(CHUNK)) == CHUNK
@@ -323,8 +335,7 @@ async def test_an_api_that_dies_mid_download_breaks_that_download_and_the_next_g
         with pytest.raises(aiohttp.ClientPayloadError):
             await dying.read()
     # a is first in turn again (fewest running, both 0): the refusal sends it to b.
-    assert await _download(client, bff) == 200
-    assert await _download(client, bff) == 200
+    await _downloads(client, bff, 2)
     assert _served(a, b) == [1, 2]
     samples = await _metrics(client, bff)
     broken = _key("bff_upstream_downloads_total", a, outcome="upstream_aborted")
@@ -336,9 +347,7 @@ async def test_an_api_that_dies_mid_download_breaks_that_download_and_the_next_g
 async def test_the_page_s_ticket_and_status_work_across_apis(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url), health_interval_s=NO_RECHECK_S)
-    await _checked(bff, a, b)
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     await a.stop()
     base = f"http://127.0.0.1:{bff.port}"
     async with client.post(f"{base}/exports/ticket") as response:
@@ -364,8 +373,7 @@ def test_label_values_are_escaped_as_the_text_format_requires() -> None:
 async def test_every_api_has_every_series_from_the_start(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
-    a, b = await make_upstream(), await make_upstream()
-    bff = await make_bff(api_urls=(a.url, b.url))
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
     samples = await _metrics(client, bff)
     for api in (a, b):
         for name in ("bff_upstream_up", "bff_upstream_ready", "bff_upstream_active_downloads"):
