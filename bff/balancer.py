@@ -3,9 +3,12 @@
 The rules, in order:
 
 1. An API that is **down** (a connection to it failed: refused, or not made within the
-   connect timeout) is never chosen. A download that meets the failure marks it down on the
+   connect timeout) is not chosen. A download that meets the failure marks it down on the
    spot and goes to the next API at once: nothing reached the failed one, and no byte has gone
    to our client yet. Only the background readiness check (``bff.health``) brings it back.
+   With a single API there is no other to go to: it is neither checked nor skipped, but
+   tried by every request, as a relay to one API always was (knowing it down would only turn
+   its recovery into an interval of 502s), and a connection that succeeds marks it up again.
 2. **Ready** APIs (their ``/readyz`` answered 200, or not checked yet) come before APIs that
    are reachable but **not ready** (``/readyz`` answered 503 or nothing in time). When none is
    ready, the not-ready ones are still tried: the check is up to one interval old, and the
@@ -69,9 +72,16 @@ class Balancer:
         self.targets = [Target(api, index) for index, api in enumerate(apis)]
         self._next = 0  # round robin: ties start from this index
 
+    @property
+    def checked(self) -> bool:
+        """Whether readiness is checked in the background: with more than one API only."""
+        return len(self.targets) > 1
+
     def pick(self, tried: Collection[Target] = ()) -> Target | None:
         """The API to try next (rules above), or None when every one is down or tried."""
-        candidates = [t for t in self.targets if t.state != DOWN and t not in tried]
+        candidates = [
+            t for t in self.targets if (t.state != DOWN or not self.checked) and t not in tried
+        ]
         if not candidates:
             return None
         count = len(self.targets)
@@ -89,6 +99,10 @@ class Balancer:
         elif state == NOT_READY:
             target.failures[FAILED_CHECK_NOT_READY] += 1
         self._set(target, state, reason)
+
+    def connected(self, target: Target) -> None:
+        if target.state == DOWN:
+            self._set(target, UP, "a connection succeeded")
 
     def connect_failed(self, target: Target, reason: str) -> None:
         target.failures[FAILED_CONNECT] += 1
@@ -131,11 +145,14 @@ class Lease:
             tried.append(target)
             self._hold(target)
             try:
-                return await target.api.open(path_and_query, headers, method=method)
+                response = await target.api.open(path_and_query, headers, method=method)
             except UpstreamConnectFailed as exc:
                 self.release()
                 self.target = None
                 self._balancer.connect_failed(target, connect_reason(exc))
+                continue
+            self._balancer.connected(target)
+            return response
         raise UpstreamUnavailable("The export service is unreachable.")
 
     def record(self, outcome: str) -> None:

@@ -45,6 +45,8 @@ class HealthChecker:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        if not self._balancer.checked:
+            return  # one API: nothing to choose between (see bff.balancer)
         # Two limits of timeout_s each: no connection within it means down (as for a
         # download), a connection that then sends nothing within it means not ready.
         self._session = aiohttp.ClientSession(

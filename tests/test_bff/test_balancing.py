@@ -242,6 +242,28 @@ async def test_every_api_down_is_the_502_json_without_waiting(
     assert samples['bff_downloads_total{outcome="proxy_error"}'] == 1
 
 
+async def test_a_single_api_is_neither_checked_nor_skipped(
+    make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    """With one API there is no other to go to: every request tries it, so the first download
+    after it comes back succeeds, without waiting for a check."""
+    a = await make_upstream(listening=False)
+    bff = await make_bff(api_urls=(a.url,), health_interval_s=QUICK_CHECK_S)
+    assert await _download(client, bff) == 502
+    assert (await _metrics(client, bff))[_key("bff_upstream_up", a)] == 0
+    await a.start()
+    assert await _download(client, bff) == 200
+    samples = await _metrics(client, bff)
+    assert samples[_key("bff_upstream_up", a)] == 1
+    assert samples[_key("bff_upstream_failures_total", a, reason="connect")] == 1
+    # A witness: a BFF over two other APIs, with the same interval, checks them several
+    # times meanwhile; the one-API BFF has not asked a once.
+    b, c = await make_upstream(), await make_upstream()
+    await make_bff(api_urls=(b.url, c.url), health_interval_s=QUICK_CHECK_S)
+    await apoll(lambda: b.readiness_checks >= 3, what="three checks of the witness")
+    assert a.readiness_checks == 0
+
+
 # -- readiness ----------------------------------------------------------------------------------
 
 
