@@ -14,6 +14,7 @@ COPY xlsx ./xlsx
 COPY server ./server
 COPY bff ./bff
 COPY sql ./sql
+COPY httpedge ./httpedge
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Final stage: the slim runtime, the installed wheels and nothing else. The wheels are
