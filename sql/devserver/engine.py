@@ -11,6 +11,7 @@ from __future__ import annotations
 import decimal
 import re
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sql import report_data as rd
@@ -19,6 +20,18 @@ from sql.devserver.resultset import colmetadata
 
 PROC_NAME = "spGenerateData"
 PARAM_NAME = "@RowCount"
+# The server's counters as one row of BIGINT NOT NULL columns, in this order (no parameters).
+STATS_PROC_NAME = "spDevServerStats"
+STATS_COLUMNS = (
+    "connections_total",
+    "connections_open",
+    "logins_failed",
+    "requests",
+    "rows_sent",
+    "attentions",
+    "attentions_answered",
+    "backpressure_pauses",
+)
 SP_EXECUTESQL_ID = 10  # well-known procedure ids (MS-TDS 2.2.6.6): 10 = sp_executesql
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 # The message the T-SQL's THROW raises (schema.sql says exactly the same).
@@ -137,11 +150,44 @@ def _proc_parts(name: str) -> list[str]:
     return [_unquote(p) for p in re.split(r"\s*\.\s*(?![^\[]*\])", name.strip())]
 
 
+def _no_counters() -> Mapping[str, int]:
+    return {}
+
+
+def _stats_result(counters: Mapping[str, int]) -> bytes:
+    """spDevServerStats' result set: COLMETADATA with INT8 (BIGINT NOT NULL) columns, one ROW,
+    then the procedure's DONEINPROC/RETURNSTATUS/DONEPROC."""
+    meta = bytearray(struct.pack("<BH", tokens.COLMETADATA, len(STATS_COLUMNS)))
+    for name in STATS_COLUMNS:
+        meta += struct.pack("<IHB", 0, 0, tokens.INT8) + tokens.b_varchar(name)
+    row = struct.pack(
+        f"<B{len(STATS_COLUMNS)}q", tokens.ROW, *(counters.get(n, 0) for n in STATS_COLUMNS)
+    )
+    return bytes(meta) + row + _proc_trailer(1)
+
+
+def _proc_trailer(count: int) -> bytes:
+    """What follows a procedure's one result set: DONEINPROC with the row count, RETURNSTATUS 0,
+    DONEPROC (MORE set: :func:`finish_reply` clears it on a message's last token)."""
+    return (
+        tokens.done(
+            tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
+        )
+        + tokens.returnstatus(0)
+        + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
+    )
+
+
 @dataclass
 class Session:
-    """One logged-in session's state and the answers it gives."""
+    """One logged-in session's state and the answers it gives.
+
+    ``counters`` reads the server's counters (by :data:`STATS_COLUMNS` name) when
+    ``spDevServerStats`` runs.
+    """
 
     credentials: Credentials
+    counters: Callable[[], Mapping[str, int]] = _no_counters
     database: str = ""
     transaction: int = 0  # current transaction descriptor, 0 when none
     _next_transaction: int = field(default=0x1000)
@@ -222,13 +268,15 @@ class Session:
                 )
             )
         try:
-            self._check_proc(rpc.proc_name or "")
-            count = self._row_count(
-                [(p.name, p.value, p.type_name) for p in rpc.params],
+            return finish_reply(
+                self._call(
+                    rpc.proc_name or "",
+                    [(p.name, p.value, p.type_name) for p in rpc.params],
+                    in_batch=False,
+                )
             )
         except _StatementError as exc:
             return self._rpc_error(exc)
-        return finish_reply([colmetadata(), self._rows(count, in_batch=False)])
 
     def _rpc_error(self, exc: _StatementError) -> Reply:
         return [exc.token() + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR)]
@@ -309,10 +357,7 @@ class Session:
                 return [tokens.done(done_token, more)]
             return [self._end(m["verb"].upper() == "COMMIT", False) + tokens.done(done_token, more)]
         if m := _EXEC.match(statement):
-            self._check_proc(m["name"])
-            args = self._batch_args(m["args"] or "", variables)
-            count = self._row_count(args)
-            return [colmetadata(), self._rows(count, in_batch=True)]
+            return self._call(m["name"], self._batch_args(m["args"] or "", variables), in_batch)
         shown = statement if len(statement) <= 60 else statement[:57] + "..."
         raise _StatementError(
             UNSUPPORTED_NUMBER,
@@ -322,12 +367,30 @@ class Session:
 
     # -- the procedure ----------------------------------------------------------------------
 
-    def _check_proc(self, name: str) -> None:
+    def _call(self, name: str, args: list[tuple[str, object, str]], in_batch: bool) -> Reply:
+        """A procedure call's reply parts (without the message's final DONE)."""
+        proc = self._check_proc(name)
+        if proc == STATS_PROC_NAME:
+            if args:
+                raise _StatementError(
+                    8144,
+                    f"Procedure or function {proc} has too many arguments specified.",
+                    proc=proc,
+                )
+            return [_stats_result(self.counters())]
+        count = self._row_count(args)
+        return [colmetadata(), self._rows(count, in_batch=in_batch)]
+
+    def _check_proc(self, name: str) -> str:
+        """The procedure's canonical name, or error 2812 as SQL Server raises it."""
         parts = _proc_parts(name)
         schema_ok = len(parts) == 1 or parts[-2].lower() == "dbo"
         db_ok = len(parts) < 3 or parts[-3].lower() == self.credentials.database.lower()
-        if len(parts) > 3 or not (schema_ok and db_ok) or parts[-1].lower() != PROC_NAME.lower():
+        known = {p.lower(): p for p in (PROC_NAME, STATS_PROC_NAME)}
+        proc = known.get(parts[-1].lower())
+        if len(parts) > 3 or not (schema_ok and db_ok) or proc is None:
             raise _StatementError(2812, f"Could not find stored procedure '{name}'.", state=62)
+        return proc
 
     @staticmethod
     def _batch_args(
@@ -395,14 +458,7 @@ class Session:
 
     @staticmethod
     def _rows(count: int, *, in_batch: bool) -> Rows:
-        trailer = (
-            tokens.done(
-                tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
-            )
-            + tokens.returnstatus(0)
-            + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
-        )
-        return Rows(count, trailer, in_batch)
+        return Rows(count, _proc_trailer(count), in_batch)
 
     @staticmethod
     def error_trailer(rows: Rows, rows_sent: int, number: int, text: str) -> bytes:

@@ -59,14 +59,21 @@ class Faults:
 
 @dataclass
 class DevServerStats:
+    """What happened since the server started; ``dbo.spDevServerStats`` returns the counters."""
+
     connections_total: int = 0
     connections_open: int = 0
     logins_failed: int = 0
     requests: int = 0
     rows_sent: int = 0
     attentions: int = 0
+    attentions_answered: int = 0  # DONE(ATTN) tokens sent
     backpressure_pauses: int = 0  # times production waited for the client to read
     last_pause_at: float | None = None  # time.monotonic() of the last such wait
+
+    def counters(self) -> dict[str, int]:
+        """The counters by name, as ``dbo.spDevServerStats`` returns them."""
+        return {name: getattr(self, name) for name in engine.STATS_COLUMNS}
 
 
 class _Dropped(DevServerError):
@@ -92,7 +99,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.core = protocol.ServerConnection()
-        self.session = engine.Session(server.credentials)
+        self.session = engine.Session(server.credentials, server.stats.counters)
         self.queue: asyncio.Queue[tuple[protocol.Event, int] | None] = asyncio.Queue()
         self.attention = asyncio.Event()
         self.attentions_received = 0
@@ -158,6 +165,7 @@ class _Connection:
                     # Idle when it arrived (the request already ended): a message of its own.
                     self.attentions_answered = attention_seq
                     self.attention.clear()
+                    self.stats.attentions_answered += 1
                     await self._send(self.core.reply(self.session.attention_done()))
                 continue
             if not await self._handle(event):
@@ -236,6 +244,7 @@ class _Connection:
             # Stop at a token boundary and acknowledge: DONE with ATTN ends the message.
             self.attentions_answered = self.attentions_received
             self.attention.clear()
+            self.stats.attentions_answered += 1
             await self._send(packetizer.finish(self.session.attention_done()))
             return
         await self._send(packetizer.finish())

@@ -17,6 +17,9 @@ DONE = 0xFD
 DONEPROC = 0xFE
 DONEINPROC = 0xFF
 
+# Fixed-length data types (MS-TDS 2.2.5.4.1) used in result sets.
+INT8 = 0x7F  # BIGINT NOT NULL
+
 # DONE status bits (MS-TDS 2.2.7.6).
 DONE_FINAL = 0x00
 DONE_MORE = 0x01
