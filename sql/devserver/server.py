@@ -19,7 +19,6 @@ from types import TracebackType
 
 from sql.devserver import engine, packets, protocol, requests
 from sql.devserver.errors import DevServerError, ProtocolError
-from sql.devserver.resultset import ReportEncoder
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +250,7 @@ class _Connection:
 
     async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
         server = self.server
-        encoder = server.encoder
+        source = rows.source
         stats = self.stats
         chunk_rows = server.rows_per_chunk
         faults = server.faults
@@ -271,9 +270,10 @@ class _Connection:
             every = faults.row_delay_every
             if every > 0 and faults.row_delay > 0:
                 stop = min(stop, (sent // every + 1) * every)
-            data = packetizer.add(encoder.encode_rows(sent + 1, stop - sent))
-            stats.rows_sent += stop - sent
-            sent = stop
+            encoded, payload = source.encode(sent, stop - sent)
+            data = packetizer.add(payload)
+            stats.rows_sent += encoded
+            sent += encoded
             if data:
                 self.writer.write(data)
                 await self._drain()
@@ -322,7 +322,6 @@ class DevServer:
         self.stats = DevServerStats()
         self.rows_per_chunk = rows_per_chunk
         self.write_buffer_high = write_buffer_high
-        self.encoder = ReportEncoder()
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 
