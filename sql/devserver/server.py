@@ -1,4 +1,4 @@
-"""The asyncio shell around the sans-IO core: sockets, timing, faults and counters.
+"""The asyncio shell around the sans-IO core: sockets, timing and counters.
 
 Per connection a reader task feeds :class:`~sql.devserver.protocol.ServerConnection` and queues
 its events, so an ATTENTION is seen at once even while the worker is blocked in ``drain()``;
@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from sql.devserver import engine, packets, protocol, requests
+from sql.devserver import engine, faults, packets, protocol, requests
 from sql.devserver.errors import DevServerError, ProtocolError
+from sql.devserver.faults import Faults as Faults
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ DEV_PASSWORD = "DevOnly_Passw0rd!"
 DEV_DATABASE = "ExportDemo"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1433  # SQL Server's registered port
-# Rows encoded per write: ~256 x 75 bytes = ~19 KiB, a few 4 KiB packets per write, so writes
-# are big enough to be cheap and small enough that the per-connection buffer stays bounded.
+# Rows encoded per write at most (a source also stops at rowsource.CHUNK_BYTES): ~256 x 75
+# bytes = ~19 KiB of the report, a few 4 KiB packets per write, so writes are big enough to be
+# cheap and small enough that the per-connection buffer stays bounded.
 DEFAULT_ROWS_PER_CHUNK = 256
 # Transport buffer above which the server stops producing (asyncio's own default high-water
 # mark, 64 KiB); with one chunk in flight, memory per connection stays under ~100 KiB.
@@ -46,21 +48,6 @@ READ_SIZE = 64 * 1024
 # after the previous reply ended (ATTENTION excepted), so more than a couple is a broken or
 # hostile client; the bound keeps memory per connection bounded while rows stream.
 MAX_QUEUED_REQUESTS = 8
-
-DIVIDE_BY_ZERO = (8134, "Divide by zero error encountered.")
-
-
-@dataclass
-class Faults:
-    """Fault injection, read live by the server (tests change fields at runtime)."""
-
-    first_row_delay: float = 0.0  # seconds before the first row (after COLMETADATA)
-    row_delay: float = 0.0  # sleep this long ...
-    row_delay_every: int = 0  # ... after every N rows (0: never)
-    error_after_rows: int | None = None  # ERROR 8134 after row N
-    drop_after_rows: int | None = None  # close the socket abruptly after row N
-    refuse_logins: bool = False  # answer every login with error 18456
-    login_delay: float = 0.0  # seconds before answering a login
 
 
 @dataclass
@@ -275,55 +262,31 @@ class _Connection:
         await self._send(packetizer.finish())
 
     async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
-        server = self.server
-        source = rows.source
+        """Stream a result's rows (with the faults the server is set to inject), then its
+        trailer; an ATTENTION stops it between chunks."""
         stats = self.stats
-        chunk_rows = server.rows_per_chunk
-        faults = server.faults
-        if faults.first_row_delay > 0:
-            await self._send(packetizer.flush())
-            await self._wait_or_attention(faults.first_row_delay)
-        sent = 0
-        if await self._fault_after(sent, rows, packetizer):
-            return
-        while sent < rows.count:
-            if self._attention_pending():
-                return
-            stop = min(rows.count, sent + chunk_rows)
-            for limit in (faults.error_after_rows, faults.drop_after_rows):
-                if limit is not None and sent < limit:
-                    stop = min(stop, limit)
-            every = faults.row_delay_every
-            if every > 0 and faults.row_delay > 0:
-                stop = min(stop, (sent // every + 1) * every)
-            encoded, payload = source.encode(sent, stop - sent)
-            data = packetizer.add(payload)
-            stats.rows_sent += encoded
-            sent += encoded
-            if data:
-                self.writer.write(data)
-            await self._drain()  # every chunk: an attention is looked at between chunks
-            if await self._fault_after(sent, rows, packetizer):
-                return
-            if every > 0 and faults.row_delay > 0 and sent % every == 0 and sent < rows.count:
+        server = self.server
+        for step in faults.steps(rows.source, server.faults, server.rows_per_chunk):
+            if isinstance(step, faults.Chunk):
+                if self._attention_pending():
+                    return
+                data = packetizer.add(step.payload)
+                stats.rows_sent += step.rows
+                if data:
+                    self.writer.write(data)
+                await self._drain()  # every chunk: an attention is looked at between chunks
+            elif isinstance(step, faults.Pause):
                 await self._send(packetizer.flush())
-                await self._wait_or_attention(faults.row_delay)
+                await self._wait_or_attention(step.seconds)
+            elif isinstance(step, faults.Fail):
+                trailer = self.session.error_trailer(rows, step.rows_sent, step.number, step.text)
+                await self._send(packetizer.add(trailer))
+                return
+            else:
+                # Deliver the rows produced so far, then close without a reply's end.
+                await self._send(packetizer.flush())
+                raise _Dropped(f"dropped after {step.rows_sent} rows")
         await self._send(packetizer.add(rows.trailer))
-
-    async def _fault_after(
-        self, sent: int, rows: engine.Rows, packetizer: packets.Packetizer
-    ) -> bool:
-        """Apply drop/error faults due after ``sent`` rows; True when the rows end here."""
-        faults = self.server.faults
-        if faults.drop_after_rows is not None and sent == faults.drop_after_rows:
-            # Deliver the rows produced so far, then close without a reply's end.
-            await self._send(packetizer.flush())
-            raise _Dropped(f"dropped after {sent} rows")
-        if faults.error_after_rows is not None and sent == faults.error_after_rows:
-            number, text = DIVIDE_BY_ZERO
-            await self._send(packetizer.add(self.session.error_trailer(rows, sent, number, text)))
-            return True
-        return False
 
 
 class DevServer:
