@@ -35,6 +35,7 @@ from server.handoff import Handoff
 from server.memory import MemoryLog, ProcessMemory
 from server.metrics import Outcome
 from server.pool import Lease
+from server.rowsource import RowSource
 
 logger = logging.getLogger("server.export")
 
@@ -111,6 +112,7 @@ class ExportJob:
         self._rows_reported = 0
         self._conn: DbConnection | None = None
         self._cursor: Any = None
+        self._source: RowSource | None = None
 
     # -- handler side (event loop) --------------------------------------------------------------
 
@@ -172,18 +174,18 @@ class ExportJob:
             self._half_done()
 
     def _work(self) -> None:
-        cursor, first = self._start_query()
+        cursor, source, first = self._start_query()
         columns = tuple(str(d[0]) for d in cursor.description)
         if not self._emit(Started(columns)):
             raise _Stop
-        headers, specs = report.layout(cursor.description)
+        headers, specs = report.layout(cursor.description, source.int_meanings())
         assert self._conn is not None
         self._conn.socket.watch(
             self._cancel.is_set, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
         )
         chunks = xlsx.stream_xlsx(
             headers,
-            self._rows(cursor, first),
+            self._rows(cursor, source, first),
             sheet_name="Report",
             columns=specs,
             max_rows_per_sheet=self._config.max_rows_per_sheet,
@@ -205,8 +207,8 @@ class ExportJob:
         self.db_result = "completed"
         self._emit(Finished())
 
-    def _start_query(self) -> tuple[Any, Any]:
-        """Connection, procedure call and first row; a dead pooled connection is retried once."""
+    def _start_query(self) -> tuple[Any, RowSource, list[Any]]:
+        """Connection, procedure call and first rows; a dead pooled connection is retried once."""
         for attempt in (1, 2):
             self._check_cancelled()
             conn, reused = self._lease.acquire()
@@ -221,7 +223,16 @@ class ExportJob:
             cursor = self._cursor = conn.cursor()
             try:
                 cursor.callproc(self._config.procedure, {"@RowCount": self.row_count})
-                first = cursor.fetchone() if cursor.description is not None else None
+                if cursor.description is None:
+                    source, first = None, []
+                else:
+                    source = self._source = RowSource(
+                        cursor,
+                        fast=self._config.fast_rows,
+                        batch_rows=self._config.fetch_batch_rows,
+                        label=f"export {self.export_id}",
+                    )
+                    first = source.fetch(limit=1)
             except Exception as exc:
                 if is_server_error(exc) or conn.socket.attention_reason is not None:
                     raise translate(exc) from exc  # the connection is settled at the end
@@ -235,33 +246,34 @@ class ExportJob:
                     continue
                 raise translate(exc) from exc
             self._check_interrupted()
-            if cursor.description is None:
+            if source is None:
                 raise DatabaseError(f"{self._config.procedure} returned no result set")
-            return cursor, first
+            return cursor, source, first
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _rows(self, cursor: Any, first: Any) -> Iterator[tuple[Any, ...]]:
+    def _rows(self, cursor: Any, source: RowSource, first: list[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows, batch by batch, with the cancel flag checked between batches.
 
-        Batches end on multiples of the memory-log interval, so RSS is sampled after exactly
-        5,000, 10,000, ... rows.
+        RSS is sampled after exactly 5,000, 10,000, ... rows (a batch crossing a multiple of
+        the memory-log interval is split there).
         """
-        batch_size = self._config.fetch_batch_rows
         log_every = self._config.memory_log_every_rows
-        batch: list[Any] = [] if first is None else [first]
+        batch = first
         while batch:
-            with self._lock:
-                self.rows += len(batch)
-            yield from batch
-            size = batch_size
-            if log_every:
-                to_next_sample = log_every - self.rows % log_every
-                if to_next_sample == log_every:
-                    self.memory.sample(f"after {self.rows:,} rows")
-                size = min(size, to_next_sample)
+            if log_every and self.rows // log_every != (self.rows + len(batch)) // log_every:
+                cut = log_every - self.rows % log_every
+                self._count(cut)
+                yield from batch[:cut]
+                self.memory.sample(f"after {self.rows:,} rows")
+                batch = batch[cut:]
+                if batch:
+                    continue
+            else:
+                self._count(len(batch))
+                yield from batch
             self._check_cancelled()
             try:
-                batch = cursor.fetchmany(size)
+                batch = source.fetch()
             except Exception as exc:
                 self._fail_mid_stream(exc)
         self._check_interrupted()
@@ -272,6 +284,10 @@ class ExportJob:
                 pass
         except Exception as exc:
             self._fail_mid_stream(exc)
+
+    def _count(self, rows: int) -> None:
+        with self._lock:
+            self.rows += rows
 
     def _fail_mid_stream(self, exc: Exception) -> NoReturn:
         if not is_server_error(exc):
@@ -309,7 +325,11 @@ class ExportJob:
             return
         conn.socket.attention_sent(_CANCELLED)
         try:
-            self._cursor.cancel()  # sends the attention unless one is on its way; reads the ack
+            # Sends the attention unless one is on its way, then reads up to its acknowledgement.
+            if self._source is not None:
+                self._source.settle()
+            else:
+                self._cursor.cancel()
         except Exception:
             logger.info("export %d: connection did not settle; discarding it", self.export_id)
             self._discard()

@@ -19,6 +19,8 @@ from typing import Final
 from xlsx import dates, escape, styles
 from xlsx.cells import MAX_EXACT_INT, CellEncoder
 from xlsx.errors import XlsxValueError
+from xlsx.meanings import scaled_text
+from xlsx.spec import DayCount, ScaledDecimal, TickCount
 
 RowFunction = Callable[[Sequence[object], str], str]
 
@@ -104,6 +106,7 @@ class RowEncoder:
             lines.append(f"    return {row}")
         namespace: dict[str, object] = {
             "_cell": self.cells.cell,
+            "_scaled_text": scaled_text,
             "_needs_work": escape.NEEDS_WORK,
             "_EPOCH": dates.EPOCH,
             # One tick per 10**-d second, d = 0..6.
@@ -140,6 +143,8 @@ class RowEncoder:
             return "", ""
         if kind is bool:
             return "", f'<c r="{ref}" t="b"><v>{{_BOOL[{v}]}}</v></c>'
+        if kind is int and self.cells.column_ints[i] is not None:
+            return self._meaning_code(i, v, ref, style, s)
         if kind is int:
             # No guard: the cell itself picks number or text markup (a bool indexes the pair).
             opening = f"_INT_OPEN_{style}" if style else "_INT_OPEN"
@@ -196,6 +201,39 @@ class RowEncoder:
             )
         # Subclasses, rarer types and unsupported ones: the reference encoder decides (and raises).
         return "", f"{{_cell({v}, {i}, rs)}}"
+
+    def _meaning_code(self, i: int, v: str, ref: str, style: int, s: str) -> tuple[str, str]:
+        """(guard, fragment) of an int that stands for a decimal, date or datetime (Column.ints).
+
+        The same cell the reference encoder writes for the value the int stands for: the
+        guards keep to the plain cases (a serial from 1900-03-01 to 9999-12-31, a decimal whose
+        text is plain notation), everything else goes to the reference encoder.
+        """
+        meaning = self.cells.column_ints[i]
+        first, last = dates.FIRST_EXACT_SERIAL, dates.LAST_SERIAL
+        if isinstance(meaning, ScaledDecimal):
+            return (
+                f"(d{i} := _scaled_text({v}, {meaning.scale})) is not None",
+                f'<c r="{ref}"{s}><v>{{d{i}}}</v></c>',
+            )
+        if isinstance(meaning, DayCount):
+            offset = meaning.origin.toordinal() - dates.EPOCH_ORDINAL
+            return (
+                f"{first} <= (n{i} := {v} + {offset}) <= {last}",
+                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{n{i}}}</v></c>',
+            )
+        assert isinstance(meaning, TickCount)
+        # Floored to the decimals of a second the column shows, as datetimes are: one floor
+        # division of the tick count (floors of floors by whole numbers compose).
+        per_second = meaning.per_second
+        shown = 10 ** self.cells.column_decimals[i]
+        per_day = dates.SECONDS_PER_DAY * shown
+        origin = (meaning.origin.toordinal() - dates.EPOCH_ORDINAL) * dates.SECONDS_PER_DAY
+        return (
+            f"{first * per_day} <= (n{i} := ({v} + {origin * per_second}) * {shown}"
+            f" // {per_second}) < {(last + 1) * per_day}",
+            f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}"><v>{{n{i} / {per_day}!r}}</v></c>',
+        )
 
 
 # CPython 3.11 compiles an f-string of more than 30 parts into a list and str.join, which is

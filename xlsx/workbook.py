@@ -13,7 +13,7 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, deflate, names, parts, styles, zipfix
+from xlsx import dates, deflate, meanings, names, parts, styles, zipfix
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
@@ -187,7 +187,10 @@ def _widths(header: Sequence[str], specs: Sequence[Column], first: object) -> li
         if spec.width is not None:
             widths.append(spec.width)
             continue
-        value = _value_width(values[i]) + 1 if i < len(values) else 0
+        value = values[i] if i < len(values) else None
+        if spec.ints is not None and type(value) is int:
+            value = meanings.value_of(spec.ints, value)
+        value = _value_width(value) + 1 if i < len(values) else 0
         auto = max(utf16_units(title) * 1.1 + 3, value)
         widths.append(round(min(max(auto, _MIN_WIDTH), _MAX_WIDTH), 1))
     return widths
@@ -219,7 +222,8 @@ def _generate(
         column_styles.append(styles.FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
     decimals = [dates.second_decimals(s.number_format) if s.number_format else 0 for s in specs]
     letters = [names.column_letter(i) for i in range(len(header))]
-    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals))
+    ints = [spec.ints for spec in specs]
+    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals, ints))
 
     first = next(rows, _END)  # peeked for the column widths, written first
     widths = _widths(header, specs, first)
