@@ -8,17 +8,43 @@ DONEINPROC (MORE|COUNT), RETURNSTATUS, DONEPROC; every DONE* but the message's l
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
+import functools
 import re
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sql import report_data as rd
-from sql.devserver import requests, tokens
-from sql.devserver.resultset import colmetadata
+from sql.devserver import columns, requests, tokens
+from sql.devserver.errors import SpecError
+from sql.devserver.resultset import ReportEncoder, ReportRows, colmetadata
+from sql.devserver.rowsource import RowSource
 
 PROC_NAME = "spGenerateData"
 PARAM_NAME = "@RowCount"
+# The server's counters as one row of BIGINT NOT NULL columns, in this order (no parameters).
+STATS_PROC_NAME = "spDevServerStats"
+STATS_COLUMNS = (
+    "connections_total",
+    "connections_open",
+    "logins_failed",
+    "requests",
+    "rows_sent",
+    "attentions",
+    "attentions_answered",
+    "backpressure_pauses",
+)
+# A result set described by its one NVARCHAR(MAX) parameter (sql/devserver/columns.py).
+COLUMNS_PROC_NAME = "spColumns"
+SPEC_PARAM_NAME = "@Spec"
+# Each procedure's parameters, in order.
+PROCEDURES: dict[str, tuple[str, ...]] = {
+    PROC_NAME: (PARAM_NAME,),
+    STATS_PROC_NAME: (),
+    COLUMNS_PROC_NAME: (SPEC_PARAM_NAME,),
+}
 SP_EXECUTESQL_ID = 10  # well-known procedure ids (MS-TDS 2.2.6.6): 10 = sp_executesql
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 # The message the T-SQL's THROW raises (schema.sql says exactly the same).
@@ -34,13 +60,18 @@ TDS_VERSIONS = (0x74000004, 0x730B0003, 0x730A0003)
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """Stream rows 1..count of the report, then ``trailer``; on a mid-stream error send
-    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message)."""
+    """Stream the rows of ``source``, then ``trailer``; on a mid-stream error send
+    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message;
+    ``proc`` names the procedure the rows come from)."""
 
-    count: int
+    source: RowSource
     trailer: bytes
-    in_batch: bool
+    proc: str
     last: bool = False
+
+    @property
+    def count(self) -> int:
+        return self.source.count
 
 
 Reply = list[bytes | Rows]
@@ -84,7 +115,9 @@ def finish_reply(parts: Reply) -> Reply:
         return [tokens.done(tokens.DONE, tokens.DONE_FINAL)]
     last = parts[-1]
     if isinstance(last, Rows):
-        parts[-1] = Rows(last.count, _done_with_more_cleared(last.trailer), last.in_batch, True)
+        parts[-1] = dataclasses.replace(
+            last, trailer=_done_with_more_cleared(last.trailer), last=True
+        )
     else:
         parts[-1] = _done_with_more_cleared(last)
     return parts
@@ -111,21 +144,26 @@ _END_TRAN = re.compile(
 )
 
 
-def split_statements(text: str) -> list[str]:
-    """Statements of a batch: split at semicolons and line breaks outside quotes."""
+def _split_outside_quotes(text: str, separators: str) -> list[str]:
+    """``text`` split at any of ``separators`` outside '...' strings, parts stripped."""
     out: list[str] = []
     current: list[str] = []
     quoted = False
     for ch in text:
         if ch == "'":
             quoted = not quoted
-        if not quoted and ch in ";\r\n":
+        if not quoted and ch in separators:
             out.append("".join(current))
             current = []
         else:
             current.append(ch)
     out.append("".join(current))
-    return [s.strip() for s in out if s.strip() and s.strip().upper() != "GO"]
+    return [part.strip() for part in out]
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a batch: split at semicolons and line breaks outside quotes."""
+    return [s for s in _split_outside_quotes(text, ";\r\n") if s and s.upper() != "GO"]
 
 
 def _unquote(name: str) -> str:
@@ -137,11 +175,44 @@ def _proc_parts(name: str) -> list[str]:
     return [_unquote(p) for p in re.split(r"\s*\.\s*(?![^\[]*\])", name.strip())]
 
 
+def _no_counters() -> Mapping[str, int]:
+    return {}
+
+
+def _stats_result(counters: Mapping[str, int]) -> bytes:
+    """spDevServerStats' result set: COLMETADATA with INT8 (BIGINT NOT NULL) columns, one ROW,
+    then the procedure's DONEINPROC/RETURNSTATUS/DONEPROC."""
+    meta = bytearray(struct.pack("<BH", tokens.COLMETADATA, len(STATS_COLUMNS)))
+    for name in STATS_COLUMNS:
+        meta += struct.pack("<IHB", 0, 0, tokens.INT8) + tokens.b_varchar(name)
+    row = struct.pack(
+        f"<B{len(STATS_COLUMNS)}q", tokens.ROW, *(counters.get(n, 0) for n in STATS_COLUMNS)
+    )
+    return bytes(meta) + row + _proc_trailer(1)
+
+
+def _proc_trailer(count: int) -> bytes:
+    """What follows a procedure's one result set: DONEINPROC with the row count, RETURNSTATUS 0,
+    DONEPROC (MORE set: :func:`finish_reply` clears it on a message's last token)."""
+    return (
+        tokens.done(
+            tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
+        )
+        + tokens.returnstatus(0)
+        + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
+    )
+
+
 @dataclass
 class Session:
-    """One logged-in session's state and the answers it gives."""
+    """One logged-in session's state and the answers it gives.
+
+    ``counters`` reads the server's counters (by :data:`STATS_COLUMNS` name) when
+    ``spDevServerStats`` runs.
+    """
 
     credentials: Credentials
+    counters: Callable[[], Mapping[str, int]] = _no_counters
     database: str = ""
     transaction: int = 0  # current transaction descriptor, 0 when none
     _next_transaction: int = field(default=0x1000)
@@ -222,13 +293,13 @@ class Session:
                 )
             )
         try:
-            self._check_proc(rpc.proc_name or "")
-            count = self._row_count(
-                [(p.name, p.value, p.type_name) for p in rpc.params],
+            return finish_reply(
+                self._call(
+                    rpc.proc_name or "", [(p.name, p.value, p.type_name) for p in rpc.params]
+                )
             )
         except _StatementError as exc:
             return self._rpc_error(exc)
-        return finish_reply([colmetadata(), self._rows(count, in_batch=False)])
 
     def _rpc_error(self, exc: _StatementError) -> Reply:
         return [exc.token() + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR)]
@@ -309,32 +380,49 @@ class Session:
                 return [tokens.done(done_token, more)]
             return [self._end(m["verb"].upper() == "COMMIT", False) + tokens.done(done_token, more)]
         if m := _EXEC.match(statement):
-            self._check_proc(m["name"])
-            args = self._batch_args(m["args"] or "", variables)
-            count = self._row_count(args)
-            return [colmetadata(), self._rows(count, in_batch=True)]
+            return self._call(m["name"], self._batch_args(m["args"] or "", variables))
         shown = statement if len(statement) <= 60 else statement[:57] + "..."
         raise _StatementError(
             UNSUPPORTED_NUMBER,
             f"The dev server does not support this statement: {shown} "
-            f"(it runs EXEC dbo.{PROC_NAME} @RowCount = N, SET, USE and transaction statements).",
+            f"(it runs EXEC of {', '.join('dbo.' + p for p in PROCEDURES)}, SET, USE, "
+            "SELECT <integer> and transaction statements).",
         )
 
     # -- the procedure ----------------------------------------------------------------------
 
-    def _check_proc(self, name: str) -> None:
+    def _call(self, name: str, args: list[tuple[str, object, str]]) -> Reply:
+        """A procedure call's reply parts (without the message's final DONE)."""
+        proc = self._check_proc(name)
+        values = _bind(proc, args)
+        if proc == STATS_PROC_NAME:
+            return [_stats_result(self.counters())]
+        if proc == COLUMNS_PROC_NAME:
+            result = _columns_result(*values[0])
+            return [result.colmetadata, Rows(result, _proc_trailer(result.count), proc)]
+        count = _row_count(*values[0])
+        return [
+            colmetadata(),
+            Rows(ReportRows(count, _report_encoder()), _proc_trailer(count), proc),
+        ]
+
+    def _check_proc(self, name: str) -> str:
+        """The procedure's canonical name, or error 2812 as SQL Server raises it."""
         parts = _proc_parts(name)
         schema_ok = len(parts) == 1 or parts[-2].lower() == "dbo"
         db_ok = len(parts) < 3 or parts[-3].lower() == self.credentials.database.lower()
-        if len(parts) > 3 or not (schema_ok and db_ok) or parts[-1].lower() != PROC_NAME.lower():
+        known = {p.lower(): p for p in PROCEDURES}
+        proc = known.get(parts[-1].lower())
+        if len(parts) > 3 or not (schema_ok and db_ok) or proc is None:
             raise _StatementError(2812, f"Could not find stored procedure '{name}'.", state=62)
+        return proc
 
     @staticmethod
     def _batch_args(
         text: str, variables: dict[str, tuple[object, str]]
     ) -> list[tuple[str, object, str]]:
         args: list[tuple[str, object, str]] = []
-        for raw in [a.strip() for a in text.split(",")] if text.strip() else []:
+        for raw in _split_outside_quotes(text, ",") if text.strip() else []:
             m = _ARG.match(raw)
             if m is None:
                 raise _StatementError(102, f"Incorrect syntax near '{raw[:40]}'.")
@@ -356,61 +444,12 @@ class Session:
         return args
 
     @staticmethod
-    def _row_count(args: list[tuple[str, object, str]]) -> int:
-        """Binds the arguments to @RowCount INT the way SQL Server would, then checks range."""
-        bound: list[tuple[object, str]] = []
-        for position, (name, value, type_name) in enumerate(args):
-            if name:
-                if name.lower() != PARAM_NAME.lower():
-                    raise _StatementError(
-                        8145,
-                        f"{name} is not a parameter for procedure {PROC_NAME}.",
-                        proc=PROC_NAME,
-                    )
-            elif position > 0:
-                raise _StatementError(
-                    8144,
-                    f"Procedure or function {PROC_NAME} has too many arguments specified.",
-                    proc=PROC_NAME,
-                )
-            bound.append((value, type_name))
-        if len(bound) > 1:
-            raise _StatementError(
-                8144,
-                f"Procedure or function {PROC_NAME} has too many arguments specified.",
-                proc=PROC_NAME,
-            )
-        if not bound:
-            raise _StatementError(
-                201,
-                f"Procedure or function '{PROC_NAME}' expects parameter '{PARAM_NAME}', "
-                "which was not supplied.",
-                proc=PROC_NAME,
-            )
-        value, type_name = bound[0]
-        count = _to_int(value, type_name)
-        if count is None or not 1 <= count <= rd.MAX_ROW_COUNT:
-            raise _StatementError(THROW_NUMBER, ROW_COUNT_MESSAGE, proc=PROC_NAME, line=0)
-        return count
-
-    @staticmethod
-    def _rows(count: int, *, in_batch: bool) -> Rows:
-        trailer = (
-            tokens.done(
-                tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
-            )
-            + tokens.returnstatus(0)
-            + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
-        )
-        return Rows(count, trailer, in_batch)
-
-    @staticmethod
     def error_trailer(rows: Rows, rows_sent: int, number: int, text: str) -> bytes:
         """A statement error after ``rows_sent`` rows, where SQL Server raises it: inside the
         SELECT (DONEINPROC with ERROR), after which the procedure returns."""
         status = tokens.DONE_ERROR | (0 if rows.last else tokens.DONE_MORE)
         return (
-            tokens.error(number, text, proc=PROC_NAME)
+            tokens.error(number, text, proc=rows.proc)
             + tokens.done(
                 tokens.DONEINPROC,
                 tokens.DONE_MORE | tokens.DONE_ERROR | tokens.DONE_COUNT,
@@ -455,6 +494,71 @@ class Session:
         except _StatementError as exc:
             return [exc.token() + tokens.done(tokens.DONE, tokens.DONE_ERROR)]
         return [payload + tokens.done(tokens.DONE, tokens.DONE_FINAL)]
+
+
+@functools.cache
+def _report_encoder() -> ReportEncoder:
+    """One encoder for every call (its per-slot plans are built once)."""
+    return ReportEncoder()
+
+
+def _bind(proc: str, args: list[tuple[str, object, str]]) -> list[tuple[object, str]]:
+    """The arguments bound to ``proc``'s parameters the way SQL Server binds them: (value,
+    type name) per parameter, or the error SQL Server raises (201, 8144, 8145, 8146)."""
+    params = PROCEDURES[proc]
+    if not params and args:
+        raise _StatementError(
+            8146, f"Procedure {proc} has no parameters and arguments were supplied.", proc=proc
+        )
+    bound: dict[str, tuple[object, str]] = {}
+    too_many = _StatementError(
+        8144, f"Procedure or function {proc} has too many arguments specified.", proc=proc
+    )
+    for position, (name, value, type_name) in enumerate(args):
+        if name:
+            param = next((p for p in params if p.lower() == name.lower()), None)
+            if param is None:
+                raise _StatementError(
+                    8145, f"{name} is not a parameter for procedure {proc}.", proc=proc
+                )
+        elif position < len(params):
+            param = params[position]
+        else:
+            raise too_many
+        if param in bound:
+            raise too_many
+        bound[param] = (value, type_name)
+    for param in params:
+        if param not in bound:
+            raise _StatementError(
+                201,
+                f"Procedure or function '{proc}' expects parameter '{param}', "
+                "which was not supplied.",
+                proc=proc,
+            )
+    return [bound[p] for p in params]
+
+
+def _row_count(value: object, type_name: str) -> int:
+    """@RowCount INT as SQL Server converts it, then the T-SQL's range check (THROW)."""
+    count = _to_int(value, type_name)
+    if count is None or not 1 <= count <= rd.MAX_ROW_COUNT:
+        raise _StatementError(THROW_NUMBER, ROW_COUNT_MESSAGE, proc=PROC_NAME, line=0)
+    return count
+
+
+def _columns_result(value: object, _type_name: str) -> columns.ColumnsResult:
+    """@Spec NVARCHAR(MAX) read as a spColumns spec; a spec error is the procedure's THROW."""
+    if value is None:
+        raise _StatementError(
+            THROW_NUMBER, f"{SPEC_PARAM_NAME} is NULL.", proc=COLUMNS_PROC_NAME, line=0
+        )
+    try:
+        return columns.parse_spec(value if isinstance(value, str) else str(value))
+    except SpecError as exc:
+        raise _StatementError(
+            THROW_NUMBER, f"{SPEC_PARAM_NAME}: {exc}", proc=COLUMNS_PROC_NAME, line=0
+        ) from None
 
 
 def _to_int(value: object, type_name: str) -> int | None:

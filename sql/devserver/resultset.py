@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from operator import itemgetter
 
 from sql import report_data as rd
-from sql.devserver import tokens
+from sql.devserver import rowsource, tokens
 
 # TYPE_INFO per SQL type text (MS-TDS 2.2.5.4/2.2.5.5): the nullable "N" variants SQL Server
 # uses for computed columns.  Text columns carry max length in bytes and the collation.
@@ -131,3 +132,20 @@ class ReportEncoder:
             append(prefix)
             append(pack(*pick(values)))
         return b"".join(out)
+
+
+# Rows of the report per chunk: ~75 bytes each, so about rowsource.CHUNK_BYTES.
+REPORT_ROWS_PER_CHUNK = rowsource.CHUNK_BYTES // 64
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRows:
+    """Rows 1..count of the report as a :class:`~rowsource.RowSource` (row ``first`` of the
+    source is report row ``first + 1``)."""
+
+    count: int
+    encoder: ReportEncoder
+
+    def encode(self, first: int, limit: int) -> tuple[int, bytes]:
+        n = min(limit, REPORT_ROWS_PER_CHUNK)
+        return n, self.encoder.encode_rows(first + 1, n)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ from types import TracebackType
 
 from sql.devserver import engine, packets, protocol, requests
 from sql.devserver.errors import DevServerError, ProtocolError
-from sql.devserver.resultset import ReportEncoder
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ DEFAULT_ROWS_PER_CHUNK = 256
 # Transport buffer above which the server stops producing (asyncio's own default high-water
 # mark, 64 KiB); with one chunk in flight, memory per connection stays under ~100 KiB.
 DEFAULT_WRITE_BUFFER_HIGH = 64 * 1024
+# Bytes the kernel may hold unsent per connection (Linux TCP_NOTSENT_LOWAT: the socket reports
+# writable only below it).  Without it the send buffer autotunes to tcp_wmem's maximum (4 MiB
+# here, ~55,000 report rows) that a cancelling client must read through before DONE(ATTN);
+# with 128 KiB pytds' cancel() measured ~0.1 s instead of ~2 s, and loopback throughput did
+# not drop (python -m tests.bench.devserver).
+DEFAULT_UNSENT_LOW_WATER = 128 * 1024
 # Bytes read from a client at a time: requests are small, so this only bounds a flood.
 READ_SIZE = 64 * 1024
 # Requests waiting behind the one being answered.  A TDS client sends the next request only
@@ -59,14 +65,21 @@ class Faults:
 
 @dataclass
 class DevServerStats:
+    """What happened since the server started; ``dbo.spDevServerStats`` returns the counters."""
+
     connections_total: int = 0
     connections_open: int = 0
     logins_failed: int = 0
     requests: int = 0
     rows_sent: int = 0
     attentions: int = 0
+    attentions_answered: int = 0  # DONE(ATTN) tokens sent
     backpressure_pauses: int = 0  # times production waited for the client to read
     last_pause_at: float | None = None  # time.monotonic() of the last such wait
+
+    def counters(self) -> dict[str, int]:
+        """The counters by name, as ``dbo.spDevServerStats`` returns them."""
+        return {name: getattr(self, name) for name in engine.STATS_COLUMNS}
 
 
 class _Dropped(DevServerError):
@@ -92,13 +105,16 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.core = protocol.ServerConnection()
-        self.session = engine.Session(server.credentials)
+        self.session = engine.Session(server.credentials, server.stats.counters)
         self.queue: asyncio.Queue[tuple[protocol.Event, int] | None] = asyncio.Queue()
         self.attention = asyncio.Event()
         self.attentions_received = 0
         self.attentions_answered = 0
         self.worker: asyncio.Task[None] | None = None
         writer.transport.set_write_buffer_limits(high=server.write_buffer_high)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, server.unsent_low_water)
 
     @property
     def stats(self) -> DevServerStats:
@@ -158,6 +174,7 @@ class _Connection:
                     # Idle when it arrived (the request already ended): a message of its own.
                     self.attentions_answered = attention_seq
                     self.attention.clear()
+                    self.stats.attentions_answered += 1
                     await self._send(self.core.reply(self.session.attention_done()))
                 continue
             if not await self._handle(event):
@@ -169,11 +186,27 @@ class _Connection:
             await self._drain()
 
     async def _drain(self) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > self.server.write_buffer_high:
-            self.stats.backpressure_pauses += 1
-            self.stats.last_pause_at = time.monotonic()
-        await self.writer.drain()
+        """Wait while the client is behind (the transport buffer above its high-water mark)
+        until it catches up or an ATTENTION arrives.  Yields to the event loop either way, so
+        the reader task sees an attention even from a client that keeps up."""
+        if self.writer.transport.get_write_buffer_size() <= self.server.write_buffer_high:
+            await asyncio.sleep(0)
+            return
+        self.stats.backpressure_pauses += 1
+        self.stats.last_pause_at = time.monotonic()
+        if self._attention_pending():
+            await self.writer.drain()  # answering it: the last packet waits like any write
+            return
+        drained = asyncio.ensure_future(self.writer.drain())
+        noticed = asyncio.ensure_future(self.attention.wait())
+        try:
+            await asyncio.wait((drained, noticed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            noticed.cancel()
+            await asyncio.wait((drained, noticed))
+        if not drained.cancelled():
+            drained.result()  # a connection lost while waiting raises here
 
     async def _handle(self, event: protocol.Event) -> bool:
         """Answer one request; False ends the connection."""
@@ -236,13 +269,14 @@ class _Connection:
             # Stop at a token boundary and acknowledge: DONE with ATTN ends the message.
             self.attentions_answered = self.attentions_received
             self.attention.clear()
+            self.stats.attentions_answered += 1
             await self._send(packetizer.finish(self.session.attention_done()))
             return
         await self._send(packetizer.finish())
 
     async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
         server = self.server
-        encoder = server.encoder
+        source = rows.source
         stats = self.stats
         chunk_rows = server.rows_per_chunk
         faults = server.faults
@@ -262,12 +296,13 @@ class _Connection:
             every = faults.row_delay_every
             if every > 0 and faults.row_delay > 0:
                 stop = min(stop, (sent // every + 1) * every)
-            data = packetizer.add(encoder.encode_rows(sent + 1, stop - sent))
-            stats.rows_sent += stop - sent
-            sent = stop
+            encoded, payload = source.encode(sent, stop - sent)
+            data = packetizer.add(payload)
+            stats.rows_sent += encoded
+            sent += encoded
             if data:
                 self.writer.write(data)
-                await self._drain()
+            await self._drain()  # every chunk: an attention is looked at between chunks
             if await self._fault_after(sent, rows, packetizer):
                 return
             if every > 0 and faults.row_delay > 0 and sent % every == 0 and sent < rows.count:
@@ -305,6 +340,7 @@ class DevServer:
         faults: Faults | None = None,
         rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
         write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
+        unsent_low_water: int = DEFAULT_UNSENT_LOW_WATER,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -313,7 +349,7 @@ class DevServer:
         self.stats = DevServerStats()
         self.rows_per_chunk = rows_per_chunk
         self.write_buffer_high = write_buffer_high
-        self.encoder = ReportEncoder()
+        self.unsent_low_water = unsent_low_water
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 
