@@ -15,6 +15,8 @@ from tdsrows import values
 from tdsrows.errors import StreamError
 from tdsrows.layout import Column, Framing, Kind, Layout
 
+_ROW, _NBCROW = 0xD1, 0xD2  # MS-TDS 2.2.7.19, 2.2.7.15
+
 # (data, position of the payload, payload length) -> value
 Payload = Callable[[bytes, int, int], object]
 # (data, position) -> (value, position after it)
@@ -117,7 +119,7 @@ def _payload(column: Column, raw: bool) -> Payload:
 
 def reader(column: Column, *, raw: bool = False) -> Reader:
     """Reads one value of ``column`` (its length prefix included) at a position."""
-    payload = _payload(column, raw)
+    payload = _checked(_payload(column, raw))
     if column.framing is Framing.FIXED:
         size = column.size
         return lambda data, p: (payload(data, p, size), p + size)
@@ -140,11 +142,40 @@ def reader(column: Column, *, raw: bool = False) -> Reader:
     return ushort_len
 
 
+def _checked(payload: Payload) -> Payload:
+    """A payload cut off by the end of the bytes is never decoded (it would decode wrongly)."""
+
+    def checked(data: bytes, p: int, size: int) -> object:
+        if p + size > len(data):
+            raise IndexError("value cut off by the end of the bytes")
+        return payload(data, p, size)
+
+    return checked
+
+
 class ReferenceDecoder:
     """Decodes row bodies cell by cell."""
 
     def __init__(self, layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> None:
         self._readers = [reader(c, raw=c.kind in raw_kinds) for c in layout.columns]
+        self._bitmap_bytes = layout.bitmap_bytes
+
+    def token(
+        self, data: bytes, pos: int, append: Callable[[tuple[Any, ...]], object], n: int
+    ) -> int:
+        """Decode the ROW or NBCROW token at ``pos``: its end, or -1 if cut off."""
+        try:
+            if data[pos] == _ROW:
+                return self.row(data, pos + 1, append, n, 0)
+            if data[pos] == _NBCROW:
+                start = pos + 1 + self._bitmap_bytes
+                if start > n:
+                    return -1
+                nulls = int.from_bytes(data[pos + 1 : start], "little")
+                return self.row(data, start, append, n, nulls)
+        except (IndexError, struct.error, UnicodeDecodeError):
+            return -1
+        raise AssertionError(f"not a row token: {data[pos]:#x}")  # pragma: no cover
 
     def row(
         self, data: bytes, p: int, append: Callable[[tuple[Any, ...]], object], n: int, nulls: int

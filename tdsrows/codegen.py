@@ -321,6 +321,7 @@ class CompiledLayout:
         self._skip_fns: dict[int, Callable[[bytes, int], int]] = {}
         ns = self._names.namespace
         ns["_reference"] = self._reference.row
+        ns["_reference_at"] = self._reference.token
         ns["_nbc"] = self._row_fns
         ns["_nbc_new"] = self._row_for_bitmap
         ns["_skip_nbc"] = self._skip_fns
@@ -346,11 +347,15 @@ class CompiledLayout:
         columns = list(enumerate(self.layout.columns))
         width = len(columns)
         nb = self.layout.bitmap_bytes
+        # The fast code reads a run of cells whole, as long as the cells would be without
+        # NULLs: at the end of the bytes, a complete row holding NULLs inline can look cut off.
+        # The reference decoder, which reads exactly what is there, decides that row.
         lines = [
             "def decode(data, pos, append):",
             "    n = len(data)",
             "    start = pos",
-            "    try:",
+            "    while True:",
+            "      try:",
             "        while True:",
             "            start = pos",
             "            token = data[pos]",
@@ -386,8 +391,10 @@ class CompiledLayout:
             "                    return start, -1",
             "            else:",
             "                return pos, token",
-            "    except _INCOMPLETE_ERRORS:",
-            "        return start, -1",
+            "      except _INCOMPLETE_ERRORS:",
+            "        pos = _reference_at(data, start, append, n)",
+            "        if pos < 0:",
+            "            return start, -1",
         ]
         return _compile("\n".join(lines) + "\n", self._names.namespace, "decode", "decode")  # type: ignore[no-any-return]
 

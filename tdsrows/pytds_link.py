@@ -28,10 +28,11 @@ from typing import Any, Final
 
 from pytds import tds_types
 
-from tdsrows.errors import DriverMismatch, UnsupportedLayout
+from tdsrows.errors import DriverMismatch, StreamError, UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout, decimal_magnitude_bytes
 
 DISTRIBUTION: Final = "python-tds"
+_PACKET_HEADER: Final = 8  # bytes before a TDS packet's payload (MS-TDS 2.2.3.1)
 # Minor versions whose internals were read and tested (setup.cfg pins the same range).
 TESTED_VERSIONS: Final = ((1, 17),)
 
@@ -131,6 +132,8 @@ def _column(column: Any) -> Column:
         codec = serializer._codec.name
     elif size is None:
         size = int(serializer.size)
+    if kind is Kind.DATETIME and size == 4:  # DATETIMN(4) holds smalldatetime values
+        kind = Kind.SMALLDATETIME
     return Column(name=name, kind=kind, framing=framing, size=size, scale=scale, codec=codec)
 
 
@@ -184,19 +187,21 @@ class Link:
     def give_back(self, data: bytes) -> None:
         """Put unread bytes back in front of pytds, as the rest of the current packet.
 
-        They are the tail of the packets read so far, so the current packet's status (last of
-        the message or not) still applies to them.
+        ``data`` is the unread tail of the packet read last, so that packet's status (last of
+        the message or not) still applies. It goes at the end of pytds' buffer, where the
+        packet's own tail was: pytds decides whether a value continues in the next packet by
+        the buffer's length, not by the packet's (``readall_fast``), so the packet must end
+        where the buffer ends.
         """
         if not data:
             return
         reader = self._reader
-        header = 8  # TDS packet header (MS-TDS 2.2.3.1): pytds reads payloads after it
-        end = header + len(data)
-        if end > len(reader._buf):
-            reader._buf = bytearray(end)
-            reader._bufview = memoryview(reader._buf)
-        reader._bufview[header:end] = data
-        reader._pos, reader._size = header, end
+        end = len(reader._buf)
+        start = end - len(data)
+        if start < _PACKET_HEADER:
+            raise StreamError(f"{len(data)} unread bytes do not fit in one packet")
+        reader._bufview[start:end] = data
+        reader._pos, reader._size = start, end
 
     # -- tokens pytds handles -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from tdsrows.codegen import INCOMPLETE, CompiledLayout, compile_layout
-from tdsrows.errors import UnsupportedLayout
+from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import Kind, Layout
 from tdsrows.pytds_link import Link
 
@@ -73,15 +73,15 @@ class FastRows:
         while not out and not self._finished:
             chunk = link.take()
             if not chunk:
-                if not link.next_packet():  # the message ended inside a row: pytds reports it
-                    self._to_driver(out)
+                if not link.next_packet():
+                    self._fail_cut_row()
                 continue
             data = self._pending + chunk if self._pending else chunk
             pos, stop = self._decode(data, 0, out.append)
             if stop == INCOMPLETE:
                 self._pending = data[pos:]
                 if len(self._pending) > self._limit:
-                    self._to_driver(out)
+                    self._fail_cut_row()
             else:
                 self._pending = b""
                 link.give_back(data[pos:])
@@ -89,11 +89,17 @@ class FastRows:
         self.rows += len(out)
         return out
 
+    def _fail_cut_row(self) -> None:
+        """A row longer than its layout allows, or cut off by the end of the message."""
+        self._finished = True
+        raise StreamError(
+            f"{len(self._pending)} bytes of a row that does not end as its columns say"
+            " (or that the message cuts off)"
+        )
+
     def _to_driver(self, out: list[tuple[Any, ...]]) -> None:
         """pytds reads on from the unread bytes: non-row tokens, then a row or the set's end."""
         link = self._link
-        link.give_back(self._pending)
-        self._pending = b""
         try:
             row = link.fetch_one()
         except Exception as exc:
@@ -123,22 +129,19 @@ class FastRows:
             if not chunk:
                 if link.next_packet():
                     continue
-                if not self._pending:
-                    link.next_message()  # the acknowledgement comes as a message of its own
-                    continue
-                # A row cut off by the end of a message: not TDS; pytds says what it makes of it.
-                link.give_back(self._pending)
-                self._pending = b""
-                link.process_token()
+                if self._pending:
+                    self._fail_cut_row()
+                link.next_message()  # the acknowledgement may come as a message of its own
                 continue
             data = self._pending + chunk if self._pending else chunk
             pos, stop = skip(data, 0)
             if stop == INCOMPLETE:
                 self._pending = data[pos:]
-                if len(self._pending) <= self._limit:
-                    continue
-            link.give_back(data[pos:] if stop != INCOMPLETE else self._pending)
+                if len(self._pending) > self._limit:
+                    self._fail_cut_row()
+                continue
             self._pending = b""
+            link.give_back(data[pos:])
             if link.process_token() == COLMETADATA_TOKEN:
                 link.cancel_with_driver()
                 return
