@@ -35,7 +35,9 @@ from server.handoff import Handoff
 from server.memory import MemoryLog, ProcessMemory
 from server.metrics import Outcome
 from server.pool import Lease
-from server.rowsource import RowSource
+from server.rowsource import RowSource, XlsxRowText
+from tdsrows import FastRows
+from xlsx.rows import RowEncoder
 
 logger = logging.getLogger("server.export")
 
@@ -183,9 +185,14 @@ class ExportJob:
         self._conn.socket.watch(
             self._cancel.is_set, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
         )
+        rows: Iterator[tuple[Any, ...]] | _FastXmlRows
+        if source.fast is not None:
+            rows = _FastXmlRows(self, cursor, source.fast)
+        else:
+            rows = self._rows(cursor, source, first)
         chunks = xlsx.stream_xlsx(
             headers,
-            self._rows(cursor, source, first),
+            rows,
             sheet_name="Report",
             columns=specs,
             max_rows_per_sheet=self._config.max_rows_per_sheet,
@@ -232,7 +239,7 @@ class ExportJob:
                         batch_rows=self._config.fetch_batch_rows,
                         label=f"export {self.export_id}",
                     )
-                    first = source.fetch(limit=1)
+                    first = source.first()
             except Exception as exc:
                 if is_server_error(exc) or conn.socket.attention_reason is not None:
                     raise translate(exc) from exc  # the connection is settled at the end
@@ -252,7 +259,7 @@ class ExportJob:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _rows(self, cursor: Any, source: RowSource, first: list[Any]) -> Iterator[tuple[Any, ...]]:
-        """The rows, batch by batch, with the cancel flag checked between batches.
+        """pytds' rows, batch by batch, with the cancel flag checked between batches.
 
         RSS is sampled after exactly 5,000, 10,000, ... rows (a batch crossing a multiple of
         the memory-log interval is split there).
@@ -276,6 +283,10 @@ class ExportJob:
                 batch = source.fetch()
             except Exception as exc:
                 self._fail_mid_stream(exc)
+        self._end_of_rows(cursor)
+
+    def _end_of_rows(self, cursor: Any) -> None:
+        """The result set ended: was it cut short by our attention? Then read the rest."""
         self._check_interrupted()
         try:
             # RETURNSTATUS and DONEPROC are still unread (pytds.md); read them so the connection
@@ -354,3 +365,38 @@ class ExportJob:
         if last:
             self.finished_at = self._clock()
             self._on_complete(self)
+
+
+class _FastXmlRows:
+    """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
+    from the wire to their `<row>` XML in generated code, with the export's bookkeeping
+    between batches (cancel flag, row count, memory log at exact multiples, end checks)."""
+
+    def __init__(self, job: ExportJob, cursor: Any, fast: FastRows) -> None:
+        self._job = job
+        self._cursor = cursor
+        self._fast = fast
+
+    def bind(self, encoder: RowEncoder) -> None:
+        self._fast.use_text(XlsxRowText(encoder))
+
+    @property
+    def finished(self) -> bool:
+        return self._fast.finished
+
+    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+        job = self._job
+        job._check_cancelled()
+        every = job._config.memory_log_every_rows
+        if every:  # end the batch at the next multiple of the memory-log interval
+            limit = min(limit, last + every - job.rows % every)
+        try:
+            written = self._fast.fill(out, last, limit, room)
+        except Exception as exc:
+            job._fail_mid_stream(exc)
+        job._count(written - last)
+        if every and written > last and job.rows % every == 0:
+            job.memory.sample(f"after {job.rows:,} rows")
+        if self._fast.finished:
+            job._end_of_rows(self._cursor)
+        return written

@@ -23,10 +23,13 @@ as incomplete, never appended.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import struct
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from tdsrows import cells, values
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
@@ -224,13 +227,14 @@ def _row_body(
     indent: str,
     start: str,
     on_fail: list[str],
-    on_done: Callable[[str, str], list[str]],
+    on_done: Callable[[list[str | None], str], list[str]],
 ) -> list[str]:
     """Statements decoding the present columns ``cols`` of a row whose first cell is at ``start``.
 
     Runs of fixed parts are unpacked together; each run's guard is checked before the next run
     is read. ``on_fail`` are the statements run when a guard fails (after every nested block),
-    ``on_done(tuple_expr, end_expr)`` the statements that finish a row.
+    ``on_done(values, end)`` the statements that finish a row, given each column's value
+    expression (None for a NULL) and the expression of the row's end.
     """
     lines: list[str] = []
     level = indent
@@ -275,10 +279,14 @@ def _row_body(
             offset_base, offset = end, 0
     flush_run()
     end_expr = at(offset_base, offset)
-    row = ", ".join(value_of[i] if i in present else "None" for i in range(width))
-    lines += [level + line for line in on_done(f"({row},)", end_expr)]
+    row = [value_of[i] if i in present else None for i in range(width)]
+    lines += [level + line for line in on_done(row, end_expr)]
     lines += [indent + line for line in on_fail]
     return lines
+
+
+def _tuple(values: Sequence[str | None]) -> str:
+    return "(" + ", ".join("None" if v is None else v for v in values) + ",)"
 
 
 def _skip_body(cols: Sequence[tuple[int, Column]], indent: str) -> list[str]:
@@ -335,14 +343,6 @@ class CompiledLayout:
 
     # -- generated functions ------------------------------------------------------------------
 
-    def _bitmap_key(self) -> str:
-        nb = self.layout.bitmap_bytes
-        if nb == 1:
-            return "data[pos + 1]"
-        if nb == 2:
-            return "data[pos + 1] | data[pos + 2] << 8"
-        return f"int.from_bytes(data[pos + 1:pos + {1 + nb}], 'little')"
-
     def _compile_decode(self) -> DecodeFn:
         columns = list(enumerate(self.layout.columns))
         width = len(columns)
@@ -378,13 +378,13 @@ class CompiledLayout:
                 f"pos = {end}",
                 "if pos > n:",
                 "    return start, -1",
-                f"append({row})",
+                f"append({_tuple(row)})",
                 "continue",
             ],
         )
         lines += [
             f"            elif token == {NBCROW_TOKEN}:",
-            f"                key = {self._bitmap_key()}",
+            f"                key = {_bitmap_key(nb)}",
             "                fn = _nbc.get(key) or _nbc_new(key)",
             f"                pos = fn(data, pos + {1 + nb}, append, n)",
             "                if pos < 0:",
@@ -418,7 +418,7 @@ class CompiledLayout:
                 f"end = {end}",
                 "if end > n:",
                 "    return -1",
-                f"append({row})",
+                f"append({_tuple(row)})",
                 "return end",
             ],
         )
@@ -442,7 +442,7 @@ class CompiledLayout:
         lines += _skip_body(list(enumerate(self.layout.columns)), "                ")
         lines += [
             f"            elif token == {NBCROW_TOKEN}:",
-            f"                key = {self._bitmap_key()}",
+            f"                key = {_bitmap_key(nb)}",
             "                fn = _skip_nbc.get(key) or _skip_new(key)",
             f"                p = fn(data, pos + {1 + nb})",
             "            else:",
@@ -469,3 +469,201 @@ class CompiledLayout:
 def compile_layout(layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> CompiledLayout:
     """Decoding functions for ``layout``; columns of ``raw_kinds`` give ints (see RAW_KINDS)."""
     return CompiledLayout(layout, raw_kinds=raw_kinds)
+
+
+class RowText(Protocol):
+    """Code that turns a decoded row into text (the export: a worksheet `<row>` element).
+
+    The fill functions call it from inside the generated decoder, so a row goes from the
+    wire to its text without a tuple or a call per value.
+    """
+
+    def statements(self, shape: Sequence[type], names: Sequence[str]) -> list[str]:
+        """Statements that set ``text`` for a row whose column i is in variable ``names[i]``
+        of type ``shape[i]`` (``type(None)``: NULL), its 1-based number as text in ``rs``."""
+
+    def namespace(self) -> dict[str, object]:
+        """Names the statements refer to."""
+
+    def encode(self, row: Sequence[object], rs: str) -> str:
+        """The same text for a row given as a tuple (rows the generated code did not read)."""
+
+
+# Python type of each kind's value as the decoder gives it (raw kinds: int).
+_VALUE_TYPES: Final[dict[Kind, type]] = {
+    Kind.INT: int,
+    Kind.BIT: bool,
+    Kind.FLOAT: float,
+    Kind.MONEY: decimal.Decimal,
+    Kind.DECIMAL: decimal.Decimal,
+    Kind.DATE: dt.date,
+    Kind.TIME: dt.time,
+    Kind.DATETIME2: dt.datetime,
+    Kind.DATETIME: dt.datetime,
+    Kind.SMALLDATETIME: dt.datetime,
+    Kind.TEXT: str,
+    Kind.NTEXT: str,
+    Kind.BINARY: bytes,
+    Kind.GUID: uuid.UUID,
+}
+# Raw kinds a fill function can give: always ints (a raw DECIMAL can be the Decimal -0).
+TEXT_RAW_KINDS: Final = frozenset({Kind.DATE, Kind.DATETIME2})
+FULL: Final = -2  # fill stopped at the row limit or the room: the next row comes next time
+FillFn = Callable[[bytes, int, list[str], int, int, int], tuple[int, int, int, int]]
+
+
+def _account(indent: str) -> list[str]:
+    """Statements of a fill function after a row's ``end`` and ``text`` are known."""
+    return [
+        indent + line
+        for line in (
+            "if end < 0:",
+            "    return start, -1, r, room",
+            "room -= len(text)",
+            "if room < 0:",
+            f"    return start, {FULL}, r, room + len(text)",
+            "out.append(text)",
+            "r += 1",
+            "pos = end",
+            "if r >= limit:",
+            f"    return pos, {FULL}, r, room",
+        )
+    ]
+
+
+class CompiledText:
+    """The fill function of one layout: rows straight from the wire to their text."""
+
+    def __init__(
+        self, layout: Layout, text: RowText, *, raw_kinds: frozenset[Kind] = frozenset()
+    ) -> None:
+        self.layout = layout
+        self.raw_kinds = raw_kinds & TEXT_RAW_KINDS
+        self._text = text
+        self._names = _Names(dict(_BASE_NAMESPACE))
+        ns = self._names.namespace
+        ns.update(text.namespace())
+        self._reference = cells.ReferenceDecoder(layout, raw_kinds=self.raw_kinds)
+        self._row_fns: dict[int, Callable[..., tuple[int, str | None]]] = {}
+        ns["_nbc"] = self._row_fns
+        ns["_nbc_new"] = self._row_for_bitmap
+        ns["_ref_text"] = self._reference_text
+        ns["_ref_text_at"] = self._reference_text_at
+        ns["_INCOMPLETE_ERRORS"] = INCOMPLETE_ERRORS
+        if {c.kind for c in layout.columns} - self.raw_kinds & {Kind.TIME, Kind.DATETIME2}:
+            ns["_HMS"] = values._hms_table()
+        self.fill: FillFn = self._compile_fill()
+
+    def _types(self, nulls: int) -> list[type]:
+        return [
+            type(None)
+            if nulls >> i & 1
+            else (int if c.kind in self.raw_kinds else _VALUE_TYPES[c.kind])
+            for i, c in enumerate(self.layout.columns)
+        ]
+
+    def _finish(self, nulls: int, values: list[str | None]) -> list[str]:
+        """Bind the values to v0, v1, ... and make the row's text."""
+        names = [f"v{i}" for i in range(len(values))]
+        lines = [f"{n} = {v}" for n, v in zip(names, values, strict=True) if v is not None]
+        return lines + self._text.statements(self._types(nulls), names)
+
+    def _compile_fill(self) -> FillFn:
+        columns = list(enumerate(self.layout.columns))
+        nb = self.layout.bitmap_bytes
+        lines = [
+            "def fill(data, pos, out, r, limit, room):",
+            "    n = len(data)",
+            "    start = pos",
+            "    while True:",
+            "      try:",
+            "        while True:",
+            "            start = pos",
+            "            token = data[pos]",
+            f"            if token == {ROW_TOKEN}:",
+            "                p = pos + 1",
+        ]
+        lines += _row_body(
+            columns,
+            len(columns),
+            self.raw_kinds,
+            self._names,
+            "                ",
+            "p",
+            on_fail=["end, text = _ref_text(data, p, n, 0, str(r + 1))"],
+            on_done=lambda row, end: [
+                f"end = {end}",
+                "if end > n:",
+                "    return start, -1, r, room",
+                "rs = str(r + 1)",
+                *self._finish(0, row),
+                *_account(""),
+                "continue",
+            ],
+        )
+        lines += [
+            f"            elif token == {NBCROW_TOKEN}:",
+            f"                key = {_bitmap_key(nb)}",
+            "                fn = _nbc.get(key) or _nbc_new(key)",
+            f"                end, text = fn(data, pos + {1 + nb}, n, str(r + 1))",
+            "            else:",
+            "                return pos, token, r, room",
+            *_account("            "),
+            "      except _INCOMPLETE_ERRORS:",
+            "        end, text = _ref_text_at(data, start, n, str(r + 1))",
+            *_account("        "),
+        ]
+        return _compile("\n".join(lines) + "\n", self._names.namespace, "fill", "fill")  # type: ignore[no-any-return]
+
+    def _row_for_bitmap(self, key: int) -> Callable[..., tuple[int, str | None]]:
+        nulls = key
+        if len(self._row_fns) >= MAX_COMPILED_BITMAPS:
+            reference = self._reference_text
+            return lambda data, p, n, rs: reference(data, p, n, nulls, rs)
+        present = [(i, c) for i, c in enumerate(self.layout.columns) if not nulls >> i & 1]
+        lines = ["def row(data, p, n, rs):"]
+        lines += _row_body(
+            present,
+            len(self.layout.columns),
+            self.raw_kinds,
+            self._names,
+            "    ",
+            "p",
+            on_fail=[f"return _ref_text(data, p, n, {nulls}, rs)"],
+            on_done=lambda row, end: [
+                f"end = {end}",
+                "if end > n:",
+                "    return -1, None",
+                *self._finish(nulls, row),
+                "return end, text",
+            ],
+        )
+        fn: Callable[..., tuple[int, str | None]] = _compile(
+            "\n".join(lines) + "\n", self._names.namespace, "row", f"text nbc {key}"
+        )
+        self._row_fns[key] = fn
+        return fn
+
+    def _reference_text(
+        self, data: bytes, p: int, n: int, nulls: int, rs: str
+    ) -> tuple[int, str | None]:
+        row: list[tuple[Any, ...]] = []
+        try:
+            end = self._reference.row(data, p, row.append, n, nulls)
+        except INCOMPLETE_ERRORS:
+            return -1, None
+        return (end, self._text.encode(row[0], rs)) if end >= 0 else (-1, None)
+
+    def _reference_text_at(self, data: bytes, pos: int, n: int, rs: str) -> tuple[int, str | None]:
+        row: list[tuple[Any, ...]] = []
+        end = self._reference.token(data, pos, row.append, n)
+        return (end, self._text.encode(row[0], rs)) if end >= 0 else (-1, None)
+
+
+def _bitmap_key(nb: int) -> str:
+    """Expression of the NBCROW null bitmap at ``pos`` as an int (bit i: column i is NULL)."""
+    if nb == 1:
+        return "data[pos + 1]"
+    if nb == 2:
+        return "data[pos + 1] | data[pos + 2] << 8"
+    return f"int.from_bytes(data[pos + 1:pos + {1 + nb}], 'little')"

@@ -19,7 +19,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from tdsrows.codegen import INCOMPLETE, CompiledLayout, compile_layout
+from tdsrows.codegen import (
+    FULL,
+    INCOMPLETE,
+    NBCROW_TOKEN,
+    ROW_TOKEN,
+    CompiledLayout,
+    CompiledText,
+    FillFn,
+    RowText,
+    compile_layout,
+)
 from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import Kind, Layout
 from tdsrows.pytds_link import Link
@@ -34,13 +44,17 @@ class FastRows:
         self._link = link
         self._compiled = compiled
         self._decode = compiled.decode
-        # Unread bytes that do not end on a token boundary: waiting for the next packet. A row
-        # never needs more than the layout's largest row, so more than that pending means the
-        # bytes are not what the generated code expects; pytds then gets them.
+        # Unread bytes: the start of a row cut by a packet's end (``_need_more``), or rows a
+        # fill left for its next call. A row never needs more than the layout's largest row,
+        # so more than that cut off means the bytes are not what the layout says.
         self._pending = b""
+        self._need_more = False
         self._limit = compiled.layout.max_row_bytes
         self._finished = False
         self._error: BaseException | None = None
+        self._text: RowText | None = None
+        self._fill: FillFn | None = None
+        self._held: tuple[Any, ...] | None = None  # a row pytds read, not yet filled
         self.rows = 0
 
     @classmethod
@@ -56,8 +70,14 @@ class FastRows:
         return self._compiled.layout
 
     @property
+    def raw_kinds(self) -> frozenset[Kind]:
+        return self._compiled.raw_kinds
+
+    @property
     def finished(self) -> bool:
         return self._finished
+
+    # -- rows as tuples -------------------------------------------------------------------------
 
     def fetch(self) -> list[tuple[Any, ...]]:
         """The next rows (every complete row the next packet holds); [] at the set's end.
@@ -65,29 +85,112 @@ class FastRows:
         Errors pytds raises (an ERROR token after the rows, a lost connection) come after the
         rows decoded before them: once those were returned, the next call raises.
         """
+        self._raise_held_error()
+        out: list[tuple[Any, ...]] = []
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
+        while not out and not self._finished:
+            data = self._next_bytes()
+            if data is None:
+                continue
+            pos, stop = self._decode(data, 0, out.append)
+            if self._stopped(data, pos, stop):
+                self._to_driver(out, bool(out))
+        self.rows += len(out)
+        return out
+
+    def wait_for_row(self) -> bool:
+        """Read until a row is next (True) or the set has ended (False), decoding nothing.
+
+        What comes before the first row (INFO, ERROR and DONE tokens) is pytds'; an error the
+        database reports instead of rows is raised here.
+        """
+        while not self._finished:
+            if self._held is not None:
+                return True
+            data = self._next_bytes()
+            if data is None:
+                continue
+            if data[0] in (ROW_TOKEN, NBCROW_TOKEN):
+                self._pending = data
+                return True
+            self._stopped(data, 0, data[0])
+            held: list[tuple[Any, ...]] = []
+            self._to_driver(held, False)
+            self._held = held[0] if held else None
+        return False
+
+    # -- rows as text ---------------------------------------------------------------------------
+
+    def use_text(self, text: RowText) -> None:
+        """From now on :meth:`fill` turns rows into ``text``'s text, in generated code."""
+        self._text = text
+        self._fill = CompiledText(self.layout, text, raw_kinds=self.raw_kinds).fill
+
+    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+        """Append the text of rows numbered ``last + 1``... to ``out``, as
+        :class:`xlsx.sources.RowXmlSource` describes; the number of the last one appended."""
+        if self._fill is None or self._text is None:
+            raise TypeError("FastRows.fill needs use_text() first")
+        self._raise_held_error()
+        r = last
+        while r < limit and not self._finished:
+            if self._held is not None:  # a row pytds read after a token that was not a row
+                text = self._text.encode(self._held, str(r + 1))
+                if len(text) > room:
+                    break
+                room -= len(text)
+                out.append(text)
+                self._held = None
+                r += 1
+                continue
+            data = self._next_bytes()
+            if data is None:
+                continue
+            pos, stop, r, room = self._fill(data, 0, out, r, limit, room)
+            if stop == FULL:
+                self._pending = data[pos:]
+                break
+            if self._stopped(data, pos, stop):
+                held: list[tuple[Any, ...]] = []
+                self._to_driver(held, r > last)
+                self._held = held[0] if held else None
+        self.rows += r - last
+        return r
+
+    # -- both -------------------------------------------------------------------------------------
+
+    def _raise_held_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        out: list[tuple[Any, ...]] = []
-        link = self._link
-        while not out and not self._finished:
-            chunk = link.take()
-            if not chunk:
-                if not link.next_packet():
-                    self._fail_cut_row()
-                continue
-            data = self._pending + chunk if self._pending else chunk
-            pos, stop = self._decode(data, 0, out.append)
-            if stop == INCOMPLETE:
-                self._pending = data[pos:]
-                if len(self._pending) > self._limit:
-                    self._fail_cut_row()
-            else:
-                self._pending = b""
-                link.give_back(data[pos:])
-                self._to_driver(out)
-        self.rows += len(out)
-        return out
+
+    def _next_bytes(self) -> bytes | None:
+        """Unread bytes to decode from (reading the next packet when they end inside a row);
+        None when a packet had to be read first and the caller should look again."""
+        data = self._pending
+        if data and not self._need_more:
+            return data
+        chunk = self._link.take()
+        if not chunk:
+            if not self._link.next_packet():
+                self._fail_cut_row()
+            return None
+        self._need_more = False
+        return data + chunk if data else chunk
+
+    def _stopped(self, data: bytes, pos: int, stop: int) -> bool:
+        """Keep what is unread after a decode; True if a token that is not a row is next."""
+        if stop == INCOMPLETE:
+            self._pending = data[pos:]
+            self._need_more = True
+            if len(self._pending) > self._limit:
+                self._fail_cut_row()
+            return False
+        self._pending = b""
+        self._link.give_back(data[pos:])
+        return True
 
     def _fail_cut_row(self) -> None:
         """A row longer than its layout allows, or cut off by the end of the message."""
@@ -97,16 +200,18 @@ class FastRows:
             " (or that the message cuts off)"
         )
 
-    def _to_driver(self, out: list[tuple[Any, ...]]) -> None:
-        """pytds reads on from the unread bytes: non-row tokens, then a row or the set's end."""
-        link = self._link
+    def _to_driver(self, out: list[tuple[Any, ...]], delivered: bool) -> None:
+        """pytds reads on from the unread bytes: non-row tokens, then a row or the set's end.
+
+        An error it raises once rows were ``delivered`` by this call is kept for the next
+        call (the set is not finished: an error never looks like an end).
+        """
         try:
-            row = link.fetch_one()
+            row = self._link.fetch_one()
         except Exception as exc:
-            if not out:
+            if not delivered:
                 raise
-            self._error = exc  # raised by the next fetch, after these rows
-            self._finished = True
+            self._error = exc
             return
         if row is None:
             self._finished = True
@@ -124,24 +229,29 @@ class FastRows:
         link.send_attention()
         skip = self._compiled.skip
         self._finished = True
+        data, self._pending = self._pending, b""
+        need_more = self._need_more or not data
         while link.in_cancel:
-            chunk = link.take()
-            if not chunk:
-                if link.next_packet():
+            if need_more:
+                chunk = link.take()
+                if not chunk:
+                    if link.next_packet():
+                        continue
+                    if data:
+                        self._pending = data
+                        self._fail_cut_row()
+                    link.next_message()  # the acknowledgement may come as a message of its own
                     continue
-                if self._pending:
-                    self._fail_cut_row()
-                link.next_message()  # the acknowledgement may come as a message of its own
-                continue
-            data = self._pending + chunk if self._pending else chunk
+                data = data + chunk if data else chunk
             pos, stop = skip(data, 0)
             if stop == INCOMPLETE:
-                self._pending = data[pos:]
-                if len(self._pending) > self._limit:
+                data, need_more = data[pos:], True
+                if len(data) > self._limit:
+                    self._pending = data
                     self._fail_cut_row()
                 continue
-            self._pending = b""
             link.give_back(data[pos:])
+            data, need_more = b"", True
             if link.process_token() == COLMETADATA_TOKEN:
                 link.cancel_with_driver()
                 return

@@ -19,6 +19,7 @@ from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
 from xlsx.rows import RowEncoder
 from xlsx.sheet import SheetWriter
+from xlsx.sources import RowXmlSource
 from xlsx.spec import Column, WriteStats
 
 # Excel's rows per sheet, header included (Excel specifications and limits).
@@ -73,7 +74,7 @@ def _silence_size_hint_warning() -> None:
 
 def stream_xlsx(
     header: Sequence[str],
-    rows: Iterable[Sequence[object]],
+    rows: Iterable[Sequence[object]] | RowXmlSource,
     *,
     sheet_name: str = "Report",
     columns: Sequence[Column | None] | None = None,
@@ -129,7 +130,7 @@ def stream_xlsx(
     _silence_size_hint_warning()
     return _generate(
         header,
-        iter(rows),
+        rows if isinstance(rows, RowXmlSource) else iter(rows),
         sheet_name=sheet_name,
         specs=specs,
         compress_level=compress_level,
@@ -201,7 +202,7 @@ _END: Final = object()
 
 def _generate(
     header: list[str],
-    rows: Iterator[Sequence[object]],
+    rows: Iterator[Sequence[object]] | RowXmlSource,
     *,
     sheet_name: str,
     specs: list[Column],
@@ -225,9 +226,14 @@ def _generate(
     ints = [spec.ints for spec in specs]
     encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals, ints))
 
-    first = next(rows, _END)  # peeked for the column widths, written first
-    widths = _widths(header, specs, first)
-    carry: Sequence[object] | None = None if first is _END else first  # type: ignore[assignment]
+    carry: Sequence[object] | None = None
+    if isinstance(rows, RowXmlSource):
+        rows.bind(encoder)
+        widths = _widths(header, specs, _END)  # no row to look at: header and specs decide
+    else:
+        first = next(rows, _END)  # peeked for the column widths, written first
+        widths = _widths(header, specs, first)
+        carry = None if first is _END else first  # type: ignore[assignment]
 
     zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=deflate.zip_level(compress_level))
     out = _Chunker(stats)
@@ -255,7 +261,7 @@ def _generate(
         zs.add(writer, parts.sheet_path(index), size=SHEET_SIZE_HINT)
         yield from out.entry(zs.file(), stamp)
         sheets.append(parts.SheetInfo(name, writer.last_row, letters[-1]))
-        if writer.carry is None:
+        if not writer.more:
             break
         carry = writer.carry
 

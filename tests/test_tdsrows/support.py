@@ -51,7 +51,9 @@ def comparable(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [tuple(key(v) for v in row) for row in rows]
 
 
-def assert_same(conn: Any, columns: Sequence[Column], rows: Sequence[Sequence[object]], **options: Any) -> list[tuple[Any, ...]]:
+def assert_same(
+    conn: Any, columns: Sequence[Column], rows: Sequence[Sequence[object]], **options: Any
+) -> list[tuple[Any, ...]]:
     """pytds and the fast path give identical rows (values, types, Decimal exponents)."""
     spec = spec_json(columns, rows, **options)
     expected = pytds_rows(conn, spec)

@@ -51,10 +51,40 @@ LAYOUT = Layout.of(
     ]
 )
 ROWS: list[list[Any]] = [
-    [1, 2, "1.5", "abc", "\u00e9t\u00e9", "2024-01-02", "2024-01-02 03:04:05.678", 0.5, "6F9619FF-8B86-D011-B42D-00C04FC964FF"],
+    [
+        1,
+        2,
+        "1.5",
+        "abc",
+        "\u00e9t\u00e9",
+        "2024-01-02",
+        "2024-01-02 03:04:05.678",
+        0.5,
+        "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+    ],
     [None, -1, None, None, None, None, None, None, None],
-    [-7, 2**62, "-0.0001", "", "", "0001-01-01", "9999-12-31 23:59:59.999", "nan", "00000000-0000-0000-0000-000000000000"],
-    [2**31 - 1, 0, "99999999999999.9999", "caf\u00e9", "\U0001f600", "1900-03-01", "1900-03-01 00:00:00", -0.0, None],
+    [
+        -7,
+        2**62,
+        "-0.0001",
+        "",
+        "",
+        "0001-01-01",
+        "9999-12-31 23:59:59.999",
+        "nan",
+        "00000000-0000-0000-0000-000000000000",
+    ],
+    [
+        2**31 - 1,
+        0,
+        "99999999999999.9999",
+        "caf\u00e9",
+        "\U0001f600",
+        "1900-03-01",
+        "1900-03-01 00:00:00",
+        -0.0,
+        None,
+    ],
 ]
 
 
@@ -123,6 +153,7 @@ def test_raw_columns_are_ints_that_stand_for_the_same_values() -> None:
     raw: list[tuple[Any, ...]] = []
     compile_layout(LAYOUT).decode(data, 0, objects.append)
     compile_layout(LAYOUT, raw_kinds=RAW_KINDS).decode(data, 0, raw.append)
+
     def others(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(v for i, v in enumerate(row) if i not in (2, 5, 6))
 

@@ -34,7 +34,10 @@ TYPES: list[tuple[str, list[object]]] = [
     ("date", ["0001-01-01", "1899-12-31", "1900-03-01", "2024-02-29", "9999-12-31"]),
     ("datetime", ["1753-01-01 00:00:00", "1900-01-01 00:00:00", "2024-06-30 23:59:59.997"]),
     ("smalldatetime", ["1900-01-01 00:00", "2024-06-30 12:34", "2079-06-06 23:59"]),
-    ("uniqueidentifier", ["6F9619FF-8B86-D011-B42D-00C04FC964FF", "00000000-0000-0000-0000-000000000000"]),
+    (
+        "uniqueidentifier",
+        ["6F9619FF-8B86-D011-B42D-00C04FC964FF", "00000000-0000-0000-0000-000000000000"],
+    ),
     ("varchar(20)", ["", "plain", "caf\u00e9 \u20ac \u0161", " padded  "]),
     ("char(5)", ["ab", "abcde", ""]),
     ("nvarchar(40)", ["", "Krak\u00f3w", "\u6771\u4eac", "emoji \U0001f600 \U0001f44d\U0001f3fd"]),
@@ -69,7 +72,9 @@ def conn(server: DevServer) -> Iterator[Any]:
 
 @pytest.mark.parametrize(("declaration", "values"), list(_params()))
 @pytest.mark.parametrize("row_tokens", ["auto", "row", "nbcrow"])
-def test_every_type_with_nulls(conn: Any, declaration: str, values: list[object], row_tokens: str) -> None:
+def test_every_type_with_nulls(
+    conn: Any, declaration: str, values: list[object], row_tokens: str
+) -> None:
     """Each value alone, then beside a NULL of the same type and an int, in every token form."""
     columns = [Column("v", declaration), Column("w", declaration), Column("i", "int")]
     rows = [[v, None, n] for n, v in enumerate(values)] + [[None, v, None] for v in values]
@@ -77,8 +82,13 @@ def test_every_type_with_nulls(conn: Any, declaration: str, values: list[object]
     assert len(got) == 2 * len(values)
 
 
-@pytest.mark.parametrize(("declaration", "values"), [p for p in _params() if "(" not in p.id or p.id.startswith(("decimal", "numeric"))])
-def test_not_null_types_use_fixed_wire_types(conn: Any, declaration: str, values: list[object]) -> None:
+@pytest.mark.parametrize(
+    ("declaration", "values"),
+    [p for p in _params() if "(" not in p.id or p.id.startswith(("decimal", "numeric"))],
+)
+def test_not_null_types_use_fixed_wire_types(
+    conn: Any, declaration: str, values: list[object]
+) -> None:
     """NOT NULL columns of fixed-size types come as INT4, FLT8, MONEY, DATETIME... (no length)."""
     assert_same(conn, [Column("v", declaration, nullable=False)], [[v] for v in values])
 
@@ -110,9 +120,7 @@ def test_time_and_datetime2_of_every_scale_at_the_edges(conn: Any, scale: int) -
         "9999-12-31 23:59:59" + fraction,
     ]
     assert_same(conn, [Column("t", f"time({scale})")], [[t] for t in times] + [[None]])
-    assert_same(
-        conn, [Column("d", f"datetime2({scale})")], [[d] for d in datetimes] + [[None]]
-    )
+    assert_same(conn, [Column("d", f"datetime2({scale})")], [[d] for d in datetimes] + [[None]])
 
 
 COLLATIONS = [
@@ -128,7 +136,10 @@ COLLATIONS = [
 
 @pytest.mark.parametrize(("collation", "text"), COLLATIONS, ids=[c for c, _ in COLLATIONS])
 def test_varchar_in_every_collation(conn: Any, collation: str, text: str) -> None:
-    columns = [Column("v", "varchar(60)", collation=collation), Column("c", "char(12)", collation=collation)]
+    columns = [
+        Column("v", "varchar(60)", collation=collation),
+        Column("c", "char(12)", collation=collation),
+    ]
     assert_same(conn, columns, [[text, "ab"], ["", None], [None, "x"]])
 
 
@@ -163,7 +174,12 @@ def test_mixed_layout_at_many_packet_sizes(server: DevServer) -> None:
     columns = [Column(f"c{i}", d) for i, (d, _) in enumerate(TYPES)]
     rows = []
     for n in range(40):
-        rows.append([values[(n + i) % len(values)] if (n + i) % 5 else None for i, (_, values) in enumerate(TYPES)])
+        rows.append(
+            [
+                values[(n + i) % len(values)] if (n + i) % 5 else None
+                for i, (_, values) in enumerate(TYPES)
+            ]
+        )
     spec = spec_json(columns, rows)
     for packet_size in (512, 513, 517, 1000, 4096, 32767):
         connection = dev_connect(server.port, blocksize=packet_size)

@@ -41,5 +41,7 @@ def test_a_reader_that_no_longer_keeps_its_packet_is_named(monkeypatch: pytest.M
         self._buffer = bytearray()
 
     monkeypatch.setattr(tds_reader._TdsReader, "__init__", __init__)
-    with pytest.raises(DriverMismatch, match="no longer keeps _buf, _bufview, _pos, _size, _status"):
+    with pytest.raises(
+        DriverMismatch, match="no longer keeps _buf, _bufview, _pos, _size, _status"
+    ):
         check_driver()

@@ -74,4 +74,3 @@ def test_a_closed_cursor_is_declined(conn: Any) -> None:
     cursor.close()
     with pytest.raises(UnsupportedLayout, match="closed"):
         FastRows.open(cursor)
-

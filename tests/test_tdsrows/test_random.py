@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,6 +26,15 @@ Gen = Callable[[random.Random], object]
 
 def _text(rng: random.Random, alphabet: str, most: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
+
+
+def _day(rng: random.Random, first_year: int, last_year: int) -> str:
+    year = rng.randint(first_year, last_year)
+    return f"{year:04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+
+
+def _clock(rng: random.Random) -> str:
+    return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
 
 
 def _decimal(precision: int, scale: int) -> Gen:
@@ -65,16 +75,23 @@ CHOICES: list[tuple[str, Gen, bool]] = [
     ("float", lambda r: r.choice([r.uniform(-1e300, 1e300), r.random(), -0.0, "-inf"]), True),
     ("money", lambda r: f"{r.randint(-(10**14), 10**14)}.{r.randint(0, 9999):04d}", True),
     ("smallmoney", lambda r: f"{r.randint(-214747, 214747)}.{r.randint(0, 9999):04d}", True),
-    ("date", lambda r: f"{r.randint(1, 9999):04d}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}", False),
-    ("datetime", lambda r: f"{r.randint(1753, 9999)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d} {r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}.{r.randint(0, 999):03d}", True),
-    ("smalldatetime", lambda r: f"{r.randint(1900, 2078)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d} {r.randint(0, 23):02d}:{r.randint(0, 59):02d}", True),
+    (
+        "date",
+        lambda r: f"{r.randint(1, 9999):04d}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+        False,
+    ),
+    ("datetime", lambda r: f"{_day(r, 1753, 9999)} {_clock(r)}.{r.randint(0, 999):03d}", True),
+    ("smalldatetime", lambda r: f"{_day(r, 1900, 2078)} {_clock(r)[:5]}", True),
     ("uniqueidentifier", lambda r: str(__import__("uuid").UUID(int=r.getrandbits(128))), False),
     ("varchar(30)", lambda r: _text(r, _LATIN, 30), False),
     ("char(7)", lambda r: _text(r, string.ascii_letters, 7), False),
     ("nvarchar(30)", lambda r: _text(r, _UNICODE, 14), False),
     ("varbinary(20)", lambda r: r.randbytes(r.randint(0, 20)).hex(), False),
 ]
-CHOICES += [(f"decimal({p},{s})", _decimal(p, s), False) for p, s in [(9, 2), (18, 4), (19, 0), (28, 10), (38, 38), (38, 6)]]
+CHOICES += [
+    (f"decimal({p},{s})", _decimal(p, s), False)
+    for p, s in [(9, 2), (18, 4), (19, 0), (28, 10), (38, 38), (38, 6)]
+]
 CHOICES += [(f"datetime2({s})", _datetime2(s), False) for s in (0, 3, 7)]
 CHOICES += [(f"time({s})", lambda r, s=s: _datetime2(s)(r).split(" ")[1], False) for s in (0, 5)]  # type: ignore[misc]
 
@@ -85,8 +102,16 @@ def server() -> Iterator[DevServer]:
         yield srv
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_random_layouts_decode_as_pytds_does(server: DevServer, seed: int) -> None:
+@dataclass(frozen=True)
+class RandomResult:
+    """A seeded result set: its spec (JSON), the packet size to read it with, a description."""
+
+    spec: str
+    packet_size: int
+    where: str
+
+
+def random_result(seed: int) -> RandomResult:
     rng = random.Random(seed)
     picks = [rng.choice(CHOICES) for _ in range(rng.randint(1, 24))]
     columns = []
@@ -105,11 +130,17 @@ def test_random_layouts_decode_as_pytds_does(server: DevServer, seed: int) -> No
     row_tokens = rng.choice(["auto", "auto", "row", "nbcrow"])
     packet_size = rng.choice([512, rng.randint(512, 4096), 4096, 32767])
     spec = spec_json(columns, rows, row_tokens=row_tokens, repeat=rng.choice([1, 3]))
-    connection = dev_connect(server.port, blocksize=packet_size)
+    where = f"seed {seed}: {len(columns)} columns, {row_tokens}, packets of {packet_size}"
+    return RandomResult(spec, packet_size, where)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_layouts_decode_as_pytds_does(server: DevServer, seed: int) -> None:
+    result = random_result(seed)
+    connection = dev_connect(server.port, blocksize=result.packet_size)
     try:
-        expected = pytds_rows(connection, spec)
-        got, _ = fast_rows(connection, spec)
+        expected = pytds_rows(connection, result.spec)
+        got, _ = fast_rows(connection, result.spec)
     finally:
         connection.close()
-    where = f"seed {seed}: {len(columns)} columns, {row_tokens}, packets of {packet_size}"
-    assert comparable(got) == comparable(expected), where
+    assert comparable(got) == comparable(expected), result.where
