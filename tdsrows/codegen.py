@@ -157,9 +157,11 @@ def _cell(column: Column, i: int, raw_kinds: frozenset[Kind], names: _Names) -> 
         if raw:
             value = f"({magnitude} if {sign} else -{magnitude} if {magnitude} else _NZ)"
         elif column.scale:
+            # Divided by a Decimal: an int divisor would be converted on every call.
+            unit = names.bind("_P", values._Decimal(10**column.scale))
             value = (
                 f"_divide(_D({magnitude}) if {sign} else _D(-{magnitude}) if {magnitude}"
-                f" else _NZ, {10**column.scale})"
+                f" else _NZ, {unit})"
             )
         else:
             value = f"(_D({magnitude}) if {sign} else _D(-{magnitude}) if {magnitude} else _NZ)"

@@ -38,10 +38,12 @@ DEFAULT_ROWS_PER_CHUNK = 256
 DEFAULT_WRITE_BUFFER_HIGH = 64 * 1024
 # Bytes the kernel may hold unsent per connection (Linux TCP_NOTSENT_LOWAT: the socket reports
 # writable only below it).  Without it the send buffer autotunes to tcp_wmem's maximum (4 MiB
-# here, ~55,000 report rows) that a cancelling client must read through before DONE(ATTN);
-# with 128 KiB pytds' cancel() measured ~0.1 s instead of ~2 s, and loopback throughput did
-# not drop (python -m tests.bench.devserver).
-DEFAULT_UNSENT_LOW_WATER = 128 * 1024
+# here, ~55,000 report rows) that a cancelling client must read through before DONE(ATTN):
+# ~3-4 s for pytds' own cancel(). 128 KiB took that to ~0.1 s but also held back a client that
+# reads fast: the export's fast row path read 1M rows in 3.9 s instead of 2.4 s (python -m
+# tests.bench.row_path). 1 MiB keeps the fast reader at full speed and a pytds cancel under
+# ~0.5 s (~14,000 rows); the fast path skips rows in flight at ~1.7M rows/s.
+DEFAULT_UNSENT_LOW_WATER = 1024 * 1024
 # Bytes read from a client at a time: requests are small, so this only bounds a flood.
 READ_SIZE = 64 * 1024
 # Requests waiting behind the one being answered.  A TDS client sends the next request only
