@@ -9,6 +9,7 @@ cells.py and dates.py; limits, rollover and the zip layout in workbook.py.
 """
 
 from xlsx.errors import UnsupportedValueError, XlsxError, XlsxValueError
+from xlsx.sources import RowXmlSource
 from xlsx.spec import Column, DayCount, IntMeaning, ScaledDecimal, TickCount, WriteStats
 from xlsx.workbook import (
     DEFAULT_COMPRESS_LEVEL,
@@ -26,6 +27,7 @@ __all__ = [
     "Column",
     "DayCount",
     "IntMeaning",
+    "RowXmlSource",
     "ScaledDecimal",
     "TickCount",
     "UnsupportedValueError",

@@ -89,6 +89,8 @@ def stream_xlsx(
 
     Arguments are checked now (XlsxValueError); rows are pulled only as the result is iterated.
     `header` needs 1 to 16,384 str entries (None is refused: write "" for an unnamed column).
+    `rows` may instead be an ``xlsx.RowXmlSource`` that writes its rows' XML itself with the
+    writer's row code (then column widths come from `columns` and the header alone).
     A row shorter than the header leaves its last cells empty (like NULLs); a longer one raises
     XlsxValueError when it is reached. With no rows at all the workbook still has the header,
     its freeze and its filter. `columns` optionally gives a width and number format per column.
