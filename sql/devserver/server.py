@@ -63,6 +63,7 @@ class DevServerStats:
     rows_sent: int = 0
     attentions: int = 0
     attentions_answered: int = 0  # DONE(ATTN) tokens sent
+    rows_at_last_attention: int = 0  # rows_sent when the last ATTENTION arrived
     backpressure_pauses: int = 0  # times production waited for the client to read
     last_pause_at: float | None = None  # time.monotonic() of the last such wait
 
@@ -138,6 +139,7 @@ class _Connection:
                 while (event := self.core.next_event()) is not None:
                     if isinstance(event, protocol.AttentionReceived):
                         self.stats.attentions += 1
+                        self.stats.rows_at_last_attention = self.stats.rows_sent
                         self.attentions_received += 1
                         self.attention.set()
                     elif self.queue.qsize() >= MAX_QUEUED_REQUESTS:

@@ -8,8 +8,8 @@ from typing import Any
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
 from sql.devserver.resultset import REPORT_ROWS_PER_CHUNK
+from tests.polling import poll
 from tests.test_sql import tdsclient
-from tests.test_sql.waiting import production_stopped
 
 ROWS = 1_000_000
 # Rows the server may still hand to the socket after an attention reached it: the chunk being
@@ -63,9 +63,11 @@ def test_a_paused_pytds_cancel_gets_no_more_rows_produced(server: DevServer, con
         cur.callproc("dbo.spGenerateData", (ROWS,))
         for _ in range(5):
             cur.fetchone()
-        sent_at_attention = production_stopped(server)
+        poll(lambda: server.stats.backpressure_pauses > 0, what="the server to wait on the reader")
         cur.cancel()
-    sent_after = server.stats.rows_sent - sent_at_attention
+    # Counted by the server from the moment the attention reached it: no guess at when
+    # production had stopped.
+    sent_after = server.stats.rows_sent - server.stats.rows_at_last_attention
     assert sent_after <= AFTER_ATTENTION, f"{sent_after} rows after the attention"
     assert server.stats.attentions_answered == 1
     with conn.cursor() as cur:

@@ -11,8 +11,9 @@ import pytest
 
 from sql.devserver import DevServer
 from sql.devserver.columns import Column, spec_json
+from tests.backpressure import WITNESS_ROWS, assert_held, fetch_elsewhere
+from tests.polling import poll
 from tests.test_sql.columns_client import PROC, call
-from tests.test_sql.waiting import production_stopped, wait_for
 
 COLUMNS = [Column("n", "int"), Column("s", "nvarchar(20)"), Column("b", "varbinary(max)")]
 ROWS = [[1, "één", "00"], [2, None, None], [3, "🚀", "ffff"]]
@@ -50,12 +51,14 @@ def test_a_paused_reader_pauses_the_server(server: DevServer, conn: Any) -> None
     with conn.cursor() as cur:
         cur.callproc(PROC, (spec_json(wide, [[7, "w" * 500]], repeat=1_000_000),))
         cur.fetchone()
-        previous = production_stopped(server)
-        # Bounded by socket buffers (a few MiB on loopback: thousands of these rows).
-        assert server.stats.rows_sent < 100_000
+        poll(lambda: server.stats.backpressure_pauses > 0, what="the server to wait on the reader")
+        # Another connection fetches meanwhile: a server that kept producing for the held
+        # reader would pass the bound (socket buffers hold a few MiB: thousands of these rows).
+        fetch_elsewhere(server.port)
+        previous = assert_held(server.stats, bound=100_000)
         for _ in range(30_000):
             assert cur.fetchone() == (7, "w" * 500)
-        assert server.stats.rows_sent > previous
+        assert server.stats.rows_sent - WITNESS_ROWS > previous
         cur.cancel()
     assert call(conn, COLUMNS, ROWS)[1] == DECODED
 
@@ -105,7 +108,7 @@ def test_large_values_stream_with_bounded_server_buffers(server: DevServer, conn
     with conn.cursor() as cur:
         cur.callproc(PROC, (spec_json(COLUMNS, big, repeat=200),))
         cur.fetchone()
-        wait_for(lambda: server.stats.backpressure_pauses > 0, "a backpressure pause")
+        poll(lambda: server.stats.backpressure_pauses > 0, what="a backpressure pause")
         assert server.stats.rows_sent < 200
         rest = cur.fetchall()
     assert len(rest) == 199
