@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import xlsx
 from tdsrows import FastRows, Kind, UnsupportedLayout
-from tdsrows.codegen import TEXT_RAW_KINDS
-from xlsx.rows import RowEncoder
+from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
+from xlsx.rows import ExactInt, RowEncoder
 
 logger = logging.getLogger("server.export")
 
@@ -43,7 +43,8 @@ class XlsxRowText:
         self._encoder = encoder
 
     def statements(self, shape: Sequence[type], names: Sequence[str]) -> list[str]:
-        return [*self._encoder.row_code(shape, names), "text = xml"]
+        kinds = [ExactInt if kind is SmallInt else kind for kind in shape]
+        return self._encoder.row_code(kinds, names, target="text")
 
     def namespace(self) -> dict[str, object]:
         return self._encoder.namespace()

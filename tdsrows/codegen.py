@@ -482,7 +482,8 @@ class RowText(Protocol):
 
     def statements(self, shape: Sequence[type], names: Sequence[str]) -> list[str]:
         """Statements that set ``text`` for a row whose column i is in variable ``names[i]``
-        of type ``shape[i]`` (``type(None)``: NULL), its 1-based number as text in ``rs``."""
+        of type ``shape[i]`` (``type(None)``: NULL; :class:`SmallInt`: an int of at most 32
+        bits), its 1-based number as text in ``rs``."""
 
     def namespace(self) -> dict[str, object]:
         """Names the statements refer to."""
@@ -508,19 +509,28 @@ _VALUE_TYPES: Final[dict[Kind, type]] = {
     Kind.BINARY: bytes,
     Kind.GUID: uuid.UUID,
 }
+
+
+class SmallInt(int):
+    """In the shapes given to RowText.statements: an int of at most 32 bits (tinyint, smallint,
+    int), which a double holds exactly (a marker type, never made)."""
+
+
+_SMALL_INT_BYTES: Final = 4
 # Raw kinds a fill function can give: always ints (a raw DECIMAL can be the Decimal -0).
 TEXT_RAW_KINDS: Final = frozenset({Kind.DATE, Kind.DATETIME2})
 FULL: Final = -2  # fill stopped at the row limit or the room: the next row comes next time
 FillFn = Callable[[bytes, int, list[str], int, int, int], tuple[int, int, int, int]]
 
 
-def _account(indent: str) -> list[str]:
-    """Statements of a fill function after a row's ``end`` and ``text`` are known."""
+def _account(indent: str, *, checked: bool = False) -> list[str]:
+    """Statements of a fill function after a row's ``end`` and ``text`` are known
+    (``checked``: ``end`` is known not to be INCOMPLETE)."""
+    incomplete = () if checked else ("if end < 0:", "    return start, -1, r, room")
     return [
         indent + line
         for line in (
-            "if end < 0:",
-            "    return start, -1, r, room",
+            *incomplete,
             "room -= len(text)",
             "if room < 0:",
             f"    return start, {FULL}, r, room + len(text)",
@@ -557,17 +567,28 @@ class CompiledText:
         self.fill: FillFn = self._compile_fill()
 
     def _types(self, nulls: int) -> list[type]:
-        return [
-            type(None)
-            if nulls >> i & 1
-            else (int if c.kind in self.raw_kinds else _VALUE_TYPES[c.kind])
-            for i, c in enumerate(self.layout.columns)
-        ]
+        types: list[type] = []
+        for i, column in enumerate(self.layout.columns):
+            if nulls >> i & 1:
+                types.append(type(None))
+            elif column.kind in self.raw_kinds:
+                types.append(int)
+            elif column.kind is Kind.INT and column.size <= _SMALL_INT_BYTES:
+                types.append(SmallInt)
+            else:
+                types.append(_VALUE_TYPES[column.kind])
+        return types
 
     def _finish(self, nulls: int, values: list[str | None]) -> list[str]:
-        """Bind the values to v0, v1, ... and make the row's text."""
-        names = [f"v{i}" for i in range(len(values))]
-        lines = [f"{n} = {v}" for n, v in zip(names, values, strict=True) if v is not None]
+        """Bind the values to names (a plain field is its own name) and make the row's text."""
+        names: list[str] = []
+        lines: list[str] = []
+        for i, value in enumerate(values):
+            if value is None or value.isidentifier():
+                names.append(value or f"v{i}")
+            else:
+                names.append(f"v{i}")
+                lines.append(f"v{i} = {value}")
         return lines + self._text.statements(self._types(nulls), names)
 
     def _compile_fill(self) -> FillFn:
@@ -599,7 +620,7 @@ class CompiledText:
                 "    return start, -1, r, room",
                 "rs = str(r + 1)",
                 *self._finish(0, row),
-                *_account(""),
+                *_account("", checked=True),
                 "continue",
             ],
         )

@@ -12,6 +12,7 @@ tests/bench/xlsx_writer.py).
 
 import datetime as dt
 import decimal
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -23,6 +24,12 @@ from xlsx.meanings import scaled_text
 from xlsx.spec import DayCount, ScaledDecimal, TickCount
 
 RowFunction = Callable[[Sequence[object], str], str]
+
+
+class ExactInt(int):
+    """In a shape given to :meth:`RowEncoder.row_code`: an int the caller guarantees is within
+    +/-(2**53 - 1), so it is written as a number with no range check (a marker, never made)."""
+
 
 # Shapes are combinations of types and NULLs; a result set with many nullable columns could
 # produce many. Past this many compiled shapes the reference encoder handles new ones, which
@@ -84,12 +91,15 @@ class RowEncoder:
         assert callable(fn)
         return fn
 
-    def row_code(self, shape: Sequence[type], names: Sequence[str]) -> list[str]:
-        """Python statements that set ``xml`` to the `<row>` element of one row.
+    def row_code(
+        self, shape: Sequence[type], names: Sequence[str], target: str = "xml"
+    ) -> list[str]:
+        """Python statements that set ``target`` to the `<row>` element of one row.
 
         The seam for sources that generate their own code (a decoder specialised to a result
         set): the value of column i is in the variable ``names[i]``, of type ``shape[i]``
-        (``type(None)`` for an empty cell); the row number, as text, is in ``rs``. The
+        (``type(None)`` for an empty cell; :class:`ExactInt` for an int the caller knows is
+        within +/-(2**53 - 1), e.g. a 32-bit column); the row number, as text, is in ``rs``. The
         statements need the names of :meth:`namespace` and bind temporaries prefixed ``x_``.
         They write exactly what :meth:`encode` writes for the same values.
         """
@@ -114,14 +124,14 @@ class RowEncoder:
             + "))"
         )
         if not guards:
-            return [f"xml = {row}"]
+            return [f"{target} = {row}"]
         # Every guard holds (the usual case): the whole row is one expression of f-strings;
         # else only the cells whose guard failed go to the reference encoder.
         return [
             f"if {' and '.join(guards)}:",
-            f"    xml = {row}",
+            f"    {target} = {row}",
             "else:",
-            "    xml = ''.join((f'<row r=\"{rs}\">', " + ", ".join(cells) + ", '</row>'))",
+            f"    {target} = ''.join((f'<row r=\"{{rs}}\">', " + ", ".join(cells) + ", '</row>'))",
         ]
 
     def namespace(self) -> dict[str, object]:
@@ -162,6 +172,8 @@ class RowEncoder:
             return "", f'<c r="{ref}" t="b"><v>{{_BOOL[{v}]}}</v></c>'
         if kind is int and self.cells.column_ints[i] is not None:
             return self._meaning_code(i, v, ref, style, s)
+        if kind is ExactInt:
+            return "", f'<c r="{ref}"{s}><v>{{{v}}}</v></c>'
         if kind is int:
             # No guard: the cell itself picks number or text markup (a bool indexes the pair).
             opening = f"_INT_OPEN_{style}" if style else "_INT_OPEN"
@@ -249,9 +261,14 @@ class RowEncoder:
         shown = 10 ** self.cells.column_decimals[i]
         per_day = dates.SECONDS_PER_DAY * shown
         origin = (meaning.origin.toordinal() - dates.EPOCH_ORDINAL) * dates.SECONDS_PER_DAY
+        scale = math.gcd(shown, per_second)
+        ticks = f"({v} + {origin * per_second})"
+        if shown // scale != 1:
+            ticks += f" * {shown // scale}"
+        if per_second // scale != 1:
+            ticks = f"({ticks}) // {per_second // scale}"
         return (
-            f"{first * per_day} <= (x_n{i} := ({v} + {origin * per_second}) * {shown}"
-            f" // {per_second}) < {(last + 1) * per_day}",
+            f"{first * per_day} <= (x_n{i} := {ticks}) < {(last + 1) * per_day}",
             f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
             f"<v>{{x_n{i} / {per_day}!r}}</v></c>",
         )
