@@ -9,9 +9,10 @@ fast path cannot decode (a MAX type, sql_variant, ...) or a configuration that t
 falls back to ``cursor.fetchmany`` and tuples, decided per result set and logged once per
 export at DEBUG.
 
-Dates and datetime2 values of the fast path are ints (days and ticks since 0001-01-01) that the
-writer turns into serials without building ``date``/``datetime`` objects (``xlsx.Column.ints``);
-:meth:`RowSource.int_meanings` tells the writer what they stand for.
+Decimals, money, dates and datetime2 values of the fast path are ints (scaled integers, days
+and ticks since 0001-01-01) that the writer turns into cells without building ``Decimal``,
+``date`` or ``datetime`` objects (``xlsx.Column.ints``); :meth:`RowSource.int_meanings` tells
+the writer what they stand for.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from xlsx.rows import ExactInt, RowEncoder
 
 logger = logging.getLogger("server.export")
 
-# What the fast path hands over as ints: the kinds whose objects cost the most to build and
-# whose serials are a little integer arithmetic (DECIMAL stays a Decimal: its str() is C code,
-# quicker than any text made from the scaled int in Python).
+# What the fast path hands over as ints instead of Decimal/date/datetime objects: building
+# those costs more than the writer's arithmetic on the ints (a scaled decimal's text is the
+# repr of one float division, a date's serial one addition).
 RAW_KINDS: Final = TEXT_RAW_KINDS
+# money and smallmoney count ten-thousandths (MS-TDS 2.2.5.5.1.4).
+_MONEY_SCALE: Final = 4
 # Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
 _TDS_DAY_ZERO: Final = dt.date(1, 1, 1)
 
@@ -94,7 +97,11 @@ class RowSource:
         meanings: list[xlsx.IntMeaning | None] = []
         raw = self.fast.raw_kinds
         for column in self.fast.layout.columns:
-            if column.kind is Kind.DATE and Kind.DATE in raw:
+            if column.kind is Kind.DECIMAL and Kind.DECIMAL in raw:
+                meanings.append(xlsx.ScaledDecimal(column.scale))
+            elif column.kind is Kind.MONEY and Kind.MONEY in raw:
+                meanings.append(xlsx.ScaledDecimal(_MONEY_SCALE))
+            elif column.kind is Kind.DATE and Kind.DATE in raw:
                 meanings.append(xlsx.DayCount(_TDS_DAY_ZERO))
             elif column.kind is Kind.DATETIME2 and Kind.DATETIME2 in raw:
                 meanings.append(xlsx.TickCount(10**column.scale, _TDS_DAY_ZERO))

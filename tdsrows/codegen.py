@@ -155,7 +155,9 @@ def _cell(column: Column, i: int, raw_kinds: frozenset[Kind], names: _Names) -> 
         fmt, fields, guard = fixed("B" + codes, 1 + len(codes))
         sign, magnitude = fields[-1 - len(codes)], _join_int(fields[-len(codes) :], codes)
         if raw:
-            value = f"({magnitude} if {sign} else -{magnitude} if {magnitude} else _NZ)"
+            # A negative zero has no int: that row goes to the reference decoder (Decimal -0).
+            guard = f"{guard} and ({sign} or {magnitude})" if guard else f"({sign} or {magnitude})"
+            value = f"({magnitude} if {sign} else -{magnitude})"
         elif column.scale:
             # Divided by a Decimal: an int divisor would be converted on every call.
             unit = names.bind("_P", values._Decimal(10**column.scale))
@@ -517,8 +519,9 @@ class SmallInt(int):
 
 
 _SMALL_INT_BYTES: Final = 4
-# Raw kinds a fill function can give: always ints (a raw DECIMAL can be the Decimal -0).
-TEXT_RAW_KINDS: Final = frozenset({Kind.DATE, Kind.DATETIME2})
+# Raw kinds a fill function gives as ints (a raw DECIMAL's negative zero, which has no int,
+# goes through the reference decoder as the Decimal -0).
+TEXT_RAW_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
 FULL: Final = -2  # fill stopped at the row limit or the room: the next row comes next time
 FillFn = Callable[[bytes, int, list[str], int, int, int], tuple[int, int, int, int]]
 

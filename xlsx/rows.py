@@ -26,6 +26,14 @@ from xlsx.spec import DayCount, ScaledDecimal, TickCount
 RowFunction = Callable[[Sequence[object], str], str]
 
 
+# Scaled decimals written from a float when the scale is at most this: 10**-4 and above, a
+# float's repr is plain notation (repr switches to exponents below 1e-4 and from 1e16).
+_FLOAT_TEXT_SCALE: Final = 4
+# A whole Decimal whose text (sign included) has 16 characters or more goes the float route in
+# the Decimal encoder ("...1.0"): the int's digits are its text only strictly between these.
+_PLAIN_WHOLE: Final = (-(10**14), 10**15)
+
+
 class ExactInt(int):
     """In a shape given to :meth:`RowEncoder.row_code`: an int the caller guarantees is within
     +/-(2**53 - 1), so it is written as a number with no range check (a marker, never made)."""
@@ -243,6 +251,19 @@ class RowEncoder:
         """
         meaning = self.cells.column_ints[i]
         first, last = dates.FIRST_EXACT_SERIAL, dates.LAST_SERIAL
+        if isinstance(meaning, ScaledDecimal) and meaning.scale <= _FLOAT_TEXT_SCALE:
+            # The Decimal encoder's text, from a float: the int and 10**scale are exact doubles,
+            # so int / 10**scale is the double nearest the value, whose repr is the Decimal's
+            # plain digits (at most 16 significant: the shortest repr that round-trips), and a
+            # whole value is the int's own digits; both as long as the int is within 2**53.
+            unit = 10**meaning.scale
+            low, high = _PLAIN_WHOLE
+            return (
+                f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
+                f" and ({v} % {unit} or {low * unit} < {v} < {high * unit})",
+                f'<c r="{ref}"{s}><v>{{({v} / {unit} if {v} % {unit} else {v} // {unit})!r}}'
+                "</v></c>",
+            )
         if isinstance(meaning, ScaledDecimal):
             return (
                 f"(x_d{i} := _scaled_text({v}, {meaning.scale})) is not None",
