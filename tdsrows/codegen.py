@@ -321,41 +321,43 @@ def _compile(source: str, namespace: dict[str, object], name: str, label: str) -
     return namespace[name]
 
 
-class CompiledLayout:
-    """The decode and skip functions of one layout, with their per-bitmap variants."""
+class _Generated:
+    """What the functions generated for one layout share: the names they are compiled with,
+    the reference decoder they fall back on, the loop over tokens they all have, and their
+    per-bitmap variants (compiled on first sight, at most MAX_COMPILED_BITMAPS of each)."""
 
-    def __init__(self, layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> None:
+    def __init__(
+        self, layout: Layout, raw_kinds: frozenset[Kind], namespace: dict[str, object]
+    ) -> None:
         self.layout = layout
-        self.raw_kinds = raw_kinds & RAW_KINDS
-        self._names = _Names(dict(_BASE_NAMESPACE))
-        self._reference = cells.ReferenceDecoder(layout, raw_kinds=self.raw_kinds)
-        self._row_fns: dict[int, RowFn] = {}
-        self._skip_fns: dict[int, Callable[[bytes, int], int]] = {}
+        self.raw_kinds = raw_kinds
+        self._names = _Names({**_BASE_NAMESPACE, **namespace})
+        self._reference = cells.ReferenceDecoder(layout, raw_kinds=raw_kinds)
         ns = self._names.namespace
         ns["_reference"] = self._reference.row
         ns["_reference_at"] = self._reference.token
-        ns["_nbc"] = self._row_fns
-        ns["_nbc_new"] = self._row_for_bitmap
-        ns["_skip_nbc"] = self._skip_fns
-        ns["_skip_new"] = self._skip_for_bitmap
         ns["_INCOMPLETE_ERRORS"] = INCOMPLETE_ERRORS
-        kinds = {c.kind for c in layout.columns} - self.raw_kinds
-        if kinds & {Kind.TIME, Kind.DATETIME2}:
+        if {c.kind for c in layout.columns} - raw_kinds & {Kind.TIME, Kind.DATETIME2}:
             ns["_HMS"] = values._hms_table()  # built on first need: 86,400 tuples
-        self.decode: DecodeFn = self._compile_decode()
-        self.skip: SkipFn = self._compile_skip()
 
-    # -- generated functions ------------------------------------------------------------------
+    def _compile(self, lines: list[str], name: str, label: str) -> Any:
+        return _compile("\n".join(lines) + "\n", self._names.namespace, name, label)
 
-    def _compile_decode(self) -> DecodeFn:
-        columns = list(enumerate(self.layout.columns))
-        width = len(columns)
+    def _loop(
+        self,
+        signature: str,
+        on_row: list[str],
+        on_nbcrow: list[str],
+        on_other: str,
+        after: list[str],
+    ) -> list[str]:
+        """``def {signature}``: a loop over the tokens from ``pos``, ROW bodies by ``on_row``
+        (with ``p`` at the first value), NBCROW bodies by ``on_nbcrow`` (with ``key``, the null
+        bitmap, and ``p``), any other token ending it with ``return {on_other}``; ``after``:
+        the loop's last statements and its ``except`` clause."""
         nb = self.layout.bitmap_bytes
-        # The fast code reads a run of cells whole, as long as the cells would be without
-        # NULLs: at the end of the bytes, a complete row holding NULLs inline can look cut off.
-        # The reference decoder, which reads exactly what is there, decides that row.
-        lines = [
-            "def decode(data, pos, append):",
+        return [
+            f"def {signature}:",
             "    n = len(data)",
             "    start = pos",
             "    while True:",
@@ -365,14 +367,70 @@ class CompiledLayout:
             "            token = data[pos]",
             f"            if token == {ROW_TOKEN}:",
             "                p = pos + 1",
+            *on_row,
+            f"            elif token == {NBCROW_TOKEN}:",
+            f"                key = {_bitmap_key(nb)}",
+            f"                p = pos + {1 + nb}",
+            *on_nbcrow,
+            "            else:",
+            f"                return {on_other}",
+            *after,
         ]
-        lines += _row_body(
-            columns,
-            width,
-            self.raw_kinds,
-            self._names,
-            "                ",
-            "p",
+
+    def _row_token(
+        self, on_fail: list[str], on_done: Callable[[list[str | None], str], list[str]]
+    ) -> list[str]:
+        """The statements of a ROW token's body inside ``_loop`` (every column present)."""
+        columns = list(enumerate(self.layout.columns))
+        indent = " " * 16
+        return _row_body(
+            columns, len(columns), self.raw_kinds, self._names, indent, "p", on_fail, on_done
+        )
+
+    def _per_bitmap(
+        self,
+        cache: dict[int, Any],
+        key: int,
+        signature: str,
+        on_fail: list[str],
+        on_done: Callable[[list[str | None], str], list[str]],
+        fallback: Any,
+    ) -> Any:
+        """``def row({signature})`` decoding NBCROW bodies with null bitmap ``key`` (``p`` at
+        the first value present; see _row_body), compiled once; ``fallback`` past the bound."""
+        if len(cache) >= MAX_COMPILED_BITMAPS:
+            return fallback
+        present = [(i, c) for i, c in enumerate(self.layout.columns) if not key >> i & 1]
+        width = len(self.layout.columns)
+        body = _row_body(present, width, self.raw_kinds, self._names, "    ", "p", on_fail, on_done)
+        fn = self._compile([f"def row({signature}):", *body], "row", f"bitmap {key}")
+        cache[key] = fn
+        return fn
+
+
+class CompiledLayout(_Generated):
+    """The decode and skip functions of one layout, with their per-bitmap variants."""
+
+    def __init__(self, layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> None:
+        self._row_fns: dict[int, RowFn] = {}
+        self._skip_fns: dict[int, Callable[[bytes, int], int]] = {}
+        super().__init__(
+            layout,
+            raw_kinds & RAW_KINDS,
+            {
+                "_nbc": self._row_fns,
+                "_nbc_new": self._row_for_bitmap,
+                "_skip_nbc": self._skip_fns,
+                "_skip_new": self._skip_for_bitmap,
+            },
+        )
+        self.decode: DecodeFn = self._compile_decode()
+        self.skip: SkipFn = self._compile_skip()
+
+    # -- generated functions ------------------------------------------------------------------
+
+    def _compile_decode(self) -> DecodeFn:
+        row = self._row_token(
             on_fail=[
                 "pos = _reference(data, p, append, n, 0)",
                 "if pos < 0:",
@@ -386,86 +444,73 @@ class CompiledLayout:
                 "continue",
             ],
         )
-        lines += [
-            f"            elif token == {NBCROW_TOKEN}:",
-            f"                key = {_bitmap_key(nb)}",
+        nbcrow = [
             "                fn = _nbc.get(key) or _nbc_new(key)",
-            f"                pos = fn(data, pos + {1 + nb}, append, n)",
+            "                pos = fn(data, p, append, n)",
             "                if pos < 0:",
             "                    return start, -1",
-            "            else:",
-            "                return pos, token",
-            "      except _INCOMPLETE_ERRORS:",
-            "        pos = _reference_at(data, start, append, n)",
-            "        if pos < 0:",
-            "            return start, -1",
         ]
-        return _compile("\n".join(lines) + "\n", self._names.namespace, "decode", "decode")  # type: ignore[no-any-return]
+        # The fast code reads a run of cells whole, as long as the cells would be without
+        # NULLs: at the end of the bytes, a complete row holding NULLs inline can look cut off.
+        # The reference decoder, which reads exactly what is there, decides that row.
+        lines = self._loop(
+            "decode(data, pos, append)",
+            row,
+            nbcrow,
+            "pos, token",
+            [
+                "      except _INCOMPLETE_ERRORS:",
+                "        pos = _reference_at(data, start, append, n)",
+                "        if pos < 0:",
+                "            return start, -1",
+            ],
+        )
+        return self._compile(lines, "decode", "decode")  # type: ignore[no-any-return]
 
     def _row_for_bitmap(self, key: int) -> RowFn:
         """The decoder of NBCROW bodies with this null bitmap (compiled once, within a bound)."""
-        nulls = key
-        if len(self._row_fns) >= MAX_COMPILED_BITMAPS:
-            reference = self._reference.row
-            return lambda data, pos, append, n: reference(data, pos, append, n, nulls)
-        present = [(i, c) for i, c in enumerate(self.layout.columns) if not nulls >> i & 1]
-        lines = ["def row(data, p, append, n):"]
-        lines += _row_body(
-            present,
-            len(self.layout.columns),
-            self.raw_kinds,
-            self._names,
-            "    ",
-            "p",
-            on_fail=[f"return _reference(data, p, append, n, {nulls})"],
-            on_done=lambda row, end: [
+        reference = self._reference.row
+        return self._per_bitmap(  # type: ignore[no-any-return]
+            self._row_fns,
+            key,
+            "data, p, append, n",
+            [f"return _reference(data, p, append, n, {key})"],
+            lambda row, end: [
                 f"end = {end}",
                 "if end > n:",
                 "    return -1",
                 f"append({_tuple(row)})",
                 "return end",
             ],
+            lambda data, p, append, n: reference(data, p, append, n, key),
         )
-        fn: RowFn = _compile("\n".join(lines) + "\n", self._names.namespace, "row", f"nbc {key}")
-        self._row_fns[key] = fn
-        return fn
 
     def _compile_skip(self) -> SkipFn:
-        nb = self.layout.bitmap_bytes
-        lines = [
-            "def skip(data, pos):",
-            "    n = len(data)",
-            "    start = pos",
-            "    try:",
-            "        while True:",
-            "            start = pos",
-            "            token = data[pos]",
-            f"            if token == {ROW_TOKEN}:",
-            "                p = pos + 1",
-        ]
-        lines += _skip_body(list(enumerate(self.layout.columns)), "                ")
-        lines += [
-            f"            elif token == {NBCROW_TOKEN}:",
-            f"                key = {_bitmap_key(nb)}",
+        row = _skip_body(list(enumerate(self.layout.columns)), "                ")
+        nbcrow = [
             "                fn = _skip_nbc.get(key) or _skip_new(key)",
-            f"                p = fn(data, pos + {1 + nb})",
-            "            else:",
-            "                return pos, token",
-            "            if p > n:",
-            "                return start, -1",
-            "            pos = p",
-            "    except IndexError:",
-            "        return start, -1",
+            "                p = fn(data, p)",
         ]
-        return _compile("\n".join(lines) + "\n", self._names.namespace, "skip", "skip")  # type: ignore[no-any-return]
+        lines = self._loop(
+            "skip(data, pos)",
+            row,
+            nbcrow,
+            "pos, token",
+            [
+                "            if p > n:",
+                "                return start, -1",
+                "            pos = p",
+                "      except IndexError:",
+                "        return start, -1",
+            ],
+        )
+        return self._compile(lines, "skip", "skip")  # type: ignore[no-any-return]
 
     def _skip_for_bitmap(self, key: int) -> Callable[[bytes, int], int]:
         present = [(i, c) for i, c in enumerate(self.layout.columns) if not key >> i & 1]
         lines = ["def skip_row(data, p):", *_skip_body(present, "    "), "    return p"]
-        fn: Callable[[bytes, int], int] = _compile(
-            "\n".join(lines) + "\n", self._names.namespace, "skip_row", f"skip {key}"
-        )
-        if len(self._skip_fns) < MAX_COMPILED_BITMAPS:
+        fn: Callable[[bytes, int], int] = self._compile(lines, "skip_row", f"skip {key}")
+        if len(self._skip_fns) < MAX_COMPILED_BITMAPS:  # past the bound: compiled, not kept
             self._skip_fns[key] = fn
         return fn
 
@@ -546,27 +591,25 @@ def _account(indent: str, *, checked: bool = False) -> list[str]:
     ]
 
 
-class CompiledText:
+class CompiledText(_Generated):
     """The fill function of one layout: rows straight from the wire to their text."""
 
     def __init__(
         self, layout: Layout, text: RowText, *, raw_kinds: frozenset[Kind] = frozenset()
     ) -> None:
-        self.layout = layout
-        self.raw_kinds = raw_kinds & TEXT_RAW_KINDS
         self._text = text
-        self._names = _Names(dict(_BASE_NAMESPACE))
-        ns = self._names.namespace
-        ns.update(text.namespace())
-        self._reference = cells.ReferenceDecoder(layout, raw_kinds=self.raw_kinds)
         self._row_fns: dict[int, Callable[..., tuple[int, str | None]]] = {}
-        ns["_nbc"] = self._row_fns
-        ns["_nbc_new"] = self._row_for_bitmap
-        ns["_ref_text"] = self._reference_text
-        ns["_ref_text_at"] = self._reference_text_at
-        ns["_INCOMPLETE_ERRORS"] = INCOMPLETE_ERRORS
-        if {c.kind for c in layout.columns} - self.raw_kinds & {Kind.TIME, Kind.DATETIME2}:
-            ns["_HMS"] = values._hms_table()
+        super().__init__(
+            layout,
+            raw_kinds & TEXT_RAW_KINDS,
+            {
+                **text.namespace(),
+                "_nbc": self._row_fns,
+                "_nbc_new": self._row_for_bitmap,
+                "_ref_text": self._reference_text,
+                "_ref_text_at": self._reference_text_at,
+            },
+        )
         self.fill: FillFn = self._compile_fill()
 
     def _types(self, nulls: int) -> list[type]:
@@ -595,27 +638,7 @@ class CompiledText:
         return lines + self._text.statements(self._types(nulls), names)
 
     def _compile_fill(self) -> FillFn:
-        columns = list(enumerate(self.layout.columns))
-        nb = self.layout.bitmap_bytes
-        lines = [
-            "def fill(data, pos, out, r, limit, room):",
-            "    n = len(data)",
-            "    start = pos",
-            "    while True:",
-            "      try:",
-            "        while True:",
-            "            start = pos",
-            "            token = data[pos]",
-            f"            if token == {ROW_TOKEN}:",
-            "                p = pos + 1",
-        ]
-        lines += _row_body(
-            columns,
-            len(columns),
-            self.raw_kinds,
-            self._names,
-            "                ",
-            "p",
+        row = self._row_token(
             on_fail=["end, text = _ref_text(data, p, n, 0, str(r + 1))"],
             on_done=lambda row, end: [
                 f"end = {end}",
@@ -627,48 +650,40 @@ class CompiledText:
                 "continue",
             ],
         )
-        lines += [
-            f"            elif token == {NBCROW_TOKEN}:",
-            f"                key = {_bitmap_key(nb)}",
+        nbcrow = [
             "                fn = _nbc.get(key) or _nbc_new(key)",
-            f"                end, text = fn(data, pos + {1 + nb}, n, str(r + 1))",
-            "            else:",
-            "                return pos, token, r, room",
-            *_account("            "),
-            "      except _INCOMPLETE_ERRORS:",
-            "        end, text = _ref_text_at(data, start, n, str(r + 1))",
-            *_account("        "),
+            "                end, text = fn(data, p, n, str(r + 1))",
         ]
-        return _compile("\n".join(lines) + "\n", self._names.namespace, "fill", "fill")  # type: ignore[no-any-return]
+        lines = self._loop(
+            "fill(data, pos, out, r, limit, room)",
+            row,
+            nbcrow,
+            "pos, token, r, room",
+            [
+                *_account("            "),
+                "      except _INCOMPLETE_ERRORS:",
+                "        end, text = _ref_text_at(data, start, n, str(r + 1))",
+                *_account("        "),
+            ],
+        )
+        return self._compile(lines, "fill", "fill")  # type: ignore[no-any-return]
 
     def _row_for_bitmap(self, key: int) -> Callable[..., tuple[int, str | None]]:
-        nulls = key
-        if len(self._row_fns) >= MAX_COMPILED_BITMAPS:
-            reference = self._reference_text
-            return lambda data, p, n, rs: reference(data, p, n, nulls, rs)
-        present = [(i, c) for i, c in enumerate(self.layout.columns) if not nulls >> i & 1]
-        lines = ["def row(data, p, n, rs):"]
-        lines += _row_body(
-            present,
-            len(self.layout.columns),
-            self.raw_kinds,
-            self._names,
-            "    ",
-            "p",
-            on_fail=[f"return _ref_text(data, p, n, {nulls}, rs)"],
-            on_done=lambda row, end: [
+        reference = self._reference_text
+        return self._per_bitmap(  # type: ignore[no-any-return]
+            self._row_fns,
+            key,
+            "data, p, n, rs",
+            [f"return _ref_text(data, p, n, {key}, rs)"],
+            lambda row, end: [
                 f"end = {end}",
                 "if end > n:",
                 "    return -1, None",
-                *self._finish(nulls, row),
+                *self._finish(key, row),
                 "return end, text",
             ],
+            lambda data, p, n, rs: reference(data, p, n, key, rs),
         )
-        fn: Callable[..., tuple[int, str | None]] = _compile(
-            "\n".join(lines) + "\n", self._names.namespace, "row", f"text nbc {key}"
-        )
-        self._row_fns[key] = fn
-        return fn
 
     def _reference_text(
         self, data: bytes, p: int, n: int, nulls: int, rs: str
