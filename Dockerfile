@@ -14,6 +14,8 @@ COPY xlsx ./xlsx
 COPY server ./server
 COPY bff ./bff
 COPY sql ./sql
+COPY httpedge ./httpedge
+COPY tdsrows ./tdsrows
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Final stage: the slim runtime, the installed wheels and nothing else. The wheels are

@@ -62,6 +62,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _on_off(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"expected on or off, not {text!r}")
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -165,6 +174,13 @@ OPTIONS: tuple[Option, ...] = (
         "API_FETCH_BATCH_ROWS",
         _positive_int,
         "rows per fetch between cancel checks",
+    ),
+    Option(
+        "fast_rows",
+        "--fast-rows",
+        "API_FAST_ROWS",
+        _on_off,
+        "decode rows with the fast row path where the result set allows (on/off)",
     ),
     Option(
         "queue_chunks",

@@ -35,6 +35,9 @@ from server.handoff import Handoff
 from server.memory import MemoryLog, ProcessMemory
 from server.metrics import Outcome
 from server.pool import Lease
+from server.rowsource import RowSource, XlsxRowText
+from tdsrows import FastRows
+from xlsx.rows import RowEncoder
 
 logger = logging.getLogger("server.export")
 
@@ -111,6 +114,7 @@ class ExportJob:
         self._rows_reported = 0
         self._conn: DbConnection | None = None
         self._cursor: Any = None
+        self._source: RowSource | None = None
 
     # -- handler side (event loop) --------------------------------------------------------------
 
@@ -172,18 +176,23 @@ class ExportJob:
             self._half_done()
 
     def _work(self) -> None:
-        cursor, first = self._start_query()
+        cursor, source, first = self._start_query()
         columns = tuple(str(d[0]) for d in cursor.description)
         if not self._emit(Started(columns)):
             raise _Stop
-        headers, specs = report.layout(cursor.description)
+        headers, specs = report.layout(cursor.description, source.int_meanings())
         assert self._conn is not None
         self._conn.socket.watch(
             self._cancel.is_set, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
         )
+        rows: Iterator[tuple[Any, ...]] | _FastXmlRows
+        if source.fast is not None:
+            rows = _FastXmlRows(self, cursor, source.fast)
+        else:
+            rows = self._rows(cursor, source, first)
         chunks = xlsx.stream_xlsx(
             headers,
-            self._rows(cursor, first),
+            rows,
             sheet_name="Report",
             columns=specs,
             max_rows_per_sheet=self._config.max_rows_per_sheet,
@@ -199,14 +208,12 @@ class ExportJob:
                 ):
                     raise _Stop
         finally:
-            close = getattr(chunks, "close", None)  # a generator: stop it (and our row source) now
-            if close is not None:
-                close()
+            chunks.close()  # stop the writer (and so the row source) now
         self.db_result = "completed"
         self._emit(Finished())
 
-    def _start_query(self) -> tuple[Any, Any]:
-        """Connection, procedure call and first row; a dead pooled connection is retried once."""
+    def _start_query(self) -> tuple[Any, RowSource, list[Any]]:
+        """Connection, procedure call and first rows; a dead pooled connection is retried once."""
         for attempt in (1, 2):
             self._check_cancelled()
             conn, reused = self._lease.acquire()
@@ -221,7 +228,16 @@ class ExportJob:
             cursor = self._cursor = conn.cursor()
             try:
                 cursor.callproc(self._config.procedure, {"@RowCount": self.row_count})
-                first = cursor.fetchone() if cursor.description is not None else None
+                if cursor.description is None:
+                    source, first = None, []
+                else:
+                    source = self._source = RowSource(
+                        cursor,
+                        fast=self._config.fast_rows,
+                        batch_rows=self._config.fetch_batch_rows,
+                        label=f"export {self.export_id}",
+                    )
+                    first = source.first()
             except Exception as exc:
                 if conn.socket.attention_reason is not None:
                     # Our timeout's attention went unanswered (a frozen database): to the
@@ -239,35 +255,40 @@ class ExportJob:
                     continue
                 raise translate(exc) from exc
             self._check_interrupted()
-            if cursor.description is None:
+            if source is None:
                 raise DatabaseError(f"{self._config.procedure} returned no result set")
-            return cursor, first
+            return cursor, source, first
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _rows(self, cursor: Any, first: Any) -> Iterator[tuple[Any, ...]]:
-        """The rows, batch by batch, with the cancel flag checked between batches.
+    def _rows(self, cursor: Any, source: RowSource, first: list[Any]) -> Iterator[tuple[Any, ...]]:
+        """pytds' rows, batch by batch, with the cancel flag checked between batches.
 
-        Batches end on multiples of the memory-log interval, so RSS is sampled after exactly
-        5,000, 10,000, ... rows.
+        RSS is sampled after exactly 5,000, 10,000, ... rows (a batch crossing a multiple of
+        the memory-log interval is split there).
         """
-        batch_size = self._config.fetch_batch_rows
         log_every = self._config.memory_log_every_rows
-        batch: list[Any] = [] if first is None else [first]
+        batch = first
         while batch:
-            with self._lock:
-                self.rows += len(batch)
-            yield from batch
-            size = batch_size
-            if log_every:
-                to_next_sample = log_every - self.rows % log_every
-                if to_next_sample == log_every:
-                    self.memory.sample(f"after {self.rows:,} rows")
-                size = min(size, to_next_sample)
+            if log_every and self.rows // log_every != (self.rows + len(batch)) // log_every:
+                cut = log_every - self.rows % log_every
+                self._count(cut)
+                yield from batch[:cut]
+                self.memory.sample(f"after {self.rows:,} rows")
+                batch = batch[cut:]
+                if batch:
+                    continue
+            else:
+                self._count(len(batch))
+                yield from batch
             self._check_cancelled()
             try:
-                batch = cursor.fetchmany(size)
+                batch = source.fetch()
             except Exception as exc:
                 self._fail_mid_stream(exc)
+        self._end_of_rows(cursor)
+
+    def _end_of_rows(self, cursor: Any) -> None:
+        """The result set ended: was it cut short by our attention? Then read the rest."""
         self._check_interrupted()
         try:
             # RETURNSTATUS and DONEPROC are still unread (docs/pytds.md): reading them leaves the
@@ -276,6 +297,10 @@ class ExportJob:
                 pass
         except Exception as exc:
             self._fail_mid_stream(exc)
+
+    def _count(self, rows: int) -> None:
+        with self._lock:
+            self.rows += rows
 
     def _fail_mid_stream(self, exc: Exception) -> NoReturn:
         if not is_server_error(exc):
@@ -313,7 +338,11 @@ class ExportJob:
             return
         conn.socket.attention_sent(_CANCELLED)
         try:
-            self._cursor.cancel()  # sends the attention unless one is on its way; reads the ack
+            # Sends the attention unless one is on its way, then reads up to its acknowledgement.
+            if self._source is not None:
+                self._source.settle()
+            else:
+                self._cursor.cancel()
         except Exception:
             logger.info("export %d: connection did not settle; discarding it", self.export_id)
             self._discard()
@@ -338,3 +367,38 @@ class ExportJob:
         if last:
             self.finished_at = self._clock()
             self._on_complete(self)
+
+
+class _FastXmlRows:
+    """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
+    from the wire to their `<row>` XML in generated code, with the export's bookkeeping
+    between batches (cancel flag, row count, memory log at exact multiples, end checks)."""
+
+    def __init__(self, job: ExportJob, cursor: Any, fast: FastRows) -> None:
+        self._job = job
+        self._cursor = cursor
+        self._fast = fast
+
+    def bind(self, encoder: RowEncoder) -> None:
+        self._fast.use_text(XlsxRowText(encoder))
+
+    @property
+    def finished(self) -> bool:
+        return self._fast.finished
+
+    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+        job = self._job
+        job._check_cancelled()
+        every = job._config.memory_log_every_rows
+        if every:  # end the batch at the next multiple of the memory-log interval
+            limit = min(limit, last + every - job.rows % every)
+        try:
+            written = self._fast.fill(out, last, limit, room)
+        except Exception as exc:
+            job._fail_mid_stream(exc)
+        job._count(written - last)
+        if every and written > last and job.rows % every == 0:
+            job.memory.sample(f"after {job.rows:,} rows")
+        if self._fast.finished:
+            job._end_of_rows(self._cursor)
+        return written

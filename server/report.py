@@ -9,6 +9,7 @@ follow, with no list here to keep in step.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Mapping, Sequence
@@ -153,13 +154,22 @@ def sql_type(column: Sequence[object]) -> str | None:
 
 def layout(
     description: Sequence[Sequence[object]],
+    int_meanings: Sequence[xlsx.IntMeaning | None] | None = None,
 ) -> tuple[list[str], list[xlsx.Column | None]]:
-    """Headers and writer column specs for the result set the database described."""
+    """Headers and writer column specs for the result set the database described.
+
+    ``int_meanings`` says, per column, what an int value stands for when the rows come from
+    the fast row path (dates as day counts, datetimes as tick counts).
+    """
     headers = [header_for(str(column[0])) for column in description]
     specs: list[xlsx.Column | None] = []
-    for column in description:
+    meanings = list(int_meanings or ()) + [None] * (len(description) - len(int_meanings or ()))
+    for column, meaning in zip(description, meanings, strict=True):
         type_text = sql_type(column)
-        specs.append(None if type_text is None else column_spec(type_text))
+        spec = xlsx.Column() if type_text is None else column_spec(type_text)
+        if meaning is not None:
+            spec = dataclasses.replace(spec, ints=meaning)
+        specs.append(None if spec == xlsx.Column() else spec)
     return headers, specs
 
 

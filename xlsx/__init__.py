@@ -9,7 +9,8 @@ cells.py and dates.py; limits, rollover and the zip layout in workbook.py.
 """
 
 from xlsx.errors import UnsupportedValueError, XlsxError, XlsxValueError
-from xlsx.spec import Column, WriteStats
+from xlsx.sources import RowXmlSource
+from xlsx.spec import Column, DayCount, IntMeaning, ScaledDecimal, TickCount, WriteStats
 from xlsx.workbook import (
     DEFAULT_COMPRESS_LEVEL,
     DEFAULT_MAX_SHEET_XML_BYTES,
@@ -24,6 +25,11 @@ __all__ = [
     "EXCEL_MAX_ROWS",
     "OUTPUT_CHUNK",
     "Column",
+    "DayCount",
+    "IntMeaning",
+    "RowXmlSource",
+    "ScaledDecimal",
+    "TickCount",
     "UnsupportedValueError",
     "WriteStats",
     "XlsxError",

@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from xlsx import dates, escape, styles
+from xlsx import dates, escape, meanings, styles
 from xlsx.errors import UnsupportedValueError
-from xlsx.spec import WriteStats
+from xlsx.spec import IntMeaning, WriteStats
 
 # Largest integer a double holds exactly (IEEE 754 binary64: 53-bit significand).
 MAX_EXACT_INT: Final = 2**53 - 1
@@ -65,12 +65,15 @@ class CellEncoder:
         column_styles: Sequence[int],
         stats: WriteStats,
         column_decimals: Sequence[int] | None = None,
+        column_ints: Sequence[IntMeaning | None] | None = None,
     ) -> None:
         self.letters = letters
         # Style per column for numeric cells; 0 = none given (dates then get their default).
         self.column_styles = column_styles
         # Decimals of a second kept in datetime/time serials per column (see dates.py).
         self.column_decimals = column_decimals or [0] * len(letters)
+        # What an int stands for per column (Column.ints); None: a number.
+        self.column_ints = column_ints or [None] * len(letters)
         self.stats = stats  # truncated_cells is counted here, live
         self._resolved: dict[type, Encoder | None] = dict(_ENCODERS)
 
@@ -110,6 +113,10 @@ def _bool(self: CellEncoder, value: object, col: int, ref: str) -> str:
 
 def _int(self: CellEncoder, value: object, col: int, ref: str) -> str:
     assert isinstance(value, int)
+    meaning = self.column_ints[col]
+    if meaning is not None:
+        stands_for = meanings.value_of(meaning, value)
+        return _ENCODERS[type(stands_for)](self, stands_for, col, ref)  # type: ignore[misc]
     text = int.__repr__(value)
     if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
         return number_xml(ref, text, self.column_styles[col])

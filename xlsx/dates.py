@@ -25,6 +25,8 @@ EPOCH_ORDINAL: Final = dt.date(1899, 12, 30).toordinal()
 EPOCH: Final = dt.datetime(1899, 12, 30)
 # Serial of 1900-03-01, the first day on which the simple rule above is right.
 FIRST_EXACT_SERIAL: Final = 61
+# Serial of 9999-12-31, the last day Excel (and Python's date) can hold.
+LAST_SERIAL: Final = dt.date.max.toordinal() - EPOCH_ORDINAL
 SECONDS_PER_DAY: Final = 86_400
 ONE_SECOND: Final = dt.timedelta(seconds=1)
 # 1900-01-01 counted from 1899-12-30.

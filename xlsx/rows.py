@@ -12,6 +12,7 @@ tests/bench/xlsx_writer.py).
 
 import datetime as dt
 import decimal
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -19,8 +20,24 @@ from typing import Final
 from xlsx import dates, escape, styles
 from xlsx.cells import MAX_EXACT_INT, CellEncoder
 from xlsx.errors import XlsxValueError
+from xlsx.meanings import scaled_text
+from xlsx.spec import DayCount, ScaledDecimal, TickCount
 
 RowFunction = Callable[[Sequence[object], str], str]
+
+
+# Scaled decimals written from a float when the scale is at most this: 10**-4 and above, a
+# float's repr is plain notation (repr switches to exponents below 1e-4 and from 1e16).
+_FLOAT_TEXT_SCALE: Final = 4
+# A whole Decimal whose text (sign included) has 16 characters or more goes the float route in
+# the Decimal encoder ("...1.0"): the int's digits are its text only strictly between these.
+_PLAIN_WHOLE: Final = (-(10**14), 10**15)
+
+
+class ExactInt(int):
+    """In a shape given to :meth:`RowEncoder.row_code`: an int the caller guarantees is within
+    +/-(2**53 - 1), so it is written as a number with no range check (a marker, never made)."""
+
 
 # Shapes are combinations of types and NULLs; a result set with many nullable columns could
 # produce many. Past this many compiled shapes the reference encoder handles new ones, which
@@ -69,20 +86,42 @@ class RowEncoder:
         return self.for_shape(tuple(map(type, row)))(row, rs)
 
     def _compile(self, shape: tuple[type, ...]) -> RowFunction:
+        names = [f"v{i}" for i in range(len(shape))]
+        lines = ["def encode_row(row, rs):"]
+        if shape:
+            lines.append("    " + ", ".join(names) + ", = row")
+        lines += ["    " + line for line in self.row_code(shape, names)]
+        lines.append("    return xml")
+        namespace = dict(self.namespace())
+        source = "\n".join(lines) + "\n"
+        exec(compile(source, f"<xlsx row shape {len(self.compiled)}>", "exec"), namespace)
+        fn = namespace["encode_row"]
+        assert callable(fn)
+        return fn
+
+    def row_code(
+        self, shape: Sequence[type], names: Sequence[str], target: str = "xml"
+    ) -> list[str]:
+        """Python statements that set ``target`` to the `<row>` element of one row.
+
+        The seam for sources that generate their own code (a decoder specialised to a result
+        set): the value of column i is in the variable ``names[i]``, of type ``shape[i]``
+        (``type(None)`` for an empty cell; :class:`ExactInt` for an int the caller knows is
+        within +/-(2**53 - 1), e.g. a 32-bit column); the row number, as text, is in ``rs``. The
+        statements need the names of :meth:`namespace` and bind temporaries prefixed ``x_``.
+        They write exactly what :meth:`encode` writes for the same values.
+        """
         guards: list[str] = []
         fast: list[str] = []  # f-string fragments of the whole row when every guard holds
         cells: list[str] = []  # per cell, for the fallback: fast when its own guard holds
         for i, kind in enumerate(shape):
-            guard, part = self._column_code(i, kind)
+            guard, part = self._column_code(i, kind, names[i])
             fast.append(part)
             if guard:
                 guards.append(f"({guard})")
-                cells.append(f"(f'{part}' if {guard} else _cell(v{i}, {i}, rs))")
+                cells.append(f"(f'{part}' if {guard} else _cell({names[i]}, {i}, rs))")
             elif part:
                 cells.append(f"f'{part}'")
-        lines = ["def encode_row(row, rs):"]
-        if shape:
-            lines.append("    " + ", ".join(f"v{i}" for i in range(len(shape))) + ", = row")
         # Groups joined by one str.join: a chain of `+` nests one level per group in the parsed
         # source, and a very wide row (16,384 columns) exceeds the compiler's recursion limit.
         row = (
@@ -92,18 +131,22 @@ class RowEncoder:
             )
             + "))"
         )
-        if guards:
-            # Every guard holds (the usual case): the whole row is one expression of f-strings.
-            lines.append(f"    if {' and '.join(guards)}:")
-            lines.append(f"        return {row}")
-            # Some value needs the reference encoder: only its cell goes there.
-            lines.append(
-                "    return ''.join((f'<row r=\"{rs}\">', " + ", ".join(cells) + ", '</row>'))"
-            )
-        else:
-            lines.append(f"    return {row}")
+        if not guards:
+            return [f"{target} = {row}"]
+        # Every guard holds (the usual case): the whole row is one expression of f-strings;
+        # else only the cells whose guard failed go to the reference encoder.
+        return [
+            f"if {' and '.join(guards)}:",
+            f"    {target} = {row}",
+            "else:",
+            f"    {target} = ''.join((f'<row r=\"{{rs}}\">', " + ", ".join(cells) + ", '</row>'))",
+        ]
+
+    def namespace(self) -> dict[str, object]:
+        """The names :meth:`row_code`'s statements refer to."""
         namespace: dict[str, object] = {
             "_cell": self.cells.cell,
+            "_scaled_text": scaled_text,
             "_needs_work": escape.NEEDS_WORK,
             "_EPOCH": dates.EPOCH,
             # One tick per 10**-d second, d = 0..6.
@@ -116,19 +159,14 @@ class RowEncoder:
         }
         for style in set(self.cells.column_styles) - {0}:
             namespace[f"_INT_OPEN_{style}"] = ('" t="inlineStr"><is><t>', f'" s="{style}"><v>')
-        source = "\n".join(lines) + "\n"
-        exec(compile(source, f"<xlsx row shape {len(self.compiled)}>", "exec"), namespace)
-        fn = namespace["encode_row"]
-        assert callable(fn)
-        return fn
+        return namespace
 
-    def _column_code(self, i: int, kind: type) -> tuple[str, str]:
+    def _column_code(self, i: int, kind: type, v: str) -> tuple[str, str]:
         """(guard expression, f-string fragment) for column i holding values of type `kind`.
 
-        Names bound in a guard with := are used by the fragment, which is only evaluated after
-        its guard held.
+        ``v`` is the name of the variable holding the value. Names bound in a guard with := are
+        used by the fragment, which is only evaluated after its guard held.
         """
-        v = f"v{i}"
         ref = self.cells.letters[i] + "{rs}"
         style = self.cells.column_styles[i]
         s = f' s="{style}"' if style else ""
@@ -140,17 +178,23 @@ class RowEncoder:
             return "", ""
         if kind is bool:
             return "", f'<c r="{ref}" t="b"><v>{{_BOOL[{v}]}}</v></c>'
+        if kind is int and self.cells.column_ints[i] is not None:
+            return self._meaning_code(i, v, ref, style, s)
+        if kind is ExactInt:
+            return "", f'<c r="{ref}"{s}><v>{{{v}}}</v></c>'
         if kind is int:
             # No guard: the cell itself picks number or text markup (a bool indexes the pair).
             opening = f"_INT_OPEN_{style}" if style else "_INT_OPEN"
             exact = f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
-            return "", (f'<c r="{ref}{{{opening}[(k{i} := {exact})]}}{{{v}}}{{_INT_CLOSE[k{i}]}}')
+            return "", (
+                f'<c r="{ref}{{{opening}[(x_k{i} := {exact})]}}{{{v}}}{{_INT_CLOSE[x_k{i}]}}'
+            )
         if kind is float:
             return f"-_INF < {v} < _INF", f'<c r="{ref}"{s}><v>{{{v}!r}}</v></c>'
         if kind is decimal.Decimal:
             return (
-                f'{v}.is_finite() and len(d{i} := str({v})) < 16 and "E" not in d{i}',
-                f'<c r="{ref}"{s}><v>{{d{i}}}</v></c>',
+                f'{v}.is_finite() and len(x_d{i} := str({v})) < 16 and "E" not in x_d{i}',
+                f'<c r="{ref}"{s}><v>{{x_d{i}}}</v></c>',
             )
         if kind is str:
             return (
@@ -168,8 +212,8 @@ class RowEncoder:
         first = dates.FIRST_EXACT_SERIAL
         if kind is dt.date:
             return (
-                f"(n{i} := {v}.toordinal() - {dates.EPOCH_ORDINAL}) >= {first}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{n{i}}}</v></c>',
+                f"(x_n{i} := {v}.toordinal() - {dates.EPOCH_ORDINAL}) >= {first}",
+                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{x_n{i}}}</v></c>',
             )
         decimals = self.cells.column_decimals[i]
         if kind is dt.datetime and decimals:
@@ -177,16 +221,17 @@ class RowEncoder:
             per_day = 86_400 * 10**decimals
             return (
                 f"{v}.tzinfo is None and"
-                f" (n{i} := ({v} - _EPOCH) // _TICK[{decimals}]) >= {first * per_day}",
-                f'<c r="{ref}" s="{style}"><v>{{n{i} / {per_day}!r}}</v></c>',
+                f" (x_n{i} := ({v} - _EPOCH) // _TICK[{decimals}]) >= {first * per_day}",
+                f'<c r="{ref}" s="{style}"><v>{{x_n{i} / {per_day}!r}}</v></c>',
             )
         if kind is dt.datetime:
             # Whole seconds since 1899-12-30; one correctly rounded division makes the serial.
             seconds = f"{v}.toordinal() * 86400 + {v}.hour * 3600 + {v}.minute * 60 + {v}.second"
             return (
                 f"{v}.tzinfo is None and"
-                f" (n{i} := {seconds} - {dates.EPOCH_ORDINAL * 86_400}) >= {first * 86_400}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}"><v>{{n{i} / 86400!r}}</v></c>',
+                f" (x_n{i} := {seconds} - {dates.EPOCH_ORDINAL * 86_400}) >= {first * 86_400}",
+                f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
+                f"<v>{{x_n{i} / 86400!r}}</v></c>",
             )
         if kind is dt.time and not style:
             return (
@@ -196,6 +241,58 @@ class RowEncoder:
             )
         # Subclasses, rarer types and unsupported ones: the reference encoder decides (and raises).
         return "", f"{{_cell({v}, {i}, rs)}}"
+
+    def _meaning_code(self, i: int, v: str, ref: str, style: int, s: str) -> tuple[str, str]:
+        """(guard, fragment) of an int that stands for a decimal, date or datetime (Column.ints).
+
+        The same cell the reference encoder writes for the value the int stands for: the
+        guards keep to the plain cases (a serial from 1900-03-01 to 9999-12-31, a decimal whose
+        text is plain notation), everything else goes to the reference encoder.
+        """
+        meaning = self.cells.column_ints[i]
+        first, last = dates.FIRST_EXACT_SERIAL, dates.LAST_SERIAL
+        if isinstance(meaning, ScaledDecimal) and meaning.scale <= _FLOAT_TEXT_SCALE:
+            # The Decimal encoder's text, from a float: the int and 10**scale are exact doubles,
+            # so int / 10**scale is the double nearest the value, whose repr is the Decimal's
+            # plain digits (at most 16 significant: the shortest repr that round-trips), and a
+            # whole value is the int's own digits; both as long as the int is within 2**53.
+            unit = 10**meaning.scale
+            low, high = _PLAIN_WHOLE
+            return (
+                f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
+                f" and ({v} % {unit} or {low * unit} < {v} < {high * unit})",
+                f'<c r="{ref}"{s}><v>{{({v} / {unit} if {v} % {unit} else {v} // {unit})!r}}'
+                "</v></c>",
+            )
+        if isinstance(meaning, ScaledDecimal):
+            return (
+                f"(x_d{i} := _scaled_text({v}, {meaning.scale})) is not None",
+                f'<c r="{ref}"{s}><v>{{x_d{i}}}</v></c>',
+            )
+        if isinstance(meaning, DayCount):
+            offset = meaning.origin.toordinal() - dates.EPOCH_ORDINAL
+            return (
+                f"{first} <= (x_n{i} := {v} + {offset}) <= {last}",
+                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{x_n{i}}}</v></c>',
+            )
+        assert isinstance(meaning, TickCount)
+        # Floored to the decimals of a second the column shows, as datetimes are: one floor
+        # division of the tick count (floors of floors by whole numbers compose).
+        per_second = meaning.per_second
+        shown = 10 ** self.cells.column_decimals[i]
+        per_day = dates.SECONDS_PER_DAY * shown
+        origin = (meaning.origin.toordinal() - dates.EPOCH_ORDINAL) * dates.SECONDS_PER_DAY
+        scale = math.gcd(shown, per_second)
+        ticks = f"({v} + {origin * per_second})"
+        if shown // scale != 1:
+            ticks += f" * {shown // scale}"
+        if per_second // scale != 1:
+            ticks = f"({ticks}) // {per_second // scale}"
+        return (
+            f"{first * per_day} <= (x_n{i} := {ticks}) < {(last + 1) * per_day}",
+            f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
+            f"<v>{{x_n{i} / {per_day}!r}}</v></c>",
+        )
 
 
 # CPython 3.11 compiles an f-string of more than 30 parts into a list and str.join, which is

@@ -6,6 +6,7 @@ from typing import Final
 
 from xlsx.errors import XlsxValueError
 from xlsx.rows import RowEncoder
+from xlsx.sources import RowXmlSource
 from xlsx.spec import WriteStats
 from xlsx.styles import STYLE_HEADER
 
@@ -46,7 +47,7 @@ class SheetWriter:
     def __init__(
         self,
         *,
-        rows: Iterator[Sequence[object]],
+        rows: Iterator[Sequence[object]] | RowXmlSource,
         carry: Sequence[object] | None,
         encoder: RowEncoder,
         header: Sequence[str],
@@ -66,6 +67,13 @@ class SheetWriter:
         self._max_bytes = max_bytes
         self._stats = stats
         self.last_row = 1
+
+    @property
+    def more(self) -> bool:
+        """After iterating: rows are left for a next sheet (this one reached a limit)."""
+        if isinstance(self._rows, RowXmlSource):
+            return not self._rows.finished
+        return self.carry is not None
 
     def head(self) -> bytes:
         cells = self._encoder.cells
@@ -90,6 +98,9 @@ class SheetWriter:
         if remaining < 0:
             raise XlsxValueError("max_sheet_xml_bytes is too small for the header row")
         yield head
+        if isinstance(self._rows, RowXmlSource):
+            yield from self._from_source(self._rows, remaining)
+            return
         # Batch characters that surely fit whatever they encode to; past it, measure exactly.
         safe = remaining // _MAX_UTF8_PER_CHAR
         compiled = self._encoder.compiled.get
@@ -140,6 +151,35 @@ class SheetWriter:
             yield data
         if batch:
             yield self._take(batch)
+        self.last_row = r
+        yield self.tail(r)
+
+    def _from_source(self, source: RowXmlSource, remaining: int) -> Iterator[bytes]:
+        """The rows of a source that writes its own XML, in batches of about BATCH_CHARS.
+
+        A source cannot take a row back once written, so every batch stays within the
+        characters that surely fit (a UTF-8 character takes at most 4 bytes): near the byte
+        limit the sheet ends a little early rather than measuring row by row.
+        """
+        r = 1
+        while r < self._max_rows:
+            safe = remaining // _MAX_UTF8_PER_CHAR
+            batch: list[str] = []
+            written = source.fill(batch, r, self._max_rows, min(BATCH_CHARS, safe))
+            if written == r and not source.finished and safe > BATCH_CHARS:
+                written = source.fill(batch, r, self._max_rows, safe)  # one row > a batch
+            if written == r:
+                if not source.finished and r == 1:
+                    raise XlsxValueError(
+                        "row 2 alone needs more XML than max_sheet_xml_bytes leaves in an"
+                        " empty sheet"
+                    )
+                break
+            data = "".join(batch).encode()
+            remaining -= len(data)
+            self._stats.rows += written - r
+            r = written
+            yield data
         self.last_row = r
         yield self.tail(r)
 

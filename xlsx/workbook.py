@@ -14,12 +14,13 @@ from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from xlsx import dates, deflate, names, parts, styles, theme, zipfix
+from xlsx import dates, deflate, meanings, names, parts, styles, theme, zipfix
 from xlsx.cells import CellEncoder
 from xlsx.errors import XlsxValueError
 from xlsx.escape import utf16_units
 from xlsx.rows import RowEncoder
 from xlsx.sheet import SheetWriter
+from xlsx.sources import RowXmlSource
 from xlsx.spec import Column, WriteStats
 
 # Excel's rows per sheet, header included (Excel specifications and limits).
@@ -74,7 +75,7 @@ def _silence_size_hint_warning() -> None:
 
 def stream_xlsx(
     header: Sequence[str],
-    rows: Iterable[Sequence[object]],
+    rows: Iterable[Sequence[object]] | RowXmlSource,
     *,
     sheet_name: str = "Report",
     columns: Sequence[Column | None] | None = None,
@@ -88,6 +89,8 @@ def stream_xlsx(
 
     Arguments are checked now (XlsxValueError); rows are pulled only as the result is iterated.
     `header` needs 1 to 16,384 str entries (None is refused: write "" for an unnamed column).
+    `rows` may instead be an ``xlsx.RowXmlSource`` that writes its rows' XML itself with the
+    writer's row code (then column widths come from `columns` and the header alone).
     A row shorter than the header leaves its last cells empty (like NULLs); a longer one raises
     XlsxValueError when it is reached. With no rows at all the workbook still has the header,
     its freeze and its filter. `columns` optionally gives a width and number format per column.
@@ -132,7 +135,7 @@ def stream_xlsx(
     _silence_size_hint_warning()
     return _generate(
         header,
-        iter(rows),
+        rows if isinstance(rows, RowXmlSource) else iter(rows),
         sheet_name=sheet_name,
         specs=specs,
         compress_level=compress_level,
@@ -190,7 +193,10 @@ def _widths(header: Sequence[str], specs: Sequence[Column], first: object) -> li
         if spec.width is not None:
             widths.append(spec.width)
             continue
-        value = _value_width(values[i]) + 1 if i < len(values) else 0
+        value = values[i] if i < len(values) else None
+        if spec.ints is not None and type(value) is int:
+            value = meanings.value_of(spec.ints, value)
+        value = _value_width(value) + 1 if i < len(values) else 0
         auto = max(utf16_units(title) * 1.1 + 3, value)
         widths.append(round(min(max(auto, _MIN_WIDTH), _MAX_WIDTH), 1))
     return widths
@@ -201,7 +207,7 @@ _END: Final = object()
 
 def _generate(
     header: list[str],
-    rows: Iterator[Sequence[object]],
+    rows: Iterator[Sequence[object]] | RowXmlSource,
     *,
     sheet_name: str,
     specs: list[Column],
@@ -223,11 +229,17 @@ def _generate(
         column_styles.append(styles.FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
     decimals = [dates.second_decimals(s.number_format) if s.number_format else 0 for s in specs]
     letters = [names.column_letter(i) for i in range(len(header))]
-    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals))
+    ints = [spec.ints for spec in specs]
+    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals, ints))
 
-    first = next(rows, _END)  # peeked for the column widths, written first
-    widths = _widths(header, specs, first)
-    carry: Sequence[object] | None = None if first is _END else first  # type: ignore[assignment]
+    carry: Sequence[object] | None = None
+    if isinstance(rows, RowXmlSource):
+        rows.bind(encoder)
+        widths = _widths(header, specs, _END)  # no row to look at: header and specs decide
+    else:
+        first = next(rows, _END)  # peeked for the column widths, written first
+        widths = _widths(header, specs, first)
+        carry = None if first is _END else first  # type: ignore[assignment]
 
     zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=deflate.zip_level(compress_level))
     out = _Chunker(stats)
@@ -255,7 +267,7 @@ def _generate(
         zs.add(writer, parts.sheet_path(index), size=SHEET_SIZE_HINT)
         yield from out.entry(zs.file(), stamp)
         sheets.append(parts.SheetInfo(name, writer.last_row, letters[-1]))
-        if writer.carry is None:
+        if not writer.more:
             break
         carry = writer.carry
 

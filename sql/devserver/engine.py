@@ -1,27 +1,30 @@
-"""What the dev server answers: the pure decision logic behind every request.
+"""The TDS replies of the dev server: what goes on the wire for each request, pure.
 
-Given a protocol event and the session state, :class:`Session` returns a :data:`Reply`: token
-payloads (bytes) and :class:`Rows` placeholders that the I/O shell streams with backpressure.
-The shapes follow SQL Server's: a procedure's result set is COLMETADATA, ROW/NBCROW...,
-DONEINPROC (MORE|COUNT), RETURNSTATUS, DONEPROC; every DONE* but the message's last has MORE.
+:class:`Session` keeps one connection's state (database, transaction) and builds the reply to a
+login, a SQL batch, an RPC or a transaction-manager request as a :data:`Reply`: token payloads
+(bytes) and :class:`Rows` placeholders that the I/O shell streams with backpressure.  What a
+batch or RPC *means* is :mod:`sql.devserver.tsql`'s; this module only turns its statements and
+errors into tokens.  The shapes follow SQL Server's: a procedure's result set is COLMETADATA,
+ROW/NBCROW..., DONEINPROC (MORE|COUNT), RETURNSTATUS, DONEPROC; every DONE* but the message's
+last has MORE.
 """
 
 from __future__ import annotations
 
-import decimal
-import re
+import dataclasses
+import functools
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sql import report_data as rd
-from sql.devserver import requests, tokens
-from sql.devserver.resultset import colmetadata
+from sql.devserver import columns, requests, tokens, tsql
+from sql.devserver.errors import SpecError
+from sql.devserver.resultset import ReportEncoder, ReportRows, colmetadata
+from sql.devserver.rowsource import RowSource
+from sql.devserver.tsql import ROW_COUNT_MESSAGE as ROW_COUNT_MESSAGE
+from sql.devserver.tsql import StatementError
 
-PROC_NAME = "spGenerateData"
-PARAM_NAME = "@RowCount"
-# The server's counters as one row of BIGINT NOT NULL columns, in this order (no parameters).
-STATS_PROC_NAME = "spDevServerStats"
+# spDevServerStats' columns: the server's counters as BIGINT NOT NULL, in this order.
 STATS_COLUMNS = (
     "connections_total",
     "connections_open",
@@ -32,12 +35,6 @@ STATS_COLUMNS = (
     "attentions_answered",
     "backpressure_pauses",
 )
-SP_EXECUTESQL_ID = 10  # well-known procedure ids (MS-TDS 2.2.6.6): 10 = sp_executesql
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-# The message the T-SQL's THROW raises (schema.sql says exactly the same).
-ROW_COUNT_MESSAGE = f"@RowCount must be between 1 and {rd.MAX_ROW_COUNT}."
-THROW_NUMBER = 50000
-UNSUPPORTED_NUMBER = 50001  # user-defined range: a dev-server limitation, not a SQL error
 RETURN_STATUS_AFTER_ERROR = -6  # what SQL Server returns from a procedure a statement error ended
 
 # TDS versions the server agrees to (LOGINACK echoes the highest not above the client's).
@@ -47,13 +44,18 @@ TDS_VERSIONS = (0x74000004, 0x730B0003, 0x730A0003)
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """Stream rows 1..count of the report, then ``trailer``; on a mid-stream error send
-    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message)."""
+    """Stream the rows of ``source``, then ``trailer``; on a mid-stream error send
+    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message;
+    ``proc`` names the procedure the rows come from)."""
 
-    count: int
+    source: RowSource
     trailer: bytes
-    in_batch: bool
+    proc: str
     last: bool = False
+
+    @property
+    def count(self) -> int:
+        return self.source.count
 
 
 Reply = list[bytes | Rows]
@@ -66,21 +68,8 @@ class Credentials:
     database: str
 
 
-class _StatementError(Exception):
-    def __init__(
-        self, number: int, text: str, state: int = 1, proc: str = "", line: int = 1
-    ) -> None:
-        super().__init__(text)
-        self.number = number
-        self.text = text
-        self.state = state
-        self.proc = proc
-        self.line = line
-
-    def token(self) -> bytes:
-        return tokens.error(
-            self.number, self.text, state=self.state, proc=self.proc, line=self.line
-        )
+def error_token(exc: StatementError) -> bytes:
+    return tokens.error(exc.number, exc.text, state=exc.state, proc=exc.proc, line=exc.line)
 
 
 def _done_with_more_cleared(payload: bytes) -> bytes:
@@ -97,57 +86,12 @@ def finish_reply(parts: Reply) -> Reply:
         return [tokens.done(tokens.DONE, tokens.DONE_FINAL)]
     last = parts[-1]
     if isinstance(last, Rows):
-        parts[-1] = Rows(last.count, _done_with_more_cleared(last.trailer), last.in_batch, True)
+        parts[-1] = dataclasses.replace(
+            last, trailer=_done_with_more_cleared(last.trailer), last=True
+        )
     else:
         parts[-1] = _done_with_more_cleared(last)
     return parts
-
-
-# -- SQL batch statements -------------------------------------------------------------------
-
-_NAME = r"(?:\[[^\]]+\]|[A-Za-z_#@][\w@$#]*)"
-_EXEC = re.compile(
-    rf"^EXEC(?:UTE)?\s+(?P<name>(?:{_NAME}\s*\.\s*){{0,2}}{_NAME})(?:\s+(?P<args>.*))?$",
-    re.IGNORECASE | re.DOTALL,
-)
-_ARG = re.compile(
-    r"^(?:(?P<name>@\w+)\s*=\s*)?(?P<value>NULL|[-+]?\d+|N?'(?:[^']|'')*'|@\w+)$", re.IGNORECASE
-)
-_USE = re.compile(rf"^USE\s+(?P<db>{_NAME})$", re.IGNORECASE)
-_SET = re.compile(r"^SET\s+\w+", re.IGNORECASE)
-_SELECT_INT = re.compile(r"^SELECT\s+(?P<value>[-+]?\d+)$", re.IGNORECASE)
-_BEGIN = re.compile(r"^BEGIN\s+TRAN(?:SACTION)?$", re.IGNORECASE)
-_END_TRAN = re.compile(
-    r"^(?P<guard>IF\s+@@TRANCOUNT\s*>\s*0\s+)?(?P<verb>COMMIT|ROLLBACK)"
-    r"(?:\s+(?:TRAN(?:SACTION)?|WORK))?$",
-    re.IGNORECASE,
-)
-
-
-def split_statements(text: str) -> list[str]:
-    """Statements of a batch: split at semicolons and line breaks outside quotes."""
-    out: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for ch in text:
-        if ch == "'":
-            quoted = not quoted
-        if not quoted and ch in ";\r\n":
-            out.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    out.append("".join(current))
-    return [s.strip() for s in out if s.strip() and s.strip().upper() != "GO"]
-
-
-def _unquote(name: str) -> str:
-    name = name.strip()
-    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
-
-
-def _proc_parts(name: str) -> list[str]:
-    return [_unquote(p) for p in re.split(r"\s*\.\s*(?![^\[]*\])", name.strip())]
 
 
 def _no_counters() -> Mapping[str, int]:
@@ -178,6 +122,12 @@ def _proc_trailer(count: int) -> bytes:
     )
 
 
+@functools.cache
+def _report_encoder() -> ReportEncoder:
+    """One encoder for every call (its per-slot encoders are built once)."""
+    return ReportEncoder()
+
+
 @dataclass
 class Session:
     """One logged-in session's state and the answers it gives.
@@ -191,6 +141,10 @@ class Session:
     database: str = ""
     transaction: int = 0  # current transaction descriptor, 0 when none
     _next_transaction: int = field(default=0x1000)
+    _interpreter: tsql.Interpreter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._interpreter = tsql.Interpreter(self.credentials.database)
 
     # -- login ------------------------------------------------------------------------------
 
@@ -217,7 +171,7 @@ class Session:
             text = "The dev server speaks TDS 7.3 and 7.4 only; configure the client for TDS 7.3+."
             return (
                 False,
-                tokens.error(UNSUPPORTED_NUMBER, text)
+                tokens.error(tsql.UNSUPPORTED_NUMBER, text)
                 + tokens.done(tokens.DONE, tokens.DONE_ERROR),
                 0,
             )
@@ -249,47 +203,28 @@ class Session:
     def bad_request(self, reason: str) -> Reply:
         text = reason or "request ignored"
         return [
-            tokens.error(UNSUPPORTED_NUMBER, text) + tokens.done(tokens.DONE, tokens.DONE_ERROR)
+            tokens.error(tsql.UNSUPPORTED_NUMBER, text)
+            + tokens.done(tokens.DONE, tokens.DONE_ERROR)
         ]
 
     def attention_done(self) -> bytes:
         return tokens.done(tokens.DONE, tokens.DONE_ATTN)
 
+    def batch(self, text: str) -> Reply:
+        return finish_reply(self._statements(self._interpreter.batch(text), in_batch=True))
+
     def rpc(self, rpc: requests.Rpc) -> Reply:
-        if rpc.proc_id == SP_EXECUTESQL_ID or (
-            rpc.proc_name is not None and _proc_parts(rpc.proc_name)[-1].lower() == "sp_executesql"
-        ):
-            return self._sp_executesql(rpc.params)
-        if rpc.proc_id is not None:
-            return self._rpc_error(
-                _StatementError(
-                    UNSUPPORTED_NUMBER,
-                    f"The dev server does not implement system procedure id {rpc.proc_id}.",
-                )
-            )
         try:
-            return finish_reply(
-                self._call(
-                    rpc.proc_name or "",
-                    [(p.name, p.value, p.type_name) for p in rpc.params],
-                    in_batch=False,
-                )
-            )
-        except _StatementError as exc:
-            return self._rpc_error(exc)
+            call = self._interpreter.rpc(rpc)
+            if isinstance(call, tsql.ExecuteSql):
+                return self._sp_executesql(call)
+            return finish_reply(self._call(call))
+        except StatementError as exc:
+            return [error_token(exc) + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR)]
 
-    def _rpc_error(self, exc: _StatementError) -> Reply:
-        return [exc.token() + tokens.done(tokens.DONEPROC, tokens.DONE_ERROR)]
-
-    def _sp_executesql(self, params: tuple[requests.RpcParam, ...]) -> Reply:
-        if not params or not isinstance(params[0].value, str):
-            return self._rpc_error(
-                _StatementError(
-                    214, "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'."
-                )
-            )
-        variables = {p.name.lower(): (p.value, p.type_name) for p in params[2:]}
-        parts = self._statements(params[0].value, variables, in_batch=False)
+    def _sp_executesql(self, call: tsql.ExecuteSql) -> Reply:
+        statements = self._interpreter.batch(call.text, call.variables)
+        parts = self._statements(statements, in_batch=False)
         failed = any(isinstance(p, bytes) and tokens.ERROR in p[:1] for p in parts)
         parts.append(
             tokens.returnstatus(0)
@@ -297,168 +232,65 @@ class Session:
         )
         return finish_reply(parts)
 
-    def batch(self, text: str) -> Reply:
-        return finish_reply(self._statements(text, {}, in_batch=True))
-
     def _statements(
-        self, text: str, variables: dict[str, tuple[object, str]], *, in_batch: bool
+        self, statements: list[tsql.Statement | StatementError], *, in_batch: bool
     ) -> Reply:
+        """Each statement's tokens, ending in a DONE (a batch) or DONEINPROC (sp_executesql)
+        with MORE; an error is an ERROR and a DONE with ERROR, and the batch goes on."""
         done_token = tokens.DONE if in_batch else tokens.DONEINPROC
         parts: Reply = []
-        for statement in split_statements(text):
+        for statement in statements:
             try:
-                parts.extend(self._statement(statement, variables, in_batch, done_token))
-            except _StatementError as exc:
+                if isinstance(statement, StatementError):
+                    raise statement
+                parts.extend(self._statement(statement, done_token))
+            except StatementError as exc:
                 parts.append(
-                    exc.token() + tokens.done(done_token, tokens.DONE_MORE | tokens.DONE_ERROR)
+                    error_token(exc) + tokens.done(done_token, tokens.DONE_MORE | tokens.DONE_ERROR)
                 )
         if not parts:
             parts.append(tokens.done(done_token, tokens.DONE_MORE))
         return parts
 
-    def _statement(
-        self,
-        statement: str,
-        variables: dict[str, tuple[object, str]],
-        in_batch: bool,
-        done_token: int,
-    ) -> Reply:
+    def _statement(self, statement: tsql.Statement, done_token: int) -> Reply:
         more = tokens.DONE_MORE
-        if _SET.match(statement):
+        if isinstance(statement, tsql.SetOption):
             return [tokens.done(done_token, more, tokens.CMD_SET)]
-        if m := _USE.match(statement):
-            db = _unquote(m["db"])
-            if db.lower() != self.credentials.database.lower():
-                raise _StatementError(
-                    911,
-                    f"Database '{db}' does not exist. "
-                    "Make sure that the name is entered correctly.",
-                )
-            old, self.database = self.database, self.credentials.database
+        if isinstance(statement, tsql.UseDatabase):
+            old, self.database = self.database, statement.database
             return [
                 tokens.env_text(tokens.ENV_DATABASE, self.database, old)
                 + tokens.info(5701, f"Changed database context to '{self.database}'.")
                 + tokens.done(done_token, more)
             ]
-        if m := _SELECT_INT.match(statement):
-            value = int(m["value"])
-            if not INT_MIN <= value <= INT_MAX:
-                raise _StatementError(8115, "Arithmetic overflow error converting to int.")
+        if isinstance(statement, tsql.SelectInteger):
             # COLMETADATA: one unnamed column, user type 0, flags 0, INTN(4).
             meta = struct.pack("<BHIH", tokens.COLMETADATA, 1, 0, 0) + b"\x26\x04" + b"\x00"
-            row = bytes((tokens.ROW, 4)) + value.to_bytes(4, "little", signed=True)
+            row = bytes((tokens.ROW, 4)) + statement.value.to_bytes(4, "little", signed=True)
             return [
                 meta + row + tokens.done(done_token, more | tokens.DONE_COUNT, tokens.CMD_SELECT, 1)
             ]
-        if _BEGIN.match(statement):
+        if isinstance(statement, tsql.BeginTransaction):
             return [self._begin() + tokens.done(done_token, more)]
-        if m := _END_TRAN.match(statement):
-            if not self.transaction and m["guard"]:
+        if isinstance(statement, tsql.EndTransaction):
+            if not self.transaction and statement.only_if_open:
                 return [tokens.done(done_token, more)]
-            return [self._end(m["verb"].upper() == "COMMIT", False) + tokens.done(done_token, more)]
-        if m := _EXEC.match(statement):
-            return self._call(m["name"], self._batch_args(m["args"] or "", variables), in_batch)
-        shown = statement if len(statement) <= 60 else statement[:57] + "..."
-        raise _StatementError(
-            UNSUPPORTED_NUMBER,
-            f"The dev server does not support this statement: {shown} "
-            f"(it runs EXEC dbo.{PROC_NAME} @RowCount = N, SET, USE and transaction statements).",
-        )
+            return [self._end(statement.commit, False) + tokens.done(done_token, more)]
+        return self._call(statement)
 
-    # -- the procedure ----------------------------------------------------------------------
-
-    def _call(self, name: str, args: list[tuple[str, object, str]], in_batch: bool) -> Reply:
-        """A procedure call's reply parts (without the message's final DONE)."""
-        proc = self._check_proc(name)
-        if proc == STATS_PROC_NAME:
-            if args:
-                raise _StatementError(
-                    8144,
-                    f"Procedure or function {proc} has too many arguments specified.",
-                    proc=proc,
-                )
+    def _call(self, call: tsql.Call) -> Reply:
+        """A procedure's result set (without the message's final DONE)."""
+        if isinstance(call, tsql.ServerStats):
             return [_stats_result(self.counters())]
-        count = self._row_count(args)
-        return [colmetadata(), self._rows(count, in_batch=in_batch)]
-
-    def _check_proc(self, name: str) -> str:
-        """The procedure's canonical name, or error 2812 as SQL Server raises it."""
-        parts = _proc_parts(name)
-        schema_ok = len(parts) == 1 or parts[-2].lower() == "dbo"
-        db_ok = len(parts) < 3 or parts[-3].lower() == self.credentials.database.lower()
-        known = {p.lower(): p for p in (PROC_NAME, STATS_PROC_NAME)}
-        proc = known.get(parts[-1].lower())
-        if len(parts) > 3 or not (schema_ok and db_ok) or proc is None:
-            raise _StatementError(2812, f"Could not find stored procedure '{name}'.", state=62)
-        return proc
-
-    @staticmethod
-    def _batch_args(
-        text: str, variables: dict[str, tuple[object, str]]
-    ) -> list[tuple[str, object, str]]:
-        args: list[tuple[str, object, str]] = []
-        for raw in [a.strip() for a in text.split(",")] if text.strip() else []:
-            m = _ARG.match(raw)
-            if m is None:
-                raise _StatementError(102, f"Incorrect syntax near '{raw[:40]}'.")
-            value_text = m["value"]
-            value: object
-            type_name = "int"
-            if value_text.upper() == "NULL":
-                value = None
-            elif value_text.startswith("@"):
-                if value_text.lower() not in variables:
-                    raise _StatementError(137, f'Must declare the scalar variable "{value_text}".')
-                value, type_name = variables[value_text.lower()]
-            elif value_text[0] in "nN'":
-                value, type_name = value_text.lstrip("nN")[1:-1].replace("''", "'"), "varchar"
-            else:
-                value = int(value_text)
-                type_name = "int" if INT_MIN <= value <= INT_MAX else "bigint"
-            args.append((m["name"] or "", value, type_name))
-        return args
-
-    @staticmethod
-    def _row_count(args: list[tuple[str, object, str]]) -> int:
-        """Binds the arguments to @RowCount INT the way SQL Server would, then checks range."""
-        bound: list[tuple[object, str]] = []
-        for position, (name, value, type_name) in enumerate(args):
-            if name:
-                if name.lower() != PARAM_NAME.lower():
-                    raise _StatementError(
-                        8145,
-                        f"{name} is not a parameter for procedure {PROC_NAME}.",
-                        proc=PROC_NAME,
-                    )
-            elif position > 0:
-                raise _StatementError(
-                    8144,
-                    f"Procedure or function {PROC_NAME} has too many arguments specified.",
-                    proc=PROC_NAME,
-                )
-            bound.append((value, type_name))
-        if len(bound) > 1:
-            raise _StatementError(
-                8144,
-                f"Procedure or function {PROC_NAME} has too many arguments specified.",
-                proc=PROC_NAME,
-            )
-        if not bound:
-            raise _StatementError(
-                201,
-                f"Procedure or function '{PROC_NAME}' expects parameter '{PARAM_NAME}', "
-                "which was not supplied.",
-                proc=PROC_NAME,
-            )
-        value, type_name = bound[0]
-        count = _to_int(value, type_name)
-        if count is None or not 1 <= count <= rd.MAX_ROW_COUNT:
-            raise _StatementError(THROW_NUMBER, ROW_COUNT_MESSAGE, proc=PROC_NAME, line=0)
-        return count
-
-    @staticmethod
-    def _rows(count: int, *, in_batch: bool) -> Rows:
-        return Rows(count, _proc_trailer(count), in_batch)
+        if isinstance(call, tsql.Columns):
+            try:
+                result = columns.parse_spec(call.spec)
+            except SpecError as exc:
+                raise tsql.thrown(tsql.COLUMNS, f"{tsql.SPEC_PARAM}: {exc}") from None
+            return [result.colmetadata, Rows(result, _proc_trailer(result.count), tsql.COLUMNS)]
+        count = call.row_count
+        rows = ReportRows(count, _report_encoder())
+        return [colmetadata(), Rows(rows, _proc_trailer(count), tsql.GENERATE_DATA)]
 
     @staticmethod
     def error_trailer(rows: Rows, rows_sent: int, number: int, text: str) -> bytes:
@@ -466,7 +298,7 @@ class Session:
         SELECT (DONEINPROC with ERROR), after which the procedure returns."""
         status = tokens.DONE_ERROR | (0 if rows.last else tokens.DONE_MORE)
         return (
-            tokens.error(number, text, proc=PROC_NAME)
+            tokens.error(number, text, proc=rows.proc)
             + tokens.done(
                 tokens.DONEINPROC,
                 tokens.DONE_MORE | tokens.DONE_ERROR | tokens.DONE_COUNT,
@@ -486,10 +318,7 @@ class Session:
 
     def _end(self, commit: bool, begin_new: bool) -> bytes:
         if not self.transaction:
-            number, verb = (3902, "COMMIT") if commit else (3903, "ROLLBACK")
-            raise _StatementError(
-                number, f"The {verb} TRANSACTION request has no corresponding BEGIN TRANSACTION."
-            )
+            raise tsql.no_transaction(commit)
         kind = tokens.ENV_COMMIT_TRAN if commit else tokens.ENV_ROLLBACK_TRAN
         out = tokens.env_end_tran(kind, self.transaction)
         self.transaction = 0
@@ -504,33 +333,10 @@ class Session:
             elif tx.request in (requests.TM_COMMIT_XACT, requests.TM_ROLLBACK_XACT):
                 payload = self._end(tx.request == requests.TM_COMMIT_XACT, tx.begin_new)
             else:
-                raise _StatementError(
-                    UNSUPPORTED_NUMBER,
+                raise StatementError(
+                    tsql.UNSUPPORTED_NUMBER,
                     f"Transaction-manager request {tx.request} is not supported by the dev server.",
                 )
-        except _StatementError as exc:
-            return [exc.token() + tokens.done(tokens.DONE, tokens.DONE_ERROR)]
+        except StatementError as exc:
+            return [error_token(exc) + tokens.done(tokens.DONE, tokens.DONE_ERROR)]
         return [payload + tokens.done(tokens.DONE, tokens.DONE_FINAL)]
-
-
-def _to_int(value: object, type_name: str) -> int | None:
-    """SQL Server's implicit conversion of a parameter value to INT (8114/8115 on failure)."""
-    if value is None:
-        return None
-    result: int
-    if isinstance(value, bool | int):
-        result = int(value)
-    elif isinstance(value, float | decimal.Decimal):
-        result = int(value)  # float/decimal to int truncates toward zero, as in SQL Server
-    elif isinstance(value, str):
-        try:
-            result = int(value.strip())
-        except ValueError:
-            raise _StatementError(8114, f"Error converting data type {type_name} to int.") from None
-    else:
-        raise _StatementError(206, f"Operand type clash: {type_name} is incompatible with int")
-    if not INT_MIN <= result <= INT_MAX:
-        raise _StatementError(
-            8115, "Arithmetic overflow error converting expression to data type int."
-        )
-    return result

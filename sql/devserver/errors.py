@@ -7,3 +7,7 @@ class DevServerError(Exception):
 
 class ProtocolError(DevServerError, ValueError):
     """The peer sent bytes that do not follow TDS framing; the connection cannot continue."""
+
+
+class SpecError(DevServerError, ValueError):
+    """A ``dbo.spColumns`` spec the dev server cannot serve; the message says where and why."""

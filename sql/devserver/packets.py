@@ -37,9 +37,9 @@ MIN_PACKET_SIZE = 512
 MAX_PACKET_SIZE = 32767
 # Before login the size is 4096: the default both pytds and SQL Server use.
 DEFAULT_PACKET_SIZE = 4096
-# The largest client message the dev server buffers: far above any request it understands
-# (an RPC with a few parameters is well under 1 KiB) yet bounded per connection.
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+# The largest client message the dev server buffers: room for a spColumns spec that carries a
+# few MiB of values (UTF-16 doubles them), yet bounded per connection.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Wire encoding of the report's result set: COLMETADATA and ROW/NBCROW tokens, fast.
 
 Rows are encoded straight from :func:`sql.report_data.raw_row` integers with one precompiled
-``struct.Struct`` per NULL slot (``n % NULL_PERIOD``), so a row costs one formula call, a few
-integer operations and one ``pack``: no Decimal/datetime objects per cell.  Fixed-width text
+``struct.Struct`` and one generated list comprehension per NULL slot (``n % NULL_PERIOD``), so
+a row costs one formula call, a few integer operations and one ``pack``: no Decimal/datetime
+objects per cell, no per-row dispatch.  Fixed-width text
 (ColVarchar) and per-slot text (ColNVarchar, picked by ``n % 8`` which the slot determines) let
 every slot's layout be a single fixed struct format.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 import datetime
 import struct
 from collections.abc import Callable
-from operator import itemgetter
+from dataclasses import dataclass
 
 from sql import report_data as rd
-from sql.devserver import tokens
+from sql.devserver import rowsource, tokens
 
 # TYPE_INFO per SQL type text (MS-TDS 2.2.5.4/2.2.5.5): the nullable "N" variants SQL Server
 # uses for computed columns.  Text columns carry max length in bytes and the collation.
@@ -60,26 +61,42 @@ _DATETIME_DAYS = tuple(
 )
 _VARCHAR_LEN = len(rd.varchar_text(0))  # fixed width by definition
 
-# Each column's non-NULL cell: its struct format and the positions of its arguments in the
-# per-row tuple built by ``ReportEncoder.encode_rows`` (length bytes are constants there).
-_CELLS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("Bi", (0, 1)),  # Id: length 4, value
-    ("Bi", (2, 3)),  # ColInt
-    ("Bq", (4, 5)),  # ColBigInt
-    ("BBQ", (6, 7, 8)),  # ColDecimal: length 9, sign (1 = positive), magnitude x 10**4
-    ("H{vc}s", (9, 10)),  # ColVarchar: byte length, bytes
-    ("{nv}s", (11,)),  # ColNVarchar: precomputed byte length + UTF-16LE
-    ("4s", (12,)),  # ColDate: precomputed length 3 + day number
-    ("BI3s", (13, 14, 15)),  # ColDateTime: length 7, ms of the day (scale 3), day number
-    ("BB", (16, 17)),  # ColBit
-    ("Bd", (18, 19)),  # ColFloat
+# Each column's non-NULL cell: its struct format and the arguments that fill it, as Python
+# expressions of the row's raw values (named as in ``_RAW``; constants are length bytes).
+_RAW = "i, ci, cb, dec, vc, nv, d, dt, bit, fl"
+_CELLS: tuple[tuple[str, str], ...] = (
+    ("Bi", "4, i"),  # Id: length 4, value
+    ("Bi", "4, ci"),  # ColInt
+    ("Bq", "8, cb"),  # ColBigInt
+    ("BBQ", "9, dec >= 0, abs(dec)"),  # ColDecimal: length 9, sign (1 = positive), x 10**4
+    ("H{vc}s", "VARCHAR_LEN, varchar(vc).encode('ascii')"),  # ColVarchar: byte length, bytes
+    ("{nv}s", "NVARCHAR_CELLS[nv]"),  # ColNVarchar: precomputed byte length + UTF-16LE
+    ("4s", "DATE_CELLS[d]"),  # ColDate: precomputed length 3 + day number
+    ("BI3s", "7, dt % MS_PER_DAY, DATETIME_DAYS[dt // MS_PER_DAY]"),  # ColDateTime: length 7,
+    # ms of the day (scale 3), day number
+    ("BB", "1, bit"),  # ColBit
+    ("Bd", "8, fl / FLOAT_DIVISOR"),  # ColFloat
 )
+# What the generated encoders' expressions refer to.
+_NAMESPACE: dict[str, object] = {
+    "raw_row": rd.raw_row,
+    "varchar": rd.varchar_text,
+    "VARCHAR_LEN": _VARCHAR_LEN,
+    "NVARCHAR_CELLS": _NVARCHAR_CELLS,
+    "DATE_CELLS": _DATE_CELLS,
+    "DATETIME_DAYS": _DATETIME_DAYS,
+    "MS_PER_DAY": rd.MS_PER_DAY,
+    "FLOAT_DIVISOR": rd.FLOAT_DIVISOR,
+}
 
-RowPlan = tuple[bytes, Callable[..., bytes], Callable[[tuple[object, ...]], tuple[object, ...]]]
+SlotEncoder = Callable[[range], list[bytes]]
 
 
-def _slot_plan(slot: int) -> RowPlan:
-    """Prefix (token and NULL bitmap), struct.pack and argument picker for one NULL slot."""
+def _slot_encoder(slot: int) -> SlotEncoder:
+    """The encoder of the rows of one NULL slot (``n % NULL_PERIOD == slot``): a list
+    comprehension, generated once, that packs each row's token, NULL bitmap and non-NULL cells
+    with one precompiled ``struct.Struct``.  Straight-line code per slot is what makes the
+    server fast: no per-row dispatch, argument tuple or picking."""
     nulls = rd.NULL_COLUMNS[slot]
     if nulls:
         bitmap = sum(1 << i for i in nulls).to_bytes((len(rd.COLUMNS) + 7) // 8, "little")
@@ -88,13 +105,20 @@ def _slot_plan(slot: int) -> RowPlan:
         prefix = bytes((tokens.ROW,))
     # ColNVarchar is picked by n % 8, which n % 16 (the slot) determines.
     nv_cell = _NVARCHAR_CELLS[rd.raw_row(slot or rd.NULL_PERIOD)[5]]
-    fmt = "<"
-    picks: list[int] = []
-    for col, (cell_fmt, positions) in enumerate(_CELLS):
+    fmt = f"<{len(prefix)}s"
+    args = ["PREFIX"]
+    for col, (cell_fmt, arguments) in enumerate(_CELLS):
         if col not in nulls:
             fmt += cell_fmt.format(vc=_VARCHAR_LEN, nv=len(nv_cell))
-            picks.extend(positions)
-    return prefix, struct.Struct(fmt).pack, itemgetter(*picks)
+            args.append(arguments)
+    source = (
+        "def encode(numbers):\n"
+        f"    return [pack({', '.join(args)}) for {_RAW} in map(raw_row, numbers)]\n"
+    )
+    namespace = {**_NAMESPACE, "pack": struct.Struct(fmt).pack, "PREFIX": prefix}
+    exec(compile(source, f"<report rows, NULL slot {slot}>", "exec"), namespace)
+    encode: SlotEncoder = namespace["encode"]  # type: ignore[assignment]
+    return encode
 
 
 class ReportEncoder:
@@ -102,32 +126,33 @@ class ReportEncoder:
 
     def __init__(self) -> None:
         self.colmetadata = colmetadata()
-        self._plans = tuple(_slot_plan(slot) for slot in range(rd.NULL_PERIOD))
+        self._slots = tuple(_slot_encoder(slot) for slot in range(rd.NULL_PERIOD))
 
     def encode_rows(self, first: int, count: int) -> bytes:
-        """ROW/NBCROW tokens for rows ``first .. first + count - 1``."""
-        out: list[bytes] = []
-        append = out.append
-        plans = self._plans
+        """ROW/NBCROW tokens for rows ``first .. first + count - 1``: each slot's rows encoded
+        together, then put back in row order."""
         period = rd.NULL_PERIOD
-        raw_row = rd.raw_row
-        varchar = rd.varchar_text
-        nv_cells = _NVARCHAR_CELLS
-        date_cells = _DATE_CELLS
-        dt_days = _DATETIME_DAYS
-        ms_per_day = rd.MS_PER_DAY
-        divisor = rd.FLOAT_DIVISOR
-        vc_len = _VARCHAR_LEN
-        for n in range(first, first + count):
-            raw = raw_row(n)
-            dec = raw[3]
-            days, ms = divmod(raw[7], ms_per_day)
-            values = (
-                4, raw[0], 4, raw[1], 8, raw[2], 9, dec >= 0, abs(dec),
-                vc_len, varchar(raw[4]).encode("ascii"), nv_cells[raw[5]], date_cells[raw[6]],
-                7, ms, dt_days[days], 1, raw[8], 8, raw[9] / divisor,
-            )  # fmt: skip
-            prefix, pack, pick = plans[n % period]
-            append(prefix)
-            append(pack(*pick(values)))
+        end = first + count
+        out: list[bytes] = [b""] * count
+        for slot, encode in enumerate(self._slots):
+            offset = (slot - first) % period  # the slot's first row in this range
+            if offset < count:
+                out[offset::period] = encode(range(first + offset, end, period))
         return b"".join(out)
+
+
+# Rows of the report per chunk: ~75 bytes each, so about rowsource.CHUNK_BYTES.
+REPORT_ROWS_PER_CHUNK = rowsource.CHUNK_BYTES // 64
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRows:
+    """Rows 1..count of the report as a :class:`~rowsource.RowSource` (row ``first`` of the
+    source is report row ``first + 1``)."""
+
+    count: int
+    encoder: ReportEncoder
+
+    def encode(self, first: int, limit: int) -> tuple[int, bytes]:
+        n = min(limit, REPORT_ROWS_PER_CHUNK)
+        return n, self.encoder.encode_rows(first + 1, n)

@@ -1,4 +1,4 @@
-"""The asyncio shell around the sans-IO core: sockets, timing, faults and counters.
+"""The asyncio shell around the sans-IO core: sockets, timing and counters.
 
 Per connection a reader task feeds :class:`~sql.devserver.protocol.ServerConnection` and queues
 its events, so an ATTENTION is seen at once even while the worker is blocked in ``drain()``;
@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from sql.devserver import engine, packets, protocol, requests
+from sql.devserver import engine, faults, packets, protocol, requests
 from sql.devserver.errors import DevServerError, ProtocolError
-from sql.devserver.resultset import ReportEncoder
+from sql.devserver.faults import Faults as Faults
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +29,27 @@ DEV_PASSWORD = "DevOnly_Passw0rd!"
 DEV_DATABASE = "ExportDemo"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1433  # SQL Server's registered port
-# Rows encoded per write: ~256 x 75 bytes = ~19 KiB, a few 4 KiB packets per write, so writes
-# are big enough to be cheap and small enough that the per-connection buffer stays bounded.
+# Rows encoded per write at most (a source also stops at rowsource.CHUNK_BYTES): ~256 x 75
+# bytes = ~19 KiB of the report, a few 4 KiB packets per write, so writes are big enough to be
+# cheap and small enough that the per-connection buffer stays bounded.
 DEFAULT_ROWS_PER_CHUNK = 256
 # Transport buffer above which the server stops producing (asyncio's own default high-water
 # mark, 64 KiB); with one chunk in flight, memory per connection stays under ~100 KiB.
 DEFAULT_WRITE_BUFFER_HIGH = 64 * 1024
+# Bytes the kernel may hold unsent per connection (Linux TCP_NOTSENT_LOWAT: the socket reports
+# writable only below it).  Without it the send buffer autotunes to tcp_wmem's maximum (4 MiB
+# here, ~55,000 report rows) that a cancelling client must read through before DONE(ATTN):
+# ~3-4 s for pytds' own cancel(). 128 KiB took that to ~0.1 s but also held back a client that
+# reads fast: the export's fast row path read 1M rows in 3.9 s instead of 2.4 s (python -m
+# tests.bench.row_path). 1 MiB keeps the fast reader at full speed and a pytds cancel under
+# ~0.5 s (~14,000 rows); the fast path skips rows in flight at ~1.7M rows/s.
+DEFAULT_UNSENT_LOW_WATER = 1024 * 1024
 # Bytes read from a client at a time: requests are small, so this only bounds a flood.
 READ_SIZE = 64 * 1024
 # Requests waiting behind the one being answered.  A TDS client sends the next request only
 # after the previous reply ended (ATTENTION excepted), so more than a couple is a broken or
 # hostile client; the bound keeps memory per connection bounded while rows stream.
 MAX_QUEUED_REQUESTS = 8
-
-DIVIDE_BY_ZERO = (8134, "Divide by zero error encountered.")
-
-
-@dataclass
-class Faults:
-    """Fault injection, read live by the server (tests change fields at runtime)."""
-
-    first_row_delay: float = 0.0  # seconds before the first row (after COLMETADATA)
-    row_delay: float = 0.0  # sleep this long ...
-    row_delay_every: int = 0  # ... after every N rows (0: never)
-    error_after_rows: int | None = None  # ERROR 8134 after row N
-    drop_after_rows: int | None = None  # close the socket abruptly after row N
-    refuse_logins: bool = False  # answer every login with error 18456
-    login_delay: float = 0.0  # seconds before answering a login
 
 
 @dataclass
@@ -68,6 +63,7 @@ class DevServerStats:
     rows_sent: int = 0
     attentions: int = 0
     attentions_answered: int = 0  # DONE(ATTN) tokens sent
+    rows_at_last_attention: int = 0  # rows_sent when the last ATTENTION arrived
     backpressure_pauses: int = 0  # times production waited for the client to read
     last_pause_at: float | None = None  # time.monotonic() of the last such wait
 
@@ -106,6 +102,9 @@ class _Connection:
         self.attentions_answered = 0
         self.worker: asyncio.Task[None] | None = None
         writer.transport.set_write_buffer_limits(high=server.write_buffer_high)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, server.unsent_low_water)
 
     @property
     def stats(self) -> DevServerStats:
@@ -140,6 +139,7 @@ class _Connection:
                 while (event := self.core.next_event()) is not None:
                     if isinstance(event, protocol.AttentionReceived):
                         self.stats.attentions += 1
+                        self.stats.rows_at_last_attention = self.stats.rows_sent
                         self.attentions_received += 1
                         self.attention.set()
                     elif self.queue.qsize() >= MAX_QUEUED_REQUESTS:
@@ -177,11 +177,27 @@ class _Connection:
             await self._drain()
 
     async def _drain(self) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > self.server.write_buffer_high:
-            self.stats.backpressure_pauses += 1
-            self.stats.last_pause_at = time.monotonic()
-        await self.writer.drain()
+        """Wait while the client is behind (the transport buffer above its high-water mark)
+        until it catches up or an ATTENTION arrives.  Yields to the event loop either way, so
+        the reader task sees an attention even from a client that keeps up."""
+        if self.writer.transport.get_write_buffer_size() <= self.server.write_buffer_high:
+            await asyncio.sleep(0)
+            return
+        self.stats.backpressure_pauses += 1
+        self.stats.last_pause_at = time.monotonic()
+        if self._attention_pending():
+            await self.writer.drain()  # answering it: the last packet waits like any write
+            return
+        drained = asyncio.ensure_future(self.writer.drain())
+        noticed = asyncio.ensure_future(self.attention.wait())
+        try:
+            await asyncio.wait((drained, noticed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+            noticed.cancel()
+            await asyncio.wait((drained, noticed))
+        if not drained.cancelled():
+            drained.result()  # a connection lost while waiting raises here
 
     async def _handle(self, event: protocol.Event) -> bool:
         """Answer one request; False ends the connection."""
@@ -250,54 +266,31 @@ class _Connection:
         await self._send(packetizer.finish())
 
     async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
-        server = self.server
-        encoder = server.encoder
+        """Stream a result's rows (with the faults the server is set to inject), then its
+        trailer; an ATTENTION stops it between chunks."""
         stats = self.stats
-        chunk_rows = server.rows_per_chunk
-        faults = server.faults
-        if faults.first_row_delay > 0:
-            await self._send(packetizer.flush())
-            await self._wait_or_attention(faults.first_row_delay)
-        sent = 0
-        if await self._fault_after(sent, rows, packetizer):
-            return
-        while sent < rows.count:
-            if self._attention_pending():
-                return
-            stop = min(rows.count, sent + chunk_rows)
-            for limit in (faults.error_after_rows, faults.drop_after_rows):
-                if limit is not None and sent < limit:
-                    stop = min(stop, limit)
-            every = faults.row_delay_every
-            if every > 0 and faults.row_delay > 0:
-                stop = min(stop, (sent // every + 1) * every)
-            data = packetizer.add(encoder.encode_rows(sent + 1, stop - sent))
-            stats.rows_sent += stop - sent
-            sent = stop
-            if data:
-                self.writer.write(data)
-                await self._drain()
-            if await self._fault_after(sent, rows, packetizer):
-                return
-            if every > 0 and faults.row_delay > 0 and sent % every == 0 and sent < rows.count:
+        server = self.server
+        for step in faults.steps(rows.source, server.faults, server.rows_per_chunk):
+            if isinstance(step, faults.Chunk):
+                if self._attention_pending():
+                    return
+                data = packetizer.add(step.payload)
+                stats.rows_sent += step.rows
+                if data:
+                    self.writer.write(data)
+                await self._drain()  # every chunk: an attention is looked at between chunks
+            elif isinstance(step, faults.Pause):
                 await self._send(packetizer.flush())
-                await self._wait_or_attention(faults.row_delay)
+                await self._wait_or_attention(step.seconds)
+            elif isinstance(step, faults.Fail):
+                trailer = self.session.error_trailer(rows, step.rows_sent, step.number, step.text)
+                await self._send(packetizer.add(trailer))
+                return
+            else:
+                # Deliver the rows produced so far, then close without a reply's end.
+                await self._send(packetizer.flush())
+                raise _Dropped(f"dropped after {step.rows_sent} rows")
         await self._send(packetizer.add(rows.trailer))
-
-    async def _fault_after(
-        self, sent: int, rows: engine.Rows, packetizer: packets.Packetizer
-    ) -> bool:
-        """Apply drop/error faults due after ``sent`` rows; True when the rows end here."""
-        faults = self.server.faults
-        if faults.drop_after_rows is not None and sent == faults.drop_after_rows:
-            # Deliver the rows produced so far, then close without a reply's end.
-            await self._send(packetizer.flush())
-            raise _Dropped(f"dropped after {sent} rows")
-        if faults.error_after_rows is not None and sent == faults.error_after_rows:
-            number, text = DIVIDE_BY_ZERO
-            await self._send(packetizer.add(self.session.error_trailer(rows, sent, number, text)))
-            return True
-        return False
 
 
 class DevServer:
@@ -314,6 +307,7 @@ class DevServer:
         faults: Faults | None = None,
         rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
         write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
+        unsent_low_water: int = DEFAULT_UNSENT_LOW_WATER,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -322,7 +316,7 @@ class DevServer:
         self.stats = DevServerStats()
         self.rows_per_chunk = rows_per_chunk
         self.write_buffer_high = write_buffer_high
-        self.encoder = ReportEncoder()
+        self.unsent_low_water = unsent_low_water
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
 

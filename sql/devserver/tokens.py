@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from sql.devserver import collations
+
 # Token types.
 COLMETADATA = 0x81
 ROW = 0xD1
@@ -44,8 +46,8 @@ CMD_EXECUTE = 0xE0
 CMD_SET = 0xB9  # seen for SET statements; clients ignore curcmd
 CMD_NONE = 0x00
 
-# SQL_Latin1_General_CP1_CI_AS: LCID 0x0409, flags, version 0, sort id 52 (MS-TDS 2.2.5.1.2).
-COLLATION = bytes.fromhex("0904d00034")
+# The server's collation, SQL_Latin1_General_CP1_CI_AS (MS-TDS 2.2.5.1.2).
+COLLATION = collations.DEFAULT.wire
 
 # TDS 7.4 as the server reports it in LOGINACK (big-endian on the wire).
 TDS74 = 0x74000004

@@ -8,7 +8,13 @@ GIL).  Two readers:
 * pytds: ``cursor.callproc`` + ``fetchmany`` over every row: what an export actually gets, with
   the client's CPU seconds (getrusage) and resident-memory growth.
 
-Prints a Markdown table (the README's dev server table).
+Then how fast a cancel is answered: pytds reads a few rows of a 1M-row ``spGenerateData``
+(packet size 32767) and calls ``cursor.cancel()`` on its own thread, which sends an ATTENTION
+and reads (decoding) whatever is in flight until DONE(ATTN).  Measured at once after the rows,
+and after the server has filled the socket and paused (the most in flight); the rows in flight
+come from ``dbo.spDevServerStats``.
+
+Prints Markdown tables; every figure the coordinator needs is in them.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from multiprocessing.connection import Connection
+from typing import Any
 
 import psutil
 
@@ -30,6 +38,11 @@ from tests.devclient import dev_connect
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 FETCH_BATCH = 5000  # rows per fetchmany: pytds reads one packet at a time either way
+CANCEL_ROWS = 1_000_000  # the request a cancel interrupts
+CANCEL_PACKET_SIZE = 32767
+CANCEL_AFTER = 5  # rows read before cancel()
+DEFAULT_CANCELS = 5
+STILL = 0.2  # seconds rows_sent must not move to count as "the server paused"
 
 
 def _serve(pipe: Connection) -> None:
@@ -128,6 +141,62 @@ def bench_pytds(port: int, server: psutil.Process, rows: int, packet_size: int) 
         conn.close()
 
 
+def _counters(conn: Any) -> dict[str, int]:
+    with conn.cursor() as cur:
+        cur.callproc("dbo.spDevServerStats", ())
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+        while cur.nextset():  # read to the end: closing early would send an attention
+            pass
+    return dict(zip(names, row, strict=True))
+
+
+@dataclass
+class CancelResult:
+    when: str
+    millis: list[float]
+    in_flight: list[int]
+
+    def row(self) -> str:
+        return (
+            f"| {self.when} | {len(self.millis)} | {statistics.median(self.millis):.0f} "
+            f"| {max(self.millis):.0f} | {statistics.median(self.in_flight):,.0f} |"
+        )
+
+
+def _wait_until_paused(watch: Any) -> None:
+    """Until the server's rows_sent stops moving: the socket is full, production waits."""
+    previous = _counters(watch)["rows_sent"]
+    while True:
+        time.sleep(STILL)
+        now = _counters(watch)["rows_sent"]
+        if now == previous:
+            return
+        previous = now
+
+
+def bench_cancel(port: int, repeat: int, paused: bool) -> CancelResult:
+    """``repeat`` cancels; each one's time and the rows pytds decoded while cancelling."""
+    millis: list[float] = []
+    in_flight: list[int] = []
+    with dev_connect(port, blocksize=CANCEL_PACKET_SIZE) as conn, dev_connect(port) as watch:
+        for _ in range(repeat):
+            before = _counters(watch)
+            with conn.cursor() as cur:
+                cur.callproc("dbo.spGenerateData", (CANCEL_ROWS,))
+                for _ in range(CANCEL_AFTER):
+                    cur.fetchone()
+                if paused:
+                    _wait_until_paused(watch)
+                started = time.perf_counter()
+                cur.cancel()
+                millis.append((time.perf_counter() - started) * 1000)
+            after = _counters(watch)
+            assert after["attentions_answered"] - before["attentions_answered"] == 1
+            in_flight.append(after["rows_sent"] - before["rows_sent"] - CANCEL_AFTER)
+    return CancelResult("after the server paused" if paused else "at once", millis, in_flight)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.devserver", description=__doc__)
     parser.add_argument(
@@ -137,6 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--packet-sizes", default="4096,32767")
     parser.add_argument("--no-pytds", action="store_true", help="only the raw-socket reader")
+    parser.add_argument(
+        "--cancels",
+        type=int,
+        default=DEFAULT_CANCELS,
+        help="pytds cancels to time in each way (0: none; default %(default)s)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     packet_sizes = [int(s) for s in args.packet_sizes.split(",")]
@@ -155,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
             if not args.no_pytds:
                 for packet_size in packet_sizes:
                     results.append(bench_pytds(port, server, rows, packet_size))
+        cancels = (
+            [bench_cancel(port, args.cancels, paused) for paused in (False, True)]
+            if args.cancels
+            else []
+        )
     finally:
         parent.send("stop")
         proc.join(timeout=30)
@@ -172,6 +252,15 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         print(result.row())
+    if args.cancels:
+        print(
+            f"\ncursor.cancel() of a {CANCEL_ROWS:,}-row spGenerateData after {CANCEL_AFTER} rows,"
+            f" packet size {CANCEL_PACKET_SIZE}: attention sent to DONE(ATTN) read\n"
+        )
+        print("| cancel | cancels | median ms | max ms | rows decoded while cancelling |")
+        print("|---|---:|---:|---:|---:|")
+        for cancel in cancels:
+            print(cancel.row())
 
 
 if __name__ == "__main__":

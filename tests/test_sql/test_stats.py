@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytds
@@ -15,17 +14,6 @@ from tests.devclient import dev_connect
 from tests.test_sql.tdsclient import ATTENTION, RawClient
 
 PROC = "dbo.spDevServerStats"
-
-
-@pytest.fixture
-def server(devserver_thread: DevServer) -> DevServer:
-    return devserver_thread
-
-
-@pytest.fixture
-def conn(server: DevServer) -> Iterator[Any]:
-    with dev_connect(server.port, timeout=30) as c:
-        yield c
 
 
 def stats_by_rpc(conn: Any) -> dict[str, int]:
@@ -98,9 +86,9 @@ def test_an_idle_attention_is_answered_and_counted(server: DevServer) -> None:
 
 
 @pytest.mark.parametrize("call", ["EXEC dbo.spDevServerStats 1", "EXEC spDevServerStats @x = 1"])
-def test_arguments_are_error_8144_and_the_connection_survives(conn: Any, call: str) -> None:
+def test_arguments_are_error_8146_and_the_connection_survives(conn: Any, call: str) -> None:
     with conn.cursor() as cur, pytest.raises(pytds.Error) as info:
         cur.execute(call)
-    assert info.value.msg_no == 8144
+    assert info.value.msg_no == 8146  # SQL Server's "has no parameters and arguments were supplied"
     assert "spDevServerStats" in str(info.value)
     assert stats_by_batch(conn)["connections_open"] == 1

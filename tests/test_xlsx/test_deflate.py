@@ -44,3 +44,12 @@ def test_levels_trade_size_for_speed() -> None:
     fast = b"".join(xlsx.stream_xlsx(["n", "s", "f"], rows, compress_level=1))
     small = b"".join(xlsx.stream_xlsx(["n", "s", "f"], rows, compress_level=9))
     assert len(small) < len(fast)
+
+
+def test_entries_are_checksummed_by_isal_with_zip_s_own_crc() -> None:
+    from isal import isal_zlib
+
+    assert zipstream.ng.crc32 is isal_zlib.crc32
+    for data in (b"", b"a", bytes(range(256)) * 300):
+        assert isal_zlib.crc32(data) == zlib.crc32(data)
+        assert isal_zlib.crc32(data, 12345) == zlib.crc32(data, 12345)

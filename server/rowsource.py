@@ -1,0 +1,110 @@
+"""Where an export's rows come from: the fast row path, or pytds' own decoding.
+
+The fast path (:mod:`tdsrows`) decodes the rows of the result set with code generated for its
+columns, a packet at a time, and writes each row's `<row>` element in the same generated code,
+with the workbook's own cell encoders (``xlsx.RowEncoder.row_code``, through
+:class:`XlsxRowText`): a row goes from the wire to its XML without a tuple in between. pytds
+keeps everything else (the procedure call, errors, the attention handshake). A result set the
+fast path cannot decode (a MAX type, sql_variant, ...) or a configuration that turns it off
+falls back to ``cursor.fetchmany`` and tuples, decided per result set and logged once per
+export at DEBUG.
+
+Decimals, money, dates and datetime2 values of the fast path are ints (scaled integers, days
+and ticks since 0001-01-01) that the writer turns into cells without building ``Decimal``,
+``date`` or ``datetime`` objects (``xlsx.Column.ints``); :meth:`RowSource.int_meanings` tells
+the writer what they stand for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import xlsx
+from tdsrows import FastRows, Kind, UnsupportedLayout
+from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
+from xlsx.rows import ExactInt, RowEncoder
+
+logger = logging.getLogger("server.export")
+
+# What the fast path hands over as ints instead of Decimal/date/datetime objects: building
+# those costs more than the writer's arithmetic on the ints (a scaled decimal's text is the
+# repr of one float division, a date's serial one addition).
+RAW_KINDS: Final = TEXT_RAW_KINDS
+# money and smallmoney count ten-thousandths (MS-TDS 2.2.5.5.1.4).
+_MONEY_SCALE: Final = 4
+# Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
+_TDS_DAY_ZERO: Final = dt.date(1, 1, 1)
+
+
+class XlsxRowText:
+    """The workbook's row encoder as the text the fast path's generated code writes."""
+
+    def __init__(self, encoder: RowEncoder) -> None:
+        self._encoder = encoder
+
+    def statements(self, shape: Sequence[type], names: Sequence[str]) -> list[str]:
+        kinds = [ExactInt if kind is SmallInt else kind for kind in shape]
+        return self._encoder.row_code(kinds, names, target="text")
+
+    def namespace(self) -> dict[str, object]:
+        return self._encoder.namespace()
+
+    def encode(self, row: Sequence[object], rs: str) -> str:
+        return self._encoder.encode(row, rs)
+
+
+class RowSource:
+    """The rows of one cursor's current result set, for one export's thread."""
+
+    def __init__(self, cursor: Any, *, fast: bool, batch_rows: int, label: str) -> None:
+        self._cursor = cursor
+        self._batch_rows = batch_rows
+        self.fast: FastRows | None = None
+        if not fast:
+            return
+        try:
+            self.fast = FastRows.open(cursor, raw_kinds=RAW_KINDS)
+        except UnsupportedLayout as exc:
+            logger.debug("%s: rows decoded by pytds (%s)", label, exc)
+
+    def first(self) -> list[Any]:
+        """Wait for the first row (or the end of the set): pytds' first rows, or [] when the
+        fast path reads them (it has made sure a row or the end is next)."""
+        if self.fast is not None:
+            self.fast.wait_for_row()
+            return []
+        return list(self._cursor.fetchmany(1))
+
+    def fetch(self) -> list[Any]:
+        """pytds' next rows ([] at the end of the result set)."""
+        return list(self._cursor.fetchmany(self._batch_rows))
+
+    def settle(self) -> None:
+        """Bring the connection back to idle after the export stopped reading (attention sent
+        now if none is on its way; the rows still in flight skipped, not decoded)."""
+        if self.fast is not None and not self.fast.finished:
+            self.fast.drain_cancelled()
+        else:
+            self._cursor.cancel()
+
+    def int_meanings(self) -> Sequence[xlsx.IntMeaning | None] | None:
+        """Per column, what an int of the fast path stands for (None: the fast path is off)."""
+        if self.fast is None:
+            return None
+        meanings: list[xlsx.IntMeaning | None] = []
+        raw = self.fast.raw_kinds
+        for column in self.fast.layout.columns:
+            if column.kind is Kind.DECIMAL and Kind.DECIMAL in raw:
+                meanings.append(xlsx.ScaledDecimal(column.scale))
+            elif column.kind is Kind.MONEY and Kind.MONEY in raw:
+                meanings.append(xlsx.ScaledDecimal(_MONEY_SCALE))
+            elif column.kind is Kind.DATE and Kind.DATE in raw:
+                meanings.append(xlsx.DayCount(_TDS_DAY_ZERO))
+            elif column.kind is Kind.DATETIME2 and Kind.DATETIME2 in raw:
+                meanings.append(xlsx.TickCount(10**column.scale, _TDS_DAY_ZERO))
+            else:
+                meanings.append(None)
+        return meanings

@@ -1,0 +1,194 @@
+"""The reference decoder: one value at a time, every framing and NULL the wire allows.
+
+The generated code (codegen.py) hands a row here when it meets something its fast path did not
+expect: a NULL inside a ROW token, a value length other than the column's usual one. It is
+also the definition the generated code is tested against. Slow (a call per value) and simple.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from tdsrows import values
+from tdsrows.errors import StreamError
+from tdsrows.layout import Column, Framing, Kind, Layout
+
+_ROW, _NBCROW = 0xD1, 0xD2  # MS-TDS 2.2.7.19, 2.2.7.15
+
+# (data, position of the payload, payload length) -> value
+Payload = Callable[[bytes, int, int], object]
+# (data, position) -> (value, position after it)
+Reader = Callable[[bytes, int], tuple[object, int]]
+
+_I8 = struct.Struct("<q").unpack_from
+_I4 = struct.Struct("<i").unpack_from
+_I2 = struct.Struct("<h").unpack_from
+_U2 = struct.Struct("<H").unpack_from
+_F4 = struct.Struct("<f").unpack_from
+_F8 = struct.Struct("<d").unpack_from
+_MONEY8 = struct.Struct("<iI").unpack_from
+_DATETIME = struct.Struct("<ii").unpack_from
+_SMALLDATETIME = struct.Struct("<HH").unpack_from
+
+
+def _le(data: bytes, p: int, size: int) -> int:
+    return int.from_bytes(data[p : p + size], "little")
+
+
+def _payload(column: Column, raw: bool) -> Payload:
+    kind, scale = column.kind, column.scale
+
+    def bad(data: bytes, p: int, size: int) -> object:
+        raise StreamError(f"column {column.name!r}: a {kind.value} value of {size} bytes")
+
+    if kind is Kind.INT:
+
+        def int_value(data: bytes, p: int, size: int) -> object:
+            if size == 4:
+                return _I4(data, p)[0]
+            if size == 8:
+                return _I8(data, p)[0]
+            if size == 2:
+                return _I2(data, p)[0]
+            if size == 1:
+                return data[p]
+            return bad(data, p, size)
+
+        return int_value
+    if kind is Kind.BIT:
+        return lambda data, p, size: data[p] != 0 if size == 1 else bad(data, p, size)
+    if kind is Kind.FLOAT:
+
+        def float_value(data: bytes, p: int, size: int) -> object:
+            if size == 8:
+                return _F8(data, p)[0]
+            if size == 4:
+                return _F4(data, p)[0]
+            return bad(data, p, size)
+
+        return float_value
+    if kind is Kind.MONEY:
+
+        def money(data: bytes, p: int, size: int) -> object:
+            if size == 8:
+                hi, lo = _MONEY8(data, p)
+                amount = hi * 4294967296 + lo
+            elif size == 4:
+                amount = _I4(data, p)[0]
+            else:
+                return bad(data, p, size)
+            return amount if raw else values.money_value(amount)
+
+        return money
+    if kind is Kind.DECIMAL:
+        convert = values.decimal_raw if raw else values.decimal_value
+        return lambda data, p, size: convert(data[p], _le(data, p + 1, size - 1), scale)
+    if kind is Kind.DATE:
+        if raw:
+            return lambda data, p, size: _le(data, p, 3)
+        return lambda data, p, size: values.date_value(_le(data, p, 3))
+    if kind is Kind.TIME:
+        return lambda data, p, size: values.time_value(_le(data, p, size), scale)
+    if kind is Kind.DATETIME2:
+        two = values.datetime2_raw if raw else values.datetime2_value
+        return lambda data, p, size: two(_le(data, p + size - 3, 3), _le(data, p, size - 3), scale)
+    if kind in (Kind.DATETIME, Kind.SMALLDATETIME):
+
+        def datetime_value(data: bytes, p: int, size: int) -> object:
+            if size == 8:
+                return values.datetime_value(*_DATETIME(data, p))
+            if size == 4:
+                return values.smalldatetime_value(*_SMALLDATETIME(data, p))
+            return bad(data, p, size)
+
+        return datetime_value
+    if kind is Kind.GUID:
+        return lambda data, p, size: values.guid_value(data[p : p + 16])
+    if kind is Kind.TEXT:
+        assert column.codec is not None
+        text = values.text_decoder(column.codec)
+        return lambda data, p, size: text(data[p : p + size])
+    if kind is Kind.NTEXT:
+        return lambda data, p, size: values.ntext_value(data[p : p + size])
+    if kind is Kind.BINARY:
+        return lambda data, p, size: data[p : p + size]
+    raise AssertionError(kind)  # pragma: no cover - every kind is handled above
+
+
+def reader(column: Column, *, raw: bool = False) -> Reader:
+    """Reads one value of ``column`` (its length prefix included) at a position."""
+    payload = _checked(_payload(column, raw))
+    if column.framing is Framing.FIXED:
+        size = column.size
+        return lambda data, p: (payload(data, p, size), p + size)
+    if column.framing is Framing.BYTE_LEN:
+
+        def byte_len(data: bytes, p: int) -> tuple[object, int]:
+            size = data[p]
+            if size == 0:
+                return None, p + 1
+            return payload(data, p + 1, size), p + 1 + size
+
+        return byte_len
+
+    def ushort_len(data: bytes, p: int) -> tuple[object, int]:
+        size = _U2(data, p)[0]
+        if size == 0xFFFF:
+            return None, p + 2
+        return payload(data, p + 2, size), p + 2 + size
+
+    return ushort_len
+
+
+def _checked(payload: Payload) -> Payload:
+    """A payload cut off by the end of the bytes is never decoded (it would decode wrongly)."""
+
+    def checked(data: bytes, p: int, size: int) -> object:
+        if p + size > len(data):
+            raise IndexError("value cut off by the end of the bytes")
+        return payload(data, p, size)
+
+    return checked
+
+
+class ReferenceDecoder:
+    """Decodes row bodies cell by cell."""
+
+    def __init__(self, layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> None:
+        self._readers = [reader(c, raw=c.kind in raw_kinds) for c in layout.columns]
+        self._bitmap_bytes = layout.bitmap_bytes
+
+    def token(
+        self, data: bytes, pos: int, append: Callable[[tuple[Any, ...]], object], n: int
+    ) -> int:
+        """Decode the ROW or NBCROW token at ``pos``: its end, or -1 if cut off."""
+        try:
+            if data[pos] == _ROW:
+                return self.row(data, pos + 1, append, n, 0)
+            if data[pos] == _NBCROW:
+                start = pos + 1 + self._bitmap_bytes
+                if start > n:
+                    return -1
+                nulls = int.from_bytes(data[pos + 1 : start], "little")
+                return self.row(data, start, append, n, nulls)
+        except (IndexError, struct.error, UnicodeDecodeError):
+            return -1
+        raise AssertionError(f"not a row token: {data[pos]:#x}")  # pragma: no cover
+
+    def row(
+        self, data: bytes, p: int, append: Callable[[tuple[Any, ...]], object], n: int, nulls: int
+    ) -> int:
+        """Decode the row body at ``p`` (``nulls``: its NBCROW bitmap): its end, -1 if cut off."""
+        row: list[object] = []
+        for i, read in enumerate(self._readers):
+            if nulls >> i & 1:
+                row.append(None)
+            else:
+                value, p = read(data, p)
+                row.append(value)
+        if p > n:
+            return -1
+        append(tuple(row))
+        return p

@@ -1,0 +1,165 @@
+"""Python values from wire primitives, exactly as pytds builds them, but cheaper.
+
+Each function here takes the integers a struct unpack gives and returns the value pytds'
+own decoding returns for the same bytes (the differential tests hold the two equal). Where
+pytds fails on data SQL Server can legitimately send, the fast path returns a value instead
+(documented in ``docs/fast-rows.md``): NVARCHAR with lone surrogates (kept as surrogate code
+points, which the writer escapes), and single-byte code pages with unassigned bytes (decoded as
+the C1 control of the same number, as Windows does).
+
+"Raw" forms are the integers the export's writer accepts in place of objects: a decimal as its
+scaled integer, a date as days since 0001-01-01, a datetime2 as ticks since 0001-01-01.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+# pytds divides decimals in a 38-digit context (SQL Server's maximum precision), so every
+# decimal(p, s) value is exact.
+DECIMAL_CONTEXT: Final = decimal.Context(prec=38)
+POWERS_OF_TEN: Final = tuple(10**k for k in range(39))
+NEGATIVE_ZERO: Final = decimal.Decimal("-0")
+_divide = DECIMAL_CONTEXT.divide
+_Decimal = decimal.Decimal
+
+_DATETIME_1900: Final = dt.datetime(1900, 1, 1)
+_timedelta = dt.timedelta
+_datetime = dt.datetime
+_time = dt.time
+_date_fromordinal = dt.date.fromordinal
+SECONDS_PER_DAY: Final = 86_400
+TICKS_PER_SECOND: Final = tuple(10**s for s in range(8))  # time(s): 10**-s second units
+
+# Days -> (year, month, day) is memoised: a report's dates repeat. Bounded, so a result set
+# spanning every day of the calendar (3.65M) cannot grow it past a few MiB.
+_MAX_MEMO_DAYS: Final = 65_536
+_ymd_memo: dict[int, tuple[int, int, int]] = {}
+# Second of the day -> (hour, minute, second), precomputed: 86,400 small tuples (~7 MiB with
+# their ints shared; built once per process on first use).
+_hms: list[tuple[int, int, int]] = []
+
+
+def _hms_table() -> list[tuple[int, int, int]]:
+    if not _hms:
+        _hms.extend((s // 3600, s // 60 % 60, s % 60) for s in range(SECONDS_PER_DAY))
+    return _hms
+
+
+def _ymd(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of ``days`` since 0001-01-01."""
+    ymd = _ymd_memo.get(days)
+    if ymd is None:
+        d = _date_fromordinal(days + 1)
+        ymd = (d.year, d.month, d.day)
+        if len(_ymd_memo) < _MAX_MEMO_DAYS:
+            _ymd_memo[days] = ymd
+    return ymd
+
+
+def decimal_value(positive: int, magnitude: int, scale: int) -> decimal.Decimal:
+    """pytds: ``Decimal(magnitude)``, negated unless ``positive``, divided by 10**scale."""
+    if positive:
+        value = _Decimal(magnitude)
+    elif magnitude:
+        value = _Decimal(-magnitude)
+    else:
+        value = NEGATIVE_ZERO
+    if scale:
+        return _divide(value, POWERS_OF_TEN[scale])
+    return value
+
+
+def decimal_raw(positive: int, magnitude: int, scale: int) -> int | decimal.Decimal:
+    """The scaled integer (``value * 10**scale``); negative zero stays the Decimal pytds gives."""
+    if positive:
+        return magnitude
+    if magnitude:
+        return -magnitude
+    return NEGATIVE_ZERO
+
+
+def money_value(amount: int) -> decimal.Decimal:
+    """pytds: ``Decimal(amount) / 10000`` (exact: money has at most 19 digits)."""
+    return _divide(_Decimal(amount), 10_000)
+
+
+def date_value(days: int) -> dt.date:
+    return _date_fromordinal(days + 1)
+
+
+def time_value(ticks: int, scale: int) -> dt.time:
+    """pytds: the 10**-scale second count to 100 ns, then truncated to microseconds."""
+    micro = ticks * 10 ** (7 - scale) // 10
+    seconds, micro = divmod(micro, 1_000_000)
+    h, m, s = _hms_table()[seconds]
+    return _time(h, m, s, micro)
+
+
+def datetime2_value(days: int, ticks: int, scale: int) -> dt.datetime:
+    micro = ticks * 10 ** (7 - scale) // 10
+    seconds, micro = divmod(micro, 1_000_000)
+    h, m, s = _hms_table()[seconds]
+    y, mo, d = _ymd(days)
+    return _datetime(y, mo, d, h, m, s, micro)
+
+
+def datetime2_raw(days: int, ticks: int, scale: int) -> int:
+    """Ticks of 10**-scale second since 0001-01-01 00:00."""
+    per_day: int = SECONDS_PER_DAY * TICKS_PER_SECOND[scale]
+    return days * per_day + ticks
+
+
+def datetime_value(days: int, three_hundredths: int) -> dt.datetime:
+    """pytds: whole seconds plus milliseconds rounded from 1/300 s (its own formula)."""
+    ms = round(three_hundredths % 300 * 10 / 3.0)
+    return _DATETIME_1900 + _timedelta(days=days, seconds=three_hundredths // 300, milliseconds=ms)
+
+
+def smalldatetime_value(days: int, minutes: int) -> dt.datetime:
+    return _DATETIME_1900 + _timedelta(days=days, minutes=minutes)
+
+
+def guid_value(data: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes_le=data)
+
+
+def _c1_for_unassigned(error: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: an unassigned byte becomes the code point of the same number.
+
+    cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D unassigned in Python's table, while Windows
+    (and so SQL Server's clients) map them to U+0081... A VARCHAR holding one must not end the
+    export.
+    """
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "".join(map(chr, error.object[error.start : error.end])), error.end
+
+
+_ERRORS_HANDLER: Final = "tdsrows-c1"
+codecs.register_error(_ERRORS_HANDLER, _c1_for_unassigned)
+
+
+def text_decoder(codec: str) -> Callable[[bytes], str]:
+    """bytes -> str for a single- or multi-byte code page: ASCII without a codec lookup."""
+    decode = codecs.lookup(codec).decode
+
+    def decode_text(data: bytes) -> str:
+        if data.isascii():
+            return data.decode("ascii")
+        return decode(data, _ERRORS_HANDLER)[0]
+
+    return decode_text
+
+
+_utf16_decode = codecs.utf_16_le_decode
+
+
+def ntext_value(data: bytes) -> str:
+    """UTF-16LE, lone surrogates kept (pytds raises on them)."""
+    return _utf16_decode(data, "surrogatepass")[0]
