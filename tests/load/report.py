@@ -229,6 +229,8 @@ def build_report(m: Measurements, *, estimate_per_row: int) -> dict[str, Any]:
         "file_size": size,
         "first_byte_s": spread([r.first_byte_s for r in results if r.first_byte_s is not None]),
         "download_s": {name: spread(values) for name, values in durations.items() if values},
+        # How long an error took to come back (e.g. a 503 beyond the pool: it must come at once).
+        "error_answer_s": spread([r.duration_s for r in results if r.outcome is Outcome.ERROR]),
         "health": {name: _health(probes) for name, probes in m.probes.items()},
         "processes": {name: _process(series) for name, series in m.processes.items()},
         "metrics_rss_peak_mib": {name: v / MIB for name, v in m.metrics_rss.items()},
@@ -398,6 +400,8 @@ def render(report: Mapping[str, Any]) -> str:
     lines.append("|---|---:|---:|---:|---:|---:|")
     timings = [("first byte", report["first_byte_s"])]
     timings += [(f"download ({k})", v) for k, v in report["download_s"].items()]
+    if report["error_answer_s"]["count"]:
+        timings.append(("error answer", report["error_answer_s"]))
     for name, s in timings:
         lines.append(
             f"| {name} | {s['count']} | {_fmt(s['p50'], '.3f')} | {_fmt(s['p95'], '.3f')} | "

@@ -114,6 +114,10 @@ def test_a_clean_run_passes_and_the_counts_add_up() -> None:
     assert report["requests"]["errors"] == {"503 TOO_MANY_EXPORTS": 1}  # reported, not failed
     assert report["throughput"]["rows_per_s"] == 500.0
     assert "503 TOO_MANY_EXPORTS: 1" in render(report)
+    # How long the error took to come back (a refusal must come at once), only errors counted.
+    assert report["error_answer_s"]["count"] == 1
+    assert report["error_answer_s"]["max"] == 1.0
+    assert "| error answer | 1 |" in render(report)
 
 
 @pytest.mark.parametrize(
