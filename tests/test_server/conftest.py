@@ -33,6 +33,9 @@ TEST_DEFAULTS: dict[str, Any] = {
     "poll_interval_s": 0.05,
     "memory_log_every_rows": 0,
     "shutdown_grace_s": 2.0,
+    # Exports in a worker process, as in production; tests that are about several workers, or
+    # about the in-process mode, ask for their own count.
+    "workers": 1,
 }
 
 
