@@ -304,6 +304,7 @@ class ExportApi:
             workers=self.workers.samples(),
             worker_processes=self.workers.processes_running,
             worker_restarts=self.workers.restarts,
+            channel_bytes=sum(relay.channel_backlog() for relay in self._relays),
         )
         if self.server is not None:
             text += self.server.metrics_text("http")

@@ -24,12 +24,15 @@ the handler reads the end of the stream without ``FINISHED`` and aborts the down
 
 from __future__ import annotations
 
+import array
 import asyncio
 import enum
+import fcntl
 import json
 import select
 import socket
 import struct
+import termios
 from dataclasses import dataclass
 
 from server.errors import ExportError, error_from_code
@@ -141,6 +144,14 @@ class FrameReader:
                 return False
             view = view[count:]
         return True
+
+    def backlog(self) -> int:
+        """Bytes the worker wrote that have not been read yet (0 once closed)."""
+        if self.closed:
+            return 0
+        unread = array.array("i", [0])
+        fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, unread)
+        return unread[0]
 
     def close(self) -> None:
         self._sock.close()

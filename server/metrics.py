@@ -127,6 +127,7 @@ class Metrics:
         workers: Sequence[WorkerSample] = (),
         worker_processes: int = 0,
         worker_restarts: int = 0,
+        channel_bytes: int = 0,
     ) -> str:
         """The exposition text; pool, process and worker figures are sampled by the caller."""
         with self._lock:
@@ -189,6 +190,14 @@ class Metrics:
             "counter",
             "Worker processes replaced after they exited unexpectedly.",
             [("", worker_restarts)],
+        )
+        _family(
+            lines,
+            "export_channel_bytes",
+            "gauge",
+            "Bytes the workers have written to export channels and the HTTP process has not "
+            "yet relayed (a client that reads slowly holds its export's channel full).",
+            [("", channel_bytes)],
         )
         _family(
             lines,

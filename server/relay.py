@@ -58,6 +58,10 @@ class Relay:
             self.rows = max(self.rows, frame.rows)
         return frame
 
+    def channel_backlog(self) -> int:
+        """Bytes waiting in the export's channel (a slow client's export holds it full)."""
+        return self._channel.backlog()
+
     def chunk_written(self, size: int) -> None:
         self.bytes_sent += size
 

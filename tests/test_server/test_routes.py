@@ -98,6 +98,10 @@ DOCUMENTED_FAMILIES = {
     "export_duration_seconds": "histogram",
     "db_pool_connections": "gauge",
     "process_resident_memory_bytes": "gauge",
+    "export_workers": "gauge",
+    "export_worker_restarts_total": "counter",
+    "export_worker_exports_active": "gauge",
+    "export_channel_bytes": "gauge",
 }
 DOCUMENTED_OUTCOMES = ("completed", "client_disconnected", "db_error", "rejected", "invalid")
 
@@ -129,6 +133,11 @@ async def test_metrics_text_parses_and_counts_exports(
     assert samples['db_pool_connections{state="idle"}'] == 1
     assert samples['db_pool_connections{state="in_use"}'] == 0
     assert samples["process_resident_memory_bytes"] > 10_000_000
+    assert samples['process_resident_memory_bytes{worker="0"}'] > 10_000_000
+    assert samples["export_workers"] == 1
+    assert samples["export_worker_restarts_total"] == 0
+    assert samples['export_worker_exports_active{worker="0"}'] == 0
+    assert samples["export_channel_bytes"] == 0
     buckets = [v for k, v in samples.items() if k.startswith("export_duration_seconds_bucket")]
     assert buckets == sorted(buckets), "histogram buckets are cumulative"
 

@@ -28,6 +28,9 @@ from tests.test_server.readers import is_valid_zip
 # reading holds (~60k rows: test_backpressure), so such a download cannot finish meanwhile.
 ROWS = 150_000
 MIB = 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+# The export channel's capacity with the tests' --queue-chunks (the default: 4 chunks).
+CHANNEL_BYTES = 4 * CHUNK_BYTES
 
 
 async def _held_downloads(
@@ -104,8 +107,16 @@ async def test_metrics_report_each_worker_and_the_whole_service(
 ) -> None:
     api = await start_api(workers=2, pool_max=4)
     responses = await _held_downloads(paused_http, url(api, ""), ["a", "b"])
+    relays = [r for h in api.workers.handles for r in h.relays.values()]
+    await apoll(
+        lambda: all(r.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4 for r in relays),
+        what="both channels to fill",
+    )
     async with http.get(url(api, "/metrics")) as response:
         samples, _ = parse_metrics(await response.text())
+    # What the two stalled clients hold up: their channels, full; not their whole files.
+    assert samples["export_channel_bytes"] >= 2 * (CHANNEL_BYTES - CHUNK_BYTES // 4)
+    assert samples["export_channel_bytes"] <= 2 * (CHANNEL_BYTES + CHUNK_BYTES // 4)
     assert samples["export_workers"] == 2
     assert samples["exports_active"] == 2
     assert samples['db_pool_connections{state="in_use"}'] == 2
@@ -172,19 +183,23 @@ async def test_a_worker_blocked_writing_to_a_stalled_client_is_cancelled_at_once
     devserver: DevServer, start_api: StartApi, paused_http: aiohttp.ClientSession, workers: int
 ) -> None:
     """The client stops reading, the channel fills, the export waits in its write. When the
-    client goes, the write itself wakes: the attention does not wait for a poll (set to 5 s
-    here, so a poll could not have done it in time)."""
-    poll_interval_s = 5.0
+    client goes, the write itself wakes: the attention does not wait for a poll (a minute
+    apart here: a poll could do it in time only by chance)."""
+    poll_interval_s = 60.0
     api = await start_api(workers=workers, poll_interval_s=poll_interval_s)
     response = (await _held_downloads(paused_http, url(api, ""), ["stalled"], rows=1_000_000))[
         "stalled"
     ]
-    # The database pauses only when nobody reads it: the export is blocked on its channel.
-    await apoll(lambda: devserver.stats.backpressure_pauses > 0, what="a backpressure pause")
+    # The channel holds all it can: the export is blocked in its write (or about to be).
+    (relay,) = (r for h in api.workers.handles for r in h.relays.values())
+    await apoll(
+        lambda: relay.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4,
+        what="the export's channel to fill",
+    )
     closed_at = time.monotonic()
     response.close()
     await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
-    assert time.monotonic() - closed_at < poll_interval_s / 2
+    assert time.monotonic() - closed_at < poll_interval_s / 12
     await wait_idle(api)
     assert api.pool.idle == 1, "acknowledged cancel: the connection is kept"
     assert api.metrics.requests(Outcome.CLIENT_DISCONNECTED) == 1
