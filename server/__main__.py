@@ -21,6 +21,7 @@ from typing import Any
 from httpedge.forwarded import parse_networks
 from server.app import ExportApi
 from server.config import ApiConfig, DbSettings
+from server.workers import WorkersFailed
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,13 @@ OPTIONS: tuple[Option, ...] = (
         "~64 KiB chunks buffered between the database reader and the client",
     ),
     Option(
+        "workers",
+        "--workers",
+        "API_WORKERS",
+        _non_negative_int,
+        "worker processes running the exports (0: on threads of this process, for debugging)",
+    ),
+    Option(
         "memory_log_every_rows",
         "--memory-log-every",
         "API_MEMORY_LOG_EVERY",
@@ -262,6 +270,8 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
         env_note = f" [env {option.env}; default {_default(option)!r}]"
         if option.field == "db.password":
             env_note = f" [env {option.env}; required]"
+        elif option.field == "workers":
+            env_note = f" [env {option.env}; default: one per core]"
         parser.add_argument(option.flag, dest=option.field, help=option.help + env_note)
     args = vars(parser.parse_args(list(argv)))
     api_values: dict[str, Any] = {}
@@ -318,6 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config))
+    except WorkersFailed as exc:
+        logging.getLogger("server").error("cannot start the export workers: %s", exc)
+        return 1
     except OSError as exc:  # e.g. the port is taken
         logging.getLogger("server").error(
             "cannot serve on %s:%d: %s", config.host, config.port, exc

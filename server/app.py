@@ -1,4 +1,5 @@
-"""The export API: aiohttp's low-level server, one handler and a dispatch table of our own.
+"""The export API's HTTP process: aiohttp's low-level server, one handler and a dispatch table of
+our own, and the worker processes that run the exports.
 
 :class:`ExportApi` is the whole service; tests start it in their own event loop
 (``async with ExportApi(config) as api``: ``api.port``), ``server.__main__`` runs it as a
@@ -7,12 +8,19 @@ any other path is a 404 and any other method a 405 with ``Allow``, both as JSON.
 connection-level limits (header timeout, connection cap, request sizes) and the JSON answers
 to requests that are not valid HTTP come from :class:`httpedge.listener.EdgeServer`.
 
+This process never decodes a row: it parses requests, admits or refuses an export at once
+(:class:`~server.admission.Admission`, the service-wide limit), hands it to the worker with the
+fewest exports (:mod:`server.workers`), relays the frames of the export's channel to the client
+with ``await response.write()`` one chunk at a time (:mod:`server.channel`), and closes the
+channel to cancel. Its event loop shares no interpreter lock with exports, so ``/healthz``,
+``/readyz`` and ``/metrics`` answer at once under load.
+
 Every response carries ``X-Request-ID``: the client's (the BFF's) when well formed, else a new
 one; export log lines name it, so one download can be followed through both services' logs.
 
 Clients that go away are noticed through aiohttp's ``handler_cancellation``: when the
 connection is lost the handler task is cancelled, also while it waits for the first row, and
-the handler turns that into the export's cancel flag.
+the handler closes the export's channel, which stops the worker's export.
 """
 
 from __future__ import annotations
@@ -20,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
 import itertools
 import logging
-import threading
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 from aiohttp import web
@@ -34,9 +42,11 @@ from httpedge import forwarded
 from httpedge.listener import EdgeLimits, EdgeServer, break_off
 from httpedge.request_id import HEADER as REQUEST_ID_HEADER
 from httpedge.request_id import request_id_of
-from server import db, report
+from server import report
+from server.admission import Admission
+from server.channel import Kind
 from server.config import ApiConfig
-from server.db import DbConnection
+from server.control import CANCELLED
 from server.errors import (
     DatabaseError,
     DatabaseTimeout,
@@ -48,15 +58,15 @@ from server.errors import (
     ShuttingDown,
     TooManyExports,
 )
-from server.export import ExportJob, Failed, Finished, Started
 from server.memory import ProcessMemory, mib
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics, Outcome
-from server.pool import ConnectionPool
 from server.readiness import ReadinessProbe
+from server.relay import Relay
 from server.responses import download_headers, error_response, json_response
 from server.rowcount import PARAMETER as ROW_COUNT_PARAMETER
 from server.rowcount import parse_row_count, reject_unknown
+from server.workers import WorkerSet
 
 logger = logging.getLogger("server")
 
@@ -66,10 +76,9 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # After the grace period, handlers still streaming are cancelled; aiohttp then gets this long
 # to close their connections.
 _CANCEL_HANDLERS_TIMEOUT_S = 1.0
-_SHUTDOWN_POLL_S = 0.05
-# Idle-connection expiry runs this many times per pool idle timeout, so a connection above
-# the pool's minimum stays open at most 1.5 timeouts after its last export.
-_IDLE_CHECKS_PER_TIMEOUT = 2
+# Workers told to stop get this long beyond the time a cancel may take (poll interval + cancel
+# timeout) to close their pools and exit; then they are killed.
+_WORKER_EXIT_MARGIN_S = 2.0
 
 
 def _outcome_of(error: ExportError) -> Outcome:
@@ -84,6 +93,19 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity: a container's CPU set, say)."""
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """The database connections of every worker's pool, as last reported."""
+
+    idle: int
+    in_use: int
+
+
 class ExportApi:
     def __init__(
         self,
@@ -95,21 +117,13 @@ class ExportApi:
         self.config = config
         self._now = now
         self._clock = clock
-        connect = functools.partial(
-            db.connect,
-            config.db,
-            poll_interval_s=config.poll_interval_s,
-            cancel_timeout_s=config.cancel_timeout_s,
+        self.workers = WorkerSet(
+            config, count=_cores() if config.workers is None else config.workers
         )
-        self.pool: ConnectionPool[DbConnection] = ConnectionPool(
-            connect,
-            min_size=config.pool_min,
-            max_size=config.pool_max,
-            idle_timeout_s=config.pool_idle_timeout_s,
-        )
+        self.admission = Admission(config.pool_max)
         self.metrics = Metrics()
         self.memory = ProcessMemory()
-        self.readiness = ReadinessProbe(self.pool, timeout_s=config.readiness_timeout_s)
+        self.readiness = ReadinessProbe(self._round_trip, timeout_s=config.readiness_timeout_s)
         self._proxies = forwarded.TrustedProxies(config.trusted_proxies)
         # HEAD wherever GET is (RFC 9110 section 9.3.2): aiohttp sends a HEAD answer's headers
         # without its body; the export's own HEAD stops before the procedure would run.
@@ -120,18 +134,22 @@ class ExportApi:
             "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
         }
         self._ids = itertools.count(1)
-        self._jobs: set[ExportJob] = set()
-        self._request_ids: dict[ExportJob, str] = {}  # under _jobs_lock
-        self._jobs_lock = threading.Lock()
+        self._relays: set[Relay] = set()
+        self._no_exports = asyncio.Event()
+        self._no_exports.set()
         self._shutting_down = False
         self.server: EdgeServer | None = None
         self._listener: asyncio.Server | None = None
-        self._expiry: asyncio.Task[None] | None = None
         self.port = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self.workers.start()
+        except BaseException:
+            await self.workers.close(self._worker_exit_s)
+            raise
         loop = asyncio.get_running_loop()
         self.server = EdgeServer(
             self._handle,
@@ -141,11 +159,16 @@ class ExportApi:
             ),
             logger=logger,
         )
-        self._listener = await loop.create_server(self.server, self.config.host, self.config.port)
+        try:
+            self._listener = await loop.create_server(
+                self.server, self.config.host, self.config.port
+            )
+        except BaseException:
+            await self.workers.close(self._worker_exit_s)
+            raise
         self.port = int(self._listener.sockets[0].getsockname()[1])
-        self._expiry = asyncio.create_task(self._expire_idle_connections())
         logger.info(
-            "export API listening on http://%s:%d (database %s:%d/%s, pool %d..%d)",
+            "export API listening on http://%s:%d (database %s:%d/%s, pool %d..%d, %s)",
             self.config.host,
             self.port,
             self.config.db.host,
@@ -153,12 +176,21 @@ class ExportApi:
             self.config.db.database,
             self.config.pool_min,
             self.config.pool_max,
+            f"{self.workers.count} worker process(es)"
+            if self.workers.count
+            else "exports on threads of this process",
         )
 
+    @property
+    def _worker_exit_s(self) -> float:
+        return self.config.poll_interval_s + self.config.cancel_timeout_s + _WORKER_EXIT_MARGIN_S
+
     async def close(self, grace_s: float | None = None) -> None:
-        """Stop accepting, let exports finish within the grace period, abort the rest, exit."""
+        """Stop accepting, let exports finish within the grace period, abort the rest, stop the
+        workers, exit."""
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._shutting_down = True
+        self.admission.close()
         if self._listener is not None:
             self._listener.close()
         if self.server is not None:
@@ -168,17 +200,14 @@ class ExportApi:
             logger.info("shutting down: waiting up to %g s for %d export(s)", grace, running)
         await self._wait_for_exports(grace)
         if self.server is not None:
-            # Cancels the handlers still running; each cancels its worker and aborts its response.
+            # Cancels the handlers still running; each closes its export's channel (the worker
+            # then cancels the query) and aborts its response.
             await self.server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
-        # Workers answer a cancel within poll interval + cancel timeout; then the pool is closed.
+        # Workers answer a cancel within poll interval + cancel timeout.
         await self._wait_for_exports(self.config.cancel_timeout_s + self.config.poll_interval_s)
         if self.active_exports:
             logger.warning("shutting down with %d export(s) still running", self.active_exports)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry
-        self.pool.close()
+        await self.workers.close(self._worker_exit_s)
         logger.info("export API stopped")
 
     async def __aenter__(self) -> ExportApi:
@@ -195,24 +224,15 @@ class ExportApi:
 
     @property
     def active_exports(self) -> int:
-        with self._jobs_lock:
-            return len(self._jobs)
+        return len(self._relays)
 
-    async def _expire_idle_connections(self) -> None:
-        """Close connections idle past the pool's timeout even when no export comes to do it."""
-        interval = self.config.pool_idle_timeout_s / _IDLE_CHECKS_PER_TIMEOUT
-        while True:
-            await asyncio.sleep(interval)
-            closed = await asyncio.to_thread(self.pool.expire_idle)  # closing may block
-            if closed:
-                logger.info("closed %d idle database connection(s)", closed)
+    @property
+    def pool(self) -> PoolState:
+        return PoolState(idle=self.workers.idle, in_use=self.workers.in_use)
 
     async def _wait_for_exports(self, timeout_s: float) -> None:
-        deadline = self._clock() + timeout_s
-        # Exports end on worker threads as often as on the loop; polling a lock-protected
-        # count is simpler than waking the loop from every thread, and only runs at shutdown.
-        while self.active_exports and self._clock() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_SHUTDOWN_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_exports.wait(), timeout_s)
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -266,11 +286,25 @@ class ExportApi:
             return self._error(exc)
         return json_response(200, {"status": "ready"})
 
+    async def _round_trip(self) -> None:
+        """One readiness round trip in a worker, holding a slot as an export does."""
+        self.admission.take()
+        try:
+            error = await self.workers.check_ready()
+        finally:
+            self.admission.give_back()
+        if error is not None:
+            raise error
+
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         text = self.metrics.render(
-            pool_idle=self.pool.idle,
-            pool_in_use=self.pool.in_use,
+            pool_idle=self.workers.idle,
+            pool_in_use=self.workers.in_use,
             resident_memory_bytes=self.memory.rss(),
+            workers=self.workers.samples(),
+            worker_processes=self.workers.processes_running,
+            worker_restarts=self.workers.restarts,
+            channel_bytes=sum(relay.channel_backlog() for relay in self._relays),
         )
         if self.server is not None:
             text += self.server.metrics_text("http")
@@ -299,7 +333,7 @@ class ExportApi:
         headers (a database error can only show on the GET itself)."""
         self._row_count(request)
         self._check_accepting()
-        self.pool.lease().release(None, reusable=False)  # busy: the GET's own 503
+        self.admission.check()  # busy: the GET's own 503
         response = web.StreamResponse(
             headers=download_headers(report.download_filename(self._now()))
         )
@@ -315,40 +349,39 @@ class ExportApi:
             return self._error(exc)
         try:
             self._check_accepting()
-            lease = self.pool.lease()
+            self.admission.take()
         except ExportError as exc:
             logger.warning("request %s: export refused: %s", request_id, exc.message)
             self.metrics.request_refused(Outcome.REJECTED)
             return self._error(exc)
-        job = ExportJob(
-            export_id=next(self._ids),
-            lease=lease,
-            row_count=row_count,
-            config=self.config,
-            loop=asyncio.get_running_loop(),
-            memory=self.memory,
-            on_complete=self._export_complete,
-            clock=self._clock,
-        )
-        with self._jobs_lock:
-            self._jobs.add(job)
-            self._request_ids[job] = request_id
+        try:
+            relay = self.workers.start_export(
+                export_id=next(self._ids),
+                row_count=row_count,
+                request_id=request_id,
+                on_worker_done=self._worker_done,
+                on_complete=self._export_complete,
+            )
+        except BaseException:
+            self.admission.give_back()
+            raise
+        self._relays.add(relay)
+        self._no_exports.clear()
         self.metrics.export_started()
         logger.info(
             "export %d (request %s): %d rows requested by %s",
-            job.export_id,
+            relay.export_id,
             request_id,
             row_count,
             self._client(request),
         )
-        job.start()
         try:
-            return await self._stream(request, job)
+            return await self._stream(request, relay)
         finally:
-            job.handler_done(job.outcome)
+            relay.handler_done(relay.outcome)
 
-    async def _stream(self, request: web.BaseRequest, job: ExportJob) -> web.StreamResponse:
-        """Wait for the worker's first word, then relay chunks; sets ``job.outcome``."""
+    async def _stream(self, request: web.BaseRequest, relay: Relay) -> web.StreamResponse:
+        """Wait for the worker's first frame, then relay chunks; sets ``relay.outcome``."""
         response = web.StreamResponse(
             headers={
                 **download_headers(report.download_filename(self._now())),
@@ -356,96 +389,122 @@ class ExportApi:
             }
         )
         try:
-            event = await job.next_event()
-            if isinstance(event, Failed):
-                job.outcome = _outcome_of(event.error)
-                return self._error(event.error)
-            if not isinstance(event, Started):
-                raise InternalError(f"worker sent {type(event).__name__} before Started")
+            frame = await relay.next_frame()
+            if frame is None:
+                raise InternalError("the export stopped unexpectedly")
+            if frame.kind is Kind.FAILED:
+                error = frame.error()
+                relay.outcome = _outcome_of(error)
+                return self._error(error)
+            if frame.kind is not Kind.STARTED:
+                raise InternalError(f"the worker sent {frame.kind.name} before STARTED")
             await response.prepare(request)
-            job.first_byte_s = self._clock() - job.started_at
+            relay.first_byte_s = self._clock() - relay.started_at
             while True:
-                event = await job.next_event()
-                if isinstance(event, bytes):
+                # The next frame only once the previous chunk is written: a slow client keeps
+                # the channel full, and the worker waits.
+                frame = await relay.next_frame()
+                if frame is None:
+                    raise InternalError("the export's worker stopped before the end")
+                if frame.kind is Kind.CHUNK:
                     await asyncio.wait_for(
-                        response.write(event), self.config.client_write_timeout_s
+                        response.write(frame.payload), self.config.client_write_timeout_s
                     )
-                    job.chunk_written(len(event))
-                    self.metrics.add_bytes(len(event))
-                    self.metrics.add_rows(job.new_rows())
-                elif isinstance(event, Finished):
+                    relay.chunk_written(len(frame.payload))
+                    self.metrics.add_bytes(len(frame.payload))
+                    self.metrics.add_rows(relay.new_rows())
+                elif frame.kind is Kind.FINISHED:
                     await response.write_eof()
-                    job.outcome = Outcome.COMPLETED
+                    relay.outcome = Outcome.COMPLETED
                     return response
-                elif isinstance(event, Failed):
-                    job.outcome = _outcome_of(event.error)
+                elif frame.kind is Kind.FAILED:
+                    error = frame.error()
+                    relay.outcome = _outcome_of(error)
                     logger.error(
                         "export %d: %s after %d rows; aborting the download",
-                        job.export_id,
-                        event.error.message,
-                        job.rows,
+                        relay.export_id,
+                        error.message,
+                        relay.rows,
                     )
                     break_off(request)
                     return response
                 else:
-                    raise InternalError(f"worker sent {type(event).__name__} twice")
+                    raise InternalError(f"the worker sent {frame.kind.name} twice")
         except asyncio.CancelledError:
             # The client went away (aiohttp cancels the handler when the connection is lost)
             # or the shutdown grace period is over.
             if self._shutting_down:
-                job.outcome = Outcome.SHUTDOWN
-                job.cancel("shutdown")
+                relay.outcome = Outcome.SHUTDOWN
+                relay.cancel("shutdown")
             else:
-                job.outcome = Outcome.CLIENT_DISCONNECTED
-                job.cancel("client disconnected")
+                relay.outcome = Outcome.CLIENT_DISCONNECTED
+                relay.cancel("client disconnected")
             raise
         except TimeoutError:
-            job.outcome = Outcome.CLIENT_DISCONNECTED
-            job.cancel(f"client read nothing for {self.config.client_write_timeout_s:g} s")
+            relay.outcome = Outcome.CLIENT_DISCONNECTED
+            relay.cancel(f"client read nothing for {self.config.client_write_timeout_s:g} s")
             break_off(request)
             return response
         except ConnectionError:
-            job.outcome = Outcome.CLIENT_DISCONNECTED
-            job.cancel("client disconnected")
+            relay.outcome = Outcome.CLIENT_DISCONNECTED
+            relay.cancel("client disconnected")
             return response
         except ExportError as exc:
-            logger.error("export %d: %s", job.export_id, exc.message)
-            job.outcome = Outcome.INTERNAL_ERROR
-            job.cancel("internal error")
+            logger.error("export %d: %s", relay.export_id, exc.message)
+            relay.outcome = Outcome.INTERNAL_ERROR
+            relay.cancel(exc.message)
             if response.prepared:
                 break_off(request)
                 return response
             return self._error(exc)
 
-    def _export_complete(self, job: ExportJob) -> None:
-        """Both halves of an export are done (called on the loop or on the worker thread)."""
-        with self._jobs_lock:
-            self._jobs.discard(job)
-            request_id = self._request_ids.pop(job, "-")
-        self.metrics.add_rows(job.new_rows())
-        finished = job.finished_at if job.finished_at is not None else self._clock()
-        duration = max(finished - job.started_at, 1e-9)
-        self.metrics.export_finished(job.outcome, duration)
-        job.memory.sample("at end")
-        why = f" ({job.cancel_reason})" if job.cancel_reason else ""
-        first_byte = "-" if job.first_byte_s is None else f"{job.first_byte_s:.3f} s"
+    def _worker_done(self, relay: Relay) -> None:
+        """The worker gave the export's connection back (or died): its slot is free."""
+        self.admission.give_back()
+
+    def _export_complete(self, relay: Relay) -> None:
+        """Both halves of an export are done: metrics and the summary line."""
+        self._relays.discard(relay)
+        if not self._relays:
+            self._no_exports.set()
+        self.metrics.add_rows(relay.new_rows())
+        finished = relay.finished_at if relay.finished_at is not None else self._clock()
+        duration = max(finished - relay.started_at, 1e-9)
+        self.metrics.export_finished(relay.outcome, duration)
+        summary = relay.summary
+        why = f" ({relay.cancel_reason})" if relay.cancel_reason else ""
+        first_byte = "-" if relay.first_byte_s is None else f"{relay.first_byte_s:.3f} s"
+        if summary is None:
+            database = f"worker {relay.worker} exited"
+            sheets = rss_start = rss_peak = 0
+            kept = reused = False
+        else:
+            database = summary.db_result
+            if database == CANCELLED:
+                database += why
+            sheets, kept, reused = (
+                summary.sheets,
+                summary.connection_kept,
+                summary.connection_reused,
+            )
+            rss_start, rss_peak = summary.rss_start, summary.rss_peak
         logger.info(
             "export %d %s%s: %d rows (%d sheet(s)), %d bytes in %.2f s (%.0f rows/s), "
             "first byte %s, RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s; "
             "request %s",
-            job.export_id,
-            job.outcome.value,
+            relay.export_id,
+            relay.outcome.value,
             why,
-            job.rows,
-            job.stats.sheets,
-            job.bytes_sent,
+            relay.rows,
+            sheets,
+            relay.bytes_sent,
             duration,
-            job.rows / duration,
+            relay.rows / duration,
             first_byte,
-            mib(job.memory.start_bytes),
-            mib(job.memory.peak_bytes),
-            job.db_result,
-            "kept" if job.connection_kept else "closed",
-            " (reused)" if job.connection_reused else "",
-            request_id,
+            mib(rss_start),
+            mib(rss_peak),
+            database,
+            "kept" if kept else "closed",
+            " (reused)" if reused else "",
+            relay.request_id,
         )

@@ -7,7 +7,9 @@ comes from.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from httpedge.forwarded import Network
 
@@ -64,9 +66,15 @@ DEFAULT_FETCH_BATCH_ROWS = 1_000
 # Rows decoded by the fast row path (tdsrows) where the result set allows; off, every row goes
 # through pytds' own decoding (about 10x slower), e.g. to rule the fast path out.
 DEFAULT_FAST_ROWS = True
-# Writer chunks (~64 KiB each) in flight between the worker and the response: enough to keep
-# the socket busy while the worker decodes, small enough that a stalled client holds < 0.5 MiB.
+# Writer chunks (~64 KiB each) in flight between the export's thread in its worker process and
+# the response (the export channel's socket buffer is sized to hold about this many): enough to
+# keep the client's socket busy while the worker decodes, small enough that a stalled client
+# holds < 0.5 MiB.
 DEFAULT_QUEUE_CHUNKS = 4
+# Worker processes running exports: None is one per core this process may run on, since each
+# worker's exports share one interpreter lock and so use at most one core. 0 runs exports on
+# threads of the HTTP process itself (same protocol; for debugging).
+DEFAULT_WORKERS: int | None = None
 
 # The replaced export logged memory every 5,000 rows; the same cadence keeps logs comparable.
 DEFAULT_MEMORY_LOG_EVERY_ROWS = 5_000
@@ -127,6 +135,7 @@ class ApiConfig:
     fetch_batch_rows: int = DEFAULT_FETCH_BATCH_ROWS
     fast_rows: bool = DEFAULT_FAST_ROWS
     queue_chunks: int = DEFAULT_QUEUE_CHUNKS
+    workers: int | None = DEFAULT_WORKERS
     memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
@@ -137,3 +146,62 @@ class ApiConfig:
     # Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client in our logs;
     # empty: the header is ignored (anyone can write it).
     trusted_proxies: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker process needs of the configuration: sent by the HTTP process as the first
+    message on the worker's control channel (never through argv or the environment, so the
+    password shows in no process listing)."""
+
+    db: DbSettings
+    index: int
+    procedure: str = DEFAULT_PROCEDURE
+    # This worker's share of the service's warm connections, and its pool's maximum: the
+    # service's whole limit, since admission is decided once, in the HTTP process.
+    pool_min: int = DEFAULT_POOL_MIN
+    pool_max: int = DEFAULT_POOL_MAX
+    pool_idle_timeout_s: float = DEFAULT_POOL_IDLE_TIMEOUT_S
+    max_rows_per_sheet: int = DEFAULT_MAX_ROWS_PER_SHEET
+    first_row_timeout_s: float = DEFAULT_FIRST_ROW_TIMEOUT_S
+    row_timeout_s: float = DEFAULT_ROW_TIMEOUT_S
+    cancel_timeout_s: float = DEFAULT_CANCEL_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    fetch_batch_rows: int = DEFAULT_FETCH_BATCH_ROWS
+    fast_rows: bool = DEFAULT_FAST_ROWS
+    memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
+    readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
+    log_level: str = DEFAULT_LOG_LEVEL
+
+
+def worker_settings(config: ApiConfig, index: int, count: int) -> WorkerSettings:
+    """Worker ``index`` of ``count``: the service's settings, with ``pool_min`` split so that
+    the workers keep ``config.pool_min`` connections warm between them."""
+    share, extra = divmod(config.pool_min, max(count, 1))
+    return WorkerSettings(
+        db=config.db,
+        index=index,
+        procedure=config.procedure,
+        pool_min=share + (1 if index < extra else 0),
+        pool_max=config.pool_max,
+        pool_idle_timeout_s=config.pool_idle_timeout_s,
+        max_rows_per_sheet=config.max_rows_per_sheet,
+        first_row_timeout_s=config.first_row_timeout_s,
+        row_timeout_s=config.row_timeout_s,
+        cancel_timeout_s=config.cancel_timeout_s,
+        poll_interval_s=config.poll_interval_s,
+        fetch_batch_rows=config.fetch_batch_rows,
+        fast_rows=config.fast_rows,
+        memory_log_every_rows=config.memory_log_every_rows,
+        readiness_timeout_s=config.readiness_timeout_s,
+        log_level=config.log_level,
+    )
+
+
+def settings_to_json(settings: WorkerSettings) -> dict[str, Any]:
+    return dataclasses.asdict(settings)
+
+
+def settings_from_json(values: dict[str, Any]) -> WorkerSettings:
+    fields = dict(values)
+    return WorkerSettings(db=DbSettings(**fields.pop("db")), **fields)

@@ -100,3 +100,23 @@ class DatabaseTimeout(ExportError, TimeoutError):
 
 class InternalError(ExportError):
     """A bug on our side; the details are in the log, not in the answer."""
+
+
+# The errors an export's worker can report, by code: the HTTP process rebuilds them from the
+# code and message a worker sends (server.channel), so that they answer as if raised here.
+_FROM_WORKERS: Mapping[str, type[ExportError]] = {
+    cls.code: cls
+    for cls in (
+        DatabaseUnavailable,
+        TooManyExports,
+        ShuttingDown,
+        DatabaseError,
+        DatabaseTimeout,
+        InternalError,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> ExportError:
+    """The error a worker reported (``code``, ``message``); an unknown code is an internal one."""
+    return _FROM_WORKERS.get(code, InternalError)(message)

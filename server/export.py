@@ -1,39 +1,38 @@
-"""One export: a worker thread that owns a pooled connection from the first byte to the last.
+"""One export in a worker process: a thread that owns a pooled connection from the first byte
+to the last, and writes the workbook to the export's channel (:mod:`server.channel`).
 
-The worker leases nothing itself (the handler leased a slot before starting it); it acquires
-the connection, calls the procedure and waits for the first row, then tells the handler
-(:class:`Started`, or :class:`Failed` so the client gets a JSON error instead of a broken
-download). Then: rows in ``fetchmany`` batches -> ``xlsx.stream_xlsx`` -> ~64 KiB chunks ->
-the bounded :class:`~server.handoff.Handoff` -> the handler's ``response.write``.
+The worker leases the slot when the job arrives (the HTTP process admitted it already); the
+thread acquires the connection, calls the procedure and waits for the first row, then sends
+``STARTED`` (or ``FAILED``, so the client gets a JSON error instead of a broken download).
+Then: rows (the fast row path, or pytds' ``fetchmany`` batches) -> ``xlsx.stream_xlsx`` ->
+~64 KiB chunks -> ``CHUNK`` frames, each written with a blocking send that waits while the
+channel's small buffer is full: a slow client stops this thread, and so the database.
 
-Cancellation (client gone, client stalled, shutdown) is a flag. The worker looks at it between
-batches and while it waits for a free hand-off slot, and its :class:`~server.db.WatchedSocket`
-looks at it while a database read is blocked; either way the attention is sent by this thread
-(docs/pytds.md: cancelling from another thread breaks the connection). Whatever happened, the
-connection goes back to the pool only if its protocol state is idle, else it is closed.
-
-The export is over when both halves are: the worker (connection given back) and the handler
-(response ended). Whichever finishes second calls ``on_complete`` (summary log, metrics).
+Cancellation (client gone, client stalled, shutdown) is the HTTP process closing its end of the
+channel. The thread sees it on its next write (a write blocked on the full buffer wakes at
+once), between batches, and, through its :class:`~server.db.WatchedSocket`, while a database
+read is blocked; either way the attention is sent by this thread (docs/pytds.md: cancelling
+from another thread breaks the connection). Whatever happened, the connection goes back to the
+pool only if its protocol state is idle, else it is closed; then ``on_done`` reports the
+export's :class:`~server.control.ExportSummary`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import xlsx
 from server import report
-from server.config import ApiConfig
+from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
+from server.config import WorkerSettings
+from server.control import CANCELLED, ExportSummary
 from server.db import DbConnection, is_server_error, translate
 from server.errors import DatabaseError, DatabaseTimeout, ExportError, InternalError
-from server.handoff import Handoff
 from server.memory import MemoryLog, ProcessMemory
-from server.metrics import Outcome
 from server.pool import Lease
 from server.rowsource import RowSource, XlsxRowText
 from tdsrows import FastRows
@@ -43,37 +42,14 @@ logger = logging.getLogger("server.export")
 
 FIRST_ROW_TIMEOUT = "first-row timeout"
 ROW_TIMEOUT = "between-rows timeout"
-_CANCELLED = "cancelled"  # WatchedSocket's reason when the cancel flag interrupted a read
-
-
-@dataclass(frozen=True)
-class Started:
-    """The procedure is running and its first row (or its end) arrived: send the 200."""
-
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Finished:
-    """Every row was written and the workbook closed; the last chunk was handed over."""
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The export cannot go on. Before :class:`Started`: answer with JSON. After: abort."""
-
-    error: ExportError
-
-
-Event = Started | bytes | Finished | Failed
 
 
 class _Stop(Exception):
-    """The cancel flag ended the export (the handler already knows why)."""
+    """The channel was closed: the HTTP process knows why, and reads nothing more."""
 
 
 class ExportJob:
-    """State shared by the handler (event loop) and the worker thread of one export."""
+    """One export's thread and what it reports at the end."""
 
     def __init__(
         self,
@@ -81,109 +57,72 @@ class ExportJob:
         export_id: int,
         lease: Lease[DbConnection],
         row_count: int,
-        config: ApiConfig,
-        loop: asyncio.AbstractEventLoop,
+        settings: WorkerSettings,
+        channel: ExportChannel,
         memory: ProcessMemory,
-        on_complete: Callable[[ExportJob], None],
-        clock: Callable[[], float] = time.monotonic,
+        on_done: Callable[[ExportJob], None],
     ) -> None:
         self.export_id = export_id
         self.row_count = row_count
         self._lease = lease
-        self._config = config
-        self._clock = clock
-        self._on_complete = on_complete
-        self._handoff: Handoff[Event] = Handoff(loop, config.queue_chunks)
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._halves_left = 2
-        self.started_at = clock()
+        self._config = settings
+        self._channel = channel
+        self._on_done = on_done
         self.memory = MemoryLog(memory, logger, f"export {export_id}")
         self.stats = xlsx.WriteStats()
-        # Written by the worker only.
         self.rows = 0
         self.db_result = "not started"
         self.connection_reused = False
         self.connection_kept = False
-        # Written by the handler only.
-        self.outcome = Outcome.INTERNAL_ERROR
-        self.cancel_reason = ""
-        self.bytes_sent = 0
-        self.first_byte_s: float | None = None
-        self.finished_at: float | None = None
-        self._rows_reported = 0
         self._conn: DbConnection | None = None
         self._cursor: Any = None
         self._source: RowSource | None = None
-
-    # -- handler side (event loop) --------------------------------------------------------------
 
     def start(self) -> None:
         thread = threading.Thread(target=self._run, name=f"export-{self.export_id}", daemon=True)
         thread.start()
 
-    async def next_event(self) -> Event:
-        return await self._handoff.get()
-
-    def chunk_written(self, size: int) -> None:
-        self.bytes_sent += size
-        self._handoff.consumed()
-
-    def cancel(self, reason: str) -> None:
-        """Ask the worker to stop (idempotent; the first reason is kept)."""
-        if not self._cancel.is_set():
-            self.cancel_reason = reason
-            self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def new_rows(self) -> int:
-        """Rows fetched since the last call (for a live ``export_rows_total``)."""
-        with self._lock:
-            current = self.rows
-            delta = current - self._rows_reported
-            self._rows_reported = current
-        return delta
-
-    def handler_done(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self._half_done()
-
-    # -- worker side (own thread) ---------------------------------------------------------------
+    def summary(self) -> ExportSummary:
+        return ExportSummary(
+            export=self.export_id,
+            rows=self.rows,
+            sheets=self.stats.sheets,
+            db_result=self.db_result,
+            connection_kept=self.connection_kept,
+            connection_reused=self.connection_reused,
+            rss_start=self.memory.start_bytes,
+            rss_peak=self.memory.peak_bytes,
+        )
 
     def _run(self) -> None:
         self.memory.sample("at start")
         try:
             self._work()
         except _Stop:
-            self.db_result = f"cancelled ({self.cancel_reason or 'stopped'})"
-            if not self._cancel.is_set():  # never leave the handler waiting for an event
-                self._emit(Failed(InternalError("the export stopped unexpectedly")))
+            self.db_result = CANCELLED
         except ExportError as exc:
             self.db_result = f"failed: {exc.message}"
-            self._emit(Failed(exc))
+            self._report(exc)
         except Exception as exc:
             logger.exception("export %d: unexpected error in the worker", self.export_id)
             self.db_result = f"failed: {type(exc).__name__}"
-            self._emit(Failed(InternalError("the export failed unexpectedly")))
+            self._report(InternalError("the export failed unexpectedly"))
         finally:
             self._settle()
             conn, self._conn = self._conn, None
             self.connection_kept = conn is not None and conn.is_idle()
             self._lease.release(conn, reusable=self.connection_kept)
-            self._half_done()
+            self._channel.close()
+            self.memory.sample("at end")
+            self._on_done(self)
 
     def _work(self) -> None:
         cursor, source, first = self._start_query()
-        columns = tuple(str(d[0]) for d in cursor.description)
-        if not self._emit(Started(columns)):
-            raise _Stop
+        self._emit(Kind.STARTED)
         headers, specs = report.layout(cursor.description, source.int_meanings())
         assert self._conn is not None
         self._conn.socket.watch(
-            self._cancel.is_set, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
+            self._channel.hung_up, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
         )
         rows: Iterator[tuple[Any, ...]] | _FastXmlRows
         if source.fast is not None:
@@ -200,17 +139,11 @@ class ExportJob:
         )
         try:
             for chunk in chunks:
-                if not self._handoff.put(
-                    chunk,
-                    counted=True,
-                    stop=self._cancel.is_set,
-                    poll_s=self._config.poll_interval_s,
-                ):
-                    raise _Stop
+                self._emit(Kind.CHUNK, chunk)
         finally:
             chunks.close()  # stop the writer (and so the row source) now
         self.db_result = "completed"
-        self._emit(Finished())
+        self._emit(Kind.FINISHED)
 
     def _start_query(self) -> tuple[Any, RowSource, list[Any]]:
         """Connection, procedure call and first rows; a dead pooled connection is retried once."""
@@ -221,7 +154,7 @@ class ExportJob:
             self.connection_reused = reused
             conn.socket.reset()  # no attention state left over from the previous borrower
             conn.socket.watch(
-                self._cancel.is_set,
+                self._channel.hung_up,
                 silence_limit_s=self._config.first_row_timeout_s,
                 reason=FIRST_ROW_TIMEOUT,
             )
@@ -261,7 +194,7 @@ class ExportJob:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _rows(self, cursor: Any, source: RowSource, first: list[Any]) -> Iterator[tuple[Any, ...]]:
-        """pytds' rows, batch by batch, with the cancel flag checked between batches.
+        """pytds' rows, batch by batch, with the channel checked for a hang-up between batches.
 
         RSS is sampled after exactly 5,000, 10,000, ... rows (a batch crossing a multiple of
         the memory-log interval is split there).
@@ -299,8 +232,7 @@ class ExportJob:
             self._fail_mid_stream(exc)
 
     def _count(self, rows: int) -> None:
-        with self._lock:
-            self.rows += rows
+        self.rows += rows
 
     def _fail_mid_stream(self, exc: Exception) -> NoReturn:
         if not is_server_error(exc):
@@ -308,7 +240,7 @@ class ExportJob:
         raise translate(exc) from exc
 
     def _check_cancelled(self) -> None:
-        if self._cancel.is_set():
+        if self._channel.hung_up():
             raise _Stop
 
     def _check_interrupted(self) -> None:
@@ -322,7 +254,7 @@ class ExportJob:
         reason = self._conn.socket.attention_reason
         if reason is None:
             return
-        if reason == _CANCELLED:
+        if reason == CANCELLED:
             raise _Stop
         limit = (
             self._config.first_row_timeout_s
@@ -336,7 +268,7 @@ class ExportJob:
         conn = self._conn
         if conn is None or conn.is_idle():
             return
-        conn.socket.attention_sent(_CANCELLED)
+        conn.socket.attention_sent(CANCELLED)
         try:
             # Sends the attention unless one is on its way, then reads up to its acknowledgement.
             if self._source is not None:
@@ -353,26 +285,22 @@ class ExportJob:
         if conn is not None:
             conn.close()
 
-    def _emit(self, event: Event) -> bool:
-        return self._handoff.put(
-            event, counted=False, stop=self._cancel.is_set, poll_s=self._config.poll_interval_s
-        )
+    def _emit(self, kind: Kind, payload: bytes = b"") -> None:
+        try:
+            self._channel.send(kind, self.rows, payload)
+        except ChannelClosed:
+            raise _Stop from None
 
-    # -- both ---------------------------------------------------------------------------------
-
-    def _half_done(self) -> None:
-        with self._lock:
-            self._halves_left -= 1
-            last = self._halves_left == 0
-        if last:
-            self.finished_at = self._clock()
-            self._on_complete(self)
+    def _report(self, error: ExportError) -> None:
+        """Tell the handler why the export failed, if it is still listening."""
+        with contextlib.suppress(ChannelClosed):
+            self._channel.send(Kind.FAILED, self.rows, failure_payload(error))
 
 
 class _FastXmlRows:
     """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
     from the wire to their `<row>` XML in generated code, with the export's bookkeeping
-    between batches (cancel flag, row count, memory log at exact multiples, end checks)."""
+    between batches (hang-up check, row count, memory log at exact multiples, end checks)."""
 
     def __init__(self, job: ExportJob, cursor: Any, fast: FastRows) -> None:
         self._job = job

@@ -1,8 +1,10 @@
 """Prometheus metrics in the text exposition format (version 0.0.4), written by hand.
 
-A handful of counters, two gauges and one histogram do not need a client library. Updates come
-from the event loop and from export worker threads, so every change takes one lock; rendering
-takes a consistent snapshot under the same lock.
+A handful of counters, a few gauges and one histogram do not need a client library. The HTTP
+process keeps them for the whole service: exports are admitted, relayed and summarised there,
+and the workers report their pools and rows to it. Every change takes one lock; rendering takes
+a consistent snapshot under the same lock. Gauges of things owned elsewhere (pools, processes,
+workers) are sampled by the caller and passed to :meth:`Metrics.render`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import enum
 import math
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -42,6 +45,15 @@ class Outcome(enum.StrEnum):
     INVALID = "invalid"  # 400: bad rowCount
     SHUTDOWN = "shutdown"  # still running when the shutdown grace period ended
     INTERNAL_ERROR = "internal_error"  # a bug on our side
+
+
+@dataclass(frozen=True)
+class WorkerSample:
+    """One worker, sampled for /metrics."""
+
+    index: int
+    active: int  # exports it is running
+    resident_memory_bytes: int | None  # None: no process of its own, or just gone
 
 
 def _number(value: float) -> str:
@@ -106,8 +118,18 @@ class Metrics:
         with self._lock:
             return self._requests[outcome]
 
-    def render(self, *, pool_idle: int, pool_in_use: int, resident_memory_bytes: int) -> str:
-        """The exposition text; the pool and process figures are sampled by the caller."""
+    def render(
+        self,
+        *,
+        pool_idle: int,
+        pool_in_use: int,
+        resident_memory_bytes: int,
+        workers: Sequence[WorkerSample] = (),
+        worker_processes: int = 0,
+        worker_restarts: int = 0,
+        channel_bytes: int = 0,
+    ) -> str:
+        """The exposition text; pool, process and worker figures are sampled by the caller."""
         with self._lock:
             lines: list[str] = []
             _family(
@@ -142,12 +164,47 @@ class Metrics:
             "Pooled database connections by state.",
             [('state="idle"', pool_idle), ('state="in_use"', pool_in_use)],
         )
+        memory: list[tuple[str, float]] = [("", resident_memory_bytes)]
+        memory += [
+            (f'worker="{w.index}"', w.resident_memory_bytes)
+            for w in workers
+            if w.resident_memory_bytes is not None
+        ]
         _family(
             lines,
             "process_resident_memory_bytes",
             "gauge",
-            "Resident set size of this process.",
-            [("", resident_memory_bytes)],
+            "Resident set size of the HTTP process (no label) and of each worker process.",
+            memory,
+        )
+        _family(
+            lines,
+            "export_workers",
+            "gauge",
+            "Worker processes running exports.",
+            [("", worker_processes)],
+        )
+        _family(
+            lines,
+            "export_worker_restarts_total",
+            "counter",
+            "Worker processes replaced after they exited unexpectedly.",
+            [("", worker_restarts)],
+        )
+        _family(
+            lines,
+            "export_channel_bytes",
+            "gauge",
+            "Bytes the workers have written to export channels and the HTTP process has not "
+            "yet relayed (a client that reads slowly holds its export's channel full).",
+            [("", channel_bytes)],
+        )
+        _family(
+            lines,
+            "export_worker_exports_active",
+            "gauge",
+            "Exports in progress, per worker.",
+            [(f'worker="{w.index}"', w.active) for w in workers],
         )
         return "\n".join(lines) + "\n"
 

@@ -15,7 +15,10 @@ from server.metrics import Outcome
 from sql.devserver import DevServer
 from tests.backpressure import WITNESS_ROWS, assert_held, fetch_elsewhere
 from tests.polling import apoll
-from tests.test_server.conftest import StartApi, wait_idle
+from tests.test_server.conftest import EXPORT_MODE_IDS, EXPORT_MODES, StartApi, wait_idle
+
+# Exports in a worker process and on threads of the HTTP process alike.
+pytestmark = pytest.mark.parametrize("export_workers", EXPORT_MODES, ids=EXPORT_MODE_IDS)
 
 ROWS = 1_000_000  # ~80 MB of workbook: far more than every buffer on the way put together
 SMALL_RCVBUF = 4_096

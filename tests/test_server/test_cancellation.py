@@ -13,8 +13,18 @@ import pytest
 from server.metrics import Outcome
 from sql.devserver import DevServer
 from tests.polling import apoll
-from tests.test_server.conftest import StartApi, url, wait_idle
+from tests.test_server.conftest import (
+    EXPORT_MODE_IDS,
+    EXPORT_MODES,
+    StartApi,
+    read_until_aborted,
+    url,
+    wait_idle,
+)
 from tests.test_server.readers import is_valid_zip
+
+# Exports in a worker process and on threads of the HTTP process alike.
+pytestmark = pytest.mark.parametrize("export_workers", EXPORT_MODES, ids=EXPORT_MODE_IDS)
 
 
 async def _open_export(port: int, rows: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -25,17 +35,6 @@ async def _open_export(port: int, rows: int) -> tuple[asyncio.StreamReader, asyn
     )
     await writer.drain()
     return reader, writer
-
-
-async def _read_until_aborted(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The body as far as it came, and whether the transfer ended in an error."""
-    chunks = []
-    try:
-        async for chunk in response.content.iter_any():
-            chunks.append(chunk)
-    except aiohttp.ClientPayloadError:
-        return b"".join(chunks), True
-    return b"".join(chunks), False
 
 
 async def test_disconnect_before_the_first_row_cancels_the_query(
@@ -105,7 +104,7 @@ async def test_mid_stream_database_failure_aborts_the_download(
     api = await start_api()
     async with http.get(url(api, "/export/report?rowCount=50000")) as response:
         assert response.status == 200  # the headers went out before the failure
-        body, aborted = await _read_until_aborted(response)
+        body, aborted = await read_until_aborted(response)
     assert aborted, "the transfer must fail, not end normally"
     assert not is_valid_zip(body)
     await wait_idle(api)
@@ -139,7 +138,7 @@ async def test_database_silent_between_rows_times_out_and_aborts(
     api = await start_api(row_timeout_s=0.5)
     async with http.get(url(api, "/export/report?rowCount=20000")) as response:
         assert response.status == 200
-        body, aborted = await _read_until_aborted(response)
+        body, aborted = await read_until_aborted(response)
     assert aborted
     assert not is_valid_zip(body)
     await apoll(lambda: devserver.stats.attentions == 1, what="an attention")

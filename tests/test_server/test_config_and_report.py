@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 
 import pytest
 
 import xlsx
 from server.__main__ import OPTIONS, ConfigError, load_config
-from server.config import ApiConfig, DbSettings
+from server.app import ExportApi
+from server.config import (
+    ApiConfig,
+    DbSettings,
+    settings_from_json,
+    settings_to_json,
+    worker_settings,
+)
 from server.metrics import Metrics, Outcome
 from server.report import column_spec, download_filename, header_for, layout, sql_type
 from sql.devserver import DevServer
@@ -166,3 +174,30 @@ def test_layout_follows_the_types_the_database_reports(devserver_thread: DevServ
     assert formats["Decimal"] == "0.0000"
     assert formats["DateTime"] == "yyyy-mm-dd hh:mm:ss.000"
     assert formats["Big Integer"] == "0"
+
+
+def test_workers_are_one_per_core_unless_set() -> None:
+    assert load_config([], ENV).workers is None
+    assert ExportApi(load_config([], ENV)).workers.count == len(os.sched_getaffinity(0))
+    assert load_config(["--workers", "3"], ENV).workers == 3
+    assert load_config([], {**ENV, "API_WORKERS": "0"}).workers == 0
+    with pytest.raises(ConfigError, match="--workers"):
+        load_config(["--workers", "-1"], ENV)
+
+
+@pytest.mark.parametrize(
+    ("pool_min", "count", "shares"),
+    [(5, 2, [3, 2]), (1, 2, [1, 0]), (0, 3, [0, 0, 0]), (5, 1, [5]), (4, 0, [4])],
+)
+def test_the_workers_share_the_warm_connections_and_each_may_use_the_whole_limit(
+    pool_min: int, count: int, shares: list[int]
+) -> None:
+    """Admission is decided once, for the service: each worker's pool may lend up to the whole
+    limit, and the minimum kept warm is split between them (--workers 0: one worker)."""
+    config = dataclasses.replace(load_config([], ENV), pool_min=pool_min, pool_max=9)
+    settings = [worker_settings(config, index, count) for index in range(max(count, 1))]
+    assert [s.pool_min for s in settings] == shares
+    assert {s.pool_max for s in settings} == {9}
+    assert [s.index for s in settings] == list(range(len(shares)))
+    assert settings_from_json(settings_to_json(settings[-1])) == settings[-1]
+    assert settings[0].db == config.db

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.polling import apoll
-from tests.test_server.conftest import StartApi, url, wait_idle
+from tests.test_server.conftest import EXPORT_MODE_IDS, EXPORT_MODES, StartApi, url, wait_idle
 from tests.test_server.readers import (
     HEADER,
     calamine_sheets,
@@ -21,6 +21,9 @@ from tests.test_server.readers import (
     expected_openpyxl,
     openpyxl_sheets,
 )
+
+# Exports in a worker process and on threads of the HTTP process alike.
+pytestmark = pytest.mark.parametrize("export_workers", EXPORT_MODES, ids=EXPORT_MODE_IDS)
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -4,86 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import aiohttp
 import pytest
 
-from sql.devserver import DEV_PASSWORD, DevServer
+from sql.devserver import DevServer
 from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.polling import apoll
+from tests.test_server.conftest import RunApi, all_gone, worker_pids
 from tests.test_server.readers import data_rows, is_valid_zip, openpyxl_sheets
-
-LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
-
-
-class ApiProcess:
-    """The API process. Its log (stderr) is read all the time into ``log``: a pipe nobody reads
-    fills at 64 KiB and would then block the API in the middle of a test."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stderr is not None
-        self.process = process
-        self.port = 0
-        self.log = bytearray()
-        self.collector = asyncio.ensure_future(self._collect(process.stderr))
-
-    async def _collect(self, stderr: asyncio.StreamReader) -> None:
-        while chunk := await stderr.read(65_536):
-            self.log += chunk
-
-    async def wait_listening(self) -> None:
-        await apoll(
-            lambda: LISTENING.search(self.log) is not None or self.collector.done(),
-            within=30,
-            what="the API to listen",
-        )
-        match = LISTENING.search(self.log)
-        assert match, f"the API exited before listening:\n{self.log.decode()}"
-        self.port = int(match[1])
-
-    async def finish(self, deadline_s: float) -> int:
-        """Wait for the exit code and the end of the log."""
-        await asyncio.wait_for(self.collector, deadline_s)
-        return await asyncio.wait_for(self.process.wait(), deadline_s)
-
-
-RunApi = Callable[..., Awaitable[ApiProcess]]
-
-
-@pytest.fixture
-async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
-    processes: list[ApiProcess] = []
-
-    async def start(*flags: str) -> ApiProcess:
-        env = {**os.environ, "MSSQL_PASSWORD": DEV_PASSWORD, "LOG_LEVEL": "INFO"}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            "0",
-            "--mssql-port",
-            str(devserver.port),
-            *flags,
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        api = ApiProcess(process)
-        processes.append(api)
-        await api.wait_listening()
-        return api
-
-    yield start
-    for api in processes:
-        if api.process.returncode is None:
-            api.process.kill()
-            await api.process.wait()
-        await asyncio.wait_for(api.collector, 30)  # the pipe ends with the process
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -112,17 +45,22 @@ async def test_sigterm_aborts_exports_still_running_after_the_grace_period(
 ) -> None:
     devserver.faults.row_delay = 120.0  # stalls after 5,000 rows, far longer than the grace
     devserver.faults.row_delay_every = 5_000
-    api = await run_api("--shutdown-grace", "0.5")
+    api = await run_api("--shutdown-grace", "0.5", "--workers", "2")
+    workers = await worker_pids(api, 2)
     target = f"http://127.0.0.1:{api.port}/export/report?rowCount=20000"
-    async with http.get(target) as response:
-        assert response.status == 200
-        await apoll(lambda: devserver.stats.rows_sent >= 5_000, what="the stall")
+    async with http.get(target) as first, http.get(target) as second:  # one on each worker
+        assert (first.status, second.status) == (200, 200)
+        await apoll(lambda: devserver.stats.rows_sent >= 10_000, what="both exports to stall")
         api.process.send_signal(signal.SIGTERM)
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await response.read()
+        for response in (first, second):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
     assert await api.finish(30) == 0
-    await apoll(lambda: devserver.stats.attentions == 1, what="the query's cancellation")
+    await apoll(lambda: devserver.stats.attentions == 2, what="both queries' cancellation")
     assert b"export 1 shutdown" in api.log
+    assert b"export 2 shutdown" in api.log
+    await apoll(lambda: all_gone(workers), what="the workers to exit")
+    await apoll(lambda: devserver.stats.connections_open == 0, what="every connection closed")
 
 
 def _refuses(port: int) -> bool:

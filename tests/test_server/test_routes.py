@@ -23,6 +23,7 @@ from tests.test_server.conftest import (
     StartApi,
     download,
     held_port,
+    parse_metrics,
     port_held,
     url,
     wait_idle,
@@ -88,39 +89,6 @@ async def test_idle_connections_above_the_minimum_close_without_traffic(
     assert api.pool.idle == 1
 
 
-# One sample line of the text format: name, optional {labels}, value.
-SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*)\})?'
-    r" (?P<value>[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\+Inf))$"
-)
-
-
-def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, str]]:
-    """Strict parse of the exposition format: every line is HELP, TYPE or a valid sample.
-    Returns the samples and each family's type."""
-    assert text.endswith("\n")
-    samples: dict[str, float] = {}
-    typed: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "histogram")
-            assert name not in typed, f"two TYPE lines for {name}"
-            typed[name] = kind
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"not a valid sample line: {line!r}"
-        name = match["name"]
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in typed or family in typed, f"{name} has no TYPE line before it"
-        key = f"{name}{{{match['labels']}}}" if match["labels"] else name
-        assert key not in samples, f"duplicate sample {key}"
-        samples[key] = float(match["value"])
-    return samples, typed
-
-
 # The families the README's /metrics row lists, with their types, and every outcome label.
 DOCUMENTED_FAMILIES = {
     "export_requests_total": "counter",
@@ -130,6 +98,10 @@ DOCUMENTED_FAMILIES = {
     "export_duration_seconds": "histogram",
     "db_pool_connections": "gauge",
     "process_resident_memory_bytes": "gauge",
+    "export_workers": "gauge",
+    "export_worker_restarts_total": "counter",
+    "export_worker_exports_active": "gauge",
+    "export_channel_bytes": "gauge",
 }
 DOCUMENTED_OUTCOMES = ("completed", "client_disconnected", "db_error", "rejected", "invalid")
 
@@ -161,6 +133,11 @@ async def test_metrics_text_parses_and_counts_exports(
     assert samples['db_pool_connections{state="idle"}'] == 1
     assert samples['db_pool_connections{state="in_use"}'] == 0
     assert samples["process_resident_memory_bytes"] > 10_000_000
+    assert samples['process_resident_memory_bytes{worker="0"}'] > 10_000_000
+    assert samples["export_workers"] == 1
+    assert samples["export_worker_restarts_total"] == 0
+    assert samples['export_worker_exports_active{worker="0"}'] == 0
+    assert samples["export_channel_bytes"] == 0
     buckets = [v for k, v in samples.items() if k.startswith("export_duration_seconds_bucket")]
     assert buckets == sorted(buckets), "histogram buckets are cumulative"
 

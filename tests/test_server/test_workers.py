@@ -1,0 +1,228 @@
+"""Exports in worker processes: a worker killed mid-download, the service-wide limit across
+workers, per-worker metrics, and cancellation reaching a worker that waits on its channel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import aiohttp
+import psutil
+import pytest
+
+from server.metrics import Outcome
+from sql.devserver import DevServer
+from tests.polling import apoll
+from tests.test_server.conftest import (
+    StartApi,
+    parse_metrics,
+    read_until_aborted,
+    url,
+    wait_idle,
+)
+from tests.test_server.readers import is_valid_zip
+
+# ~12 MB of workbook: twice what every buffer between the database and a client that holds off
+# reading holds (~60k rows: test_backpressure), so such a download cannot finish meanwhile.
+ROWS = 150_000
+MIB = 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+# The export channel's capacity with the tests' --queue-chunks (the default: 4 chunks).
+CHANNEL_BYTES = 4 * CHUNK_BYTES
+
+
+async def _held_downloads(
+    session: aiohttp.ClientSession, api_url: str, ids: list[str], rows: int = ROWS
+) -> dict[str, aiohttp.ClientResponse]:
+    """Downloads started one after the other, each past its headers, none read yet."""
+    responses = {}
+    for request_id in ids:
+        response = await session.get(
+            f"{api_url}/export/report?rowCount={rows}", headers={"X-Request-ID": request_id}
+        )
+        assert response.status == 200, await response.text()
+        responses[request_id] = response
+    return responses
+
+
+async def test_a_killed_worker_aborts_only_its_downloads_and_is_replaced(
+    devserver: DevServer,
+    start_api: StartApi,
+    paused_http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+) -> None:
+    api = await start_api(workers=2, pool_max=6)
+    responses = await _held_downloads(paused_http, url(api, ""), [f"before-{n}" for n in range(4)])
+    # The fewest exports first, the first worker on a tie: two downloads each.
+    on_worker = [{r.request_id for r in h.relays.values()} for h in api.workers.handles]
+    assert sorted(map(len, on_worker)) == [2, 2], on_worker
+    victim = api.workers.handles[0]
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+
+    for request_id, response in responses.items():
+        body, aborted = await read_until_aborted(response)
+        if request_id in on_worker[0]:
+            assert aborted, f"{request_id}: its worker died, the transfer must fail"
+            assert not is_valid_zip(body)
+        else:
+            assert not aborted, f"{request_id}: the other worker's download must go on"
+            assert is_valid_zip(body)
+    await wait_idle(api)
+    assert api.metrics.requests(Outcome.INTERNAL_ERROR) == 2
+    assert api.metrics.requests(Outcome.COMPLETED) == 2
+
+    # A replacement took the dead worker's place, and serves new downloads.
+    replacement = api.workers.handles[0]
+    assert replacement is not victim
+    await apoll(lambda: replacement.is_up, what="the replacement worker to be up")
+    assert replacement.pid not in (None, victim.pid)
+    responses = await _held_downloads(paused_http, url(api, ""), ["after-0", "after-1"])
+    assert {r.request_id for r in replacement.relays.values()}, "the replacement got one"
+    for response in responses.values():
+        body, aborted = await read_until_aborted(response)
+        assert not aborted
+        assert is_valid_zip(body)
+    await wait_idle(api)
+
+    # The dead worker's connections were closed with it: the database has exactly the
+    # connections the workers' pools hold.
+    await apoll(
+        lambda: devserver.stats.connections_open == api.pool.idle + api.pool.in_use,
+        what="the database's open connections to equal the pools'",
+    )
+    async with http.get(url(api, "/metrics")) as response:
+        samples, _ = parse_metrics(await response.text())
+    assert samples["export_worker_restarts_total"] == 1
+    assert samples["export_workers"] == 2
+
+
+async def test_metrics_report_each_worker_and_the_whole_service(
+    devserver: DevServer,
+    start_api: StartApi,
+    paused_http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+) -> None:
+    api = await start_api(workers=2, pool_max=4)
+    responses = await _held_downloads(paused_http, url(api, ""), ["a", "b"])
+    relays = [r for h in api.workers.handles for r in h.relays.values()]
+    await apoll(
+        lambda: all(r.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4 for r in relays),
+        what="both channels to fill",
+    )
+    async with http.get(url(api, "/metrics")) as response:
+        samples, _ = parse_metrics(await response.text())
+    # What the two stalled clients hold up: their channels, full; not their whole files.
+    assert samples["export_channel_bytes"] >= 2 * (CHANNEL_BYTES - CHUNK_BYTES // 4)
+    assert samples["export_channel_bytes"] <= 2 * (CHANNEL_BYTES + CHUNK_BYTES // 4)
+    assert samples["export_workers"] == 2
+    assert samples["exports_active"] == 2
+    assert samples['db_pool_connections{state="in_use"}'] == 2
+    for handle in api.workers.handles:
+        assert samples[f'export_worker_exports_active{{worker="{handle.index}"}}'] == 1
+        assert handle.pid is not None
+        reported = samples[f'process_resident_memory_bytes{{worker="{handle.index}"}}']
+        actual = psutil.Process(handle.pid).memory_info().rss
+        assert 10 * MIB < reported < 200 * MIB
+        assert abs(reported - actual) < 20 * MIB, "the worker's own RSS, not another process's"
+    # Without a label: the HTTP process (here, the test's own process).
+    assert samples["process_resident_memory_bytes"] > 10 * MIB
+
+    sizes = 0
+    for response in responses.values():
+        body, aborted = await read_until_aborted(response)
+        assert not aborted
+        sizes += len(body)
+    await wait_idle(api)
+    async with http.get(url(api, "/metrics")) as response:
+        samples, _ = parse_metrics(await response.text())
+    assert samples["export_rows_total"] == 2 * ROWS, "rows counted across both workers"
+    assert samples["export_bytes_total"] == sizes
+    assert samples["exports_active"] == 0
+    assert samples['export_requests_total{outcome="completed"}'] == 2
+    assert samples['db_pool_connections{state="idle"}'] == 2
+    assert samples['db_pool_connections{state="in_use"}'] == 0
+
+
+async def test_the_limit_holds_for_the_whole_service_and_refuses_at_once(
+    devserver: DevServer,
+    start_api: StartApi,
+    paused_http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Three slots, two workers: the third download is the limit although each worker's pool
+    could lend more; the fourth request is refused at once, and so is /readyz (it needs a
+    connection too)."""
+    api = await start_api(workers=2, pool_max=3, retry_after_s=3)
+    responses = await _held_downloads(paused_http, url(api, ""), ["a", "b", "c"])
+    assert sorted(len(h.relays) for h in api.workers.handles) == [1, 2]
+    for path in ("/export/report?rowCount=10", "/readyz"):
+        started = time.monotonic()
+        async with http.get(url(api, path)) as response:
+            assert response.status == 503, path
+            assert response.headers["Retry-After"] == "3"
+            assert (await response.json())["error"]["code"] == "TOO_MANY_EXPORTS"
+        # Nothing to wait for: the answer needs no worker and no database.
+        assert time.monotonic() - started < 2.0
+    assert devserver.stats.requests == 3, "the refused requests reached no worker"
+    response = responses.pop("a")
+    response.close()  # one client gives up: its slot comes back once its worker is done
+    await apoll(lambda: api.admission.taken < 3, what="the slot to come back")
+    async with http.get(url(api, "/export/report?rowCount=10")) as ok:
+        assert ok.status == 200
+        assert is_valid_zip(await ok.read())
+    for response in responses.values():
+        response.close()
+    await wait_idle(api)
+
+
+@pytest.mark.parametrize("workers", [1, 0], ids=["worker-process", "in-process"])
+async def test_a_worker_blocked_writing_to_a_stalled_client_is_cancelled_at_once(
+    devserver: DevServer, start_api: StartApi, paused_http: aiohttp.ClientSession, workers: int
+) -> None:
+    """The client stops reading, the channel fills, the export waits in its write. When the
+    client goes, the write itself wakes: the attention does not wait for a poll (a minute
+    apart here: a poll could do it in time only by chance)."""
+    poll_interval_s = 60.0
+    api = await start_api(workers=workers, poll_interval_s=poll_interval_s)
+    response = (await _held_downloads(paused_http, url(api, ""), ["stalled"], rows=1_000_000))[
+        "stalled"
+    ]
+    # The channel holds all it can: the export is blocked in its write (or about to be).
+    (relay,) = (r for h in api.workers.handles for r in h.relays.values())
+    await apoll(
+        lambda: relay.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4,
+        what="the export's channel to fill",
+    )
+    closed_at = time.monotonic()
+    response.close()
+    await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
+    assert time.monotonic() - closed_at < poll_interval_s / 12
+    await wait_idle(api)
+    assert api.pool.idle == 1, "acknowledged cancel: the connection is kept"
+    assert api.metrics.requests(Outcome.CLIENT_DISCONNECTED) == 1
+
+
+async def test_exports_go_to_the_worker_with_the_fewest_and_reuse_warm_connections(
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    api = await start_api(workers=2, pool_min=0, pool_max=4)
+    for _ in range(3):  # one after the other: always the worker with the idle connection
+        async with http.get(url(api, "/export/report?rowCount=100")) as response:
+            assert is_valid_zip(await response.read())
+        await wait_idle(api)
+    assert devserver.stats.connections_total == 1
+    assert [h.idle for h in api.workers.handles] == [1, 0]
+    # Two at once: one each.
+    devserver.faults.first_row_delay = 60.0
+    waiting = [asyncio.ensure_future(http.get(url(api, "/export/report?rowCount=10")))]
+    await apoll(lambda: api.active_exports == 1, what="the first export")
+    waiting.append(asyncio.ensure_future(http.get(url(api, "/export/report?rowCount=10"))))
+    await apoll(lambda: api.active_exports == 2, what="the second export")
+    assert [len(h.relays) for h in api.workers.handles] == [1, 1]
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    await wait_idle(api)
