@@ -35,7 +35,13 @@ class RssSampler:
     def __init__(self, services: Sequence[Service]) -> None:
         import psutil
 
-        self._processes: dict[str, Any] = {s.name: psutil.Process(s.pid) for s in services}
+        self._processes: dict[str, Any] = {}
+        for service in services:
+            process = psutil.Process(service.pid)
+            self._processes[service.name] = process
+            # The API's worker processes (the exports run there): "api worker 1", ...
+            for i, child in enumerate(process.children(), start=1):
+                self._processes[f"{service.name} worker {i}"] = child
         self.peaks = {name: 0 for name in self._processes}
         self.cpu = {name: 0.0 for name in self._processes}  # CPU seconds used meanwhile
         self._stop = threading.Event()

@@ -129,7 +129,8 @@ class Export:
     rows: int
     seconds: float
     ttfb: float
-    api_peak: int
+    api_peak: int  # the API's HTTP process
+    worker_peak: int  # the largest of its worker processes (where the export ran)
     plain_seconds: float
 
     @property
@@ -144,16 +145,24 @@ def end_to_end(
     url = stack.bff.url + "/exports/report?rowCount={}"
     download(url.format(1000), scratch / "warm.xlsx")
     for rows in sizes:
-        runs: list[tuple[float, float, int]] = []
+        runs: list[tuple[float, float, int, int]] = []
         plains: list[float] = []
         for _ in range(repeat):
             plains.append(_fetch(db_port, rows, pytds_fetchmany)[0])
             with RssSampler([stack.api]) as rss:
                 seconds, ttfb, _size = download(url.format(rows), scratch / "r.xlsx")
-            runs.append((seconds, ttfb, rss.peaks["api"]))
+            workers = [peak for name, peak in rss.peaks.items() if name != "api"]
+            runs.append((seconds, ttfb, rss.peaks["api"], max(workers, default=0)))
         best = min(runs)
         out.append(
-            Export(rows, best[0], min(r[1] for r in runs), max(r[2] for r in runs), min(plains))
+            Export(
+                rows,
+                best[0],
+                min(r[1] for r in runs),
+                max(r[2] for r in runs),
+                max(r[3] for r in runs),
+                min(plains),
+            )
         )
     return out
 
@@ -222,16 +231,20 @@ def e2e_table(exports: list[Export]) -> tuple[list[str], bool]:
         "",
         "End to end, dev server -> API -> BFF -> curl, against a plain pytds fetchmany:",
         "",
-        "| rows | seconds | rows/s | first byte (ms) | API peak RSS (MiB) | pytds s | vs pytds |",
+        "| rows | seconds | rows/s | first byte (ms) | API peak RSS (MiB): HTTP / worker"
+        " | pytds s | vs pytds |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in exports:
         lines.append(
             f"| {e.rows:,} | {e.seconds:.2f} | {e.rows / e.seconds:,.0f} | {e.ttfb * 1000:.0f}"
-            f" | {e.api_peak / MIB:.1f} | {e.plain_seconds:.2f} | {e.ratio:.1f}x |"
+            f" | {e.api_peak / MIB:.1f} / {e.worker_peak / MIB:.1f} | {e.plain_seconds:.2f}"
+            f" | {e.ratio:.1f}x |"
         )
     largest, smallest = exports[-1], exports[0]
-    growth = (largest.api_peak - smallest.api_peak) / MIB
+    growth = (
+        max(largest.api_peak - smallest.api_peak, largest.worker_peak - smallest.worker_peak) / MIB
+    )
     ttfb = max(e.ttfb for e in exports)
     lines.append(
         f"\n{largest.rows:,} rows: {largest.ratio:.1f}x pytds (target >= {TARGET_E2E_RATIO:g}x);"
