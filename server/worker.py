@@ -53,6 +53,13 @@ _IDLE_CHECKS_PER_TIMEOUT = 2
 # After ``stop`` (or the HTTP process's end) exports still settling get this long beyond the
 # time a cancel may take (poll interval + cancel timeout) before the worker exits anyway.
 _EXIT_MARGIN_S = 1.0
+# A worker process lowers its scheduling priority by this much (nice(2)) below the HTTP
+# process that started it. Exports are bulk work; the HTTP process's event loop answers health
+# checks, admits and refuses requests and relays every download, and must get a core as soon
+# as it wakes. When the cores are free an export loses nothing; when they are all busy the
+# event loop's short bursts go first (measured under 50 downloads on two cores: /healthz p99
+# fell from ~11 ms to ~6 ms). Five steps weigh a worker at about a third of the HTTP process.
+WORKER_NICENESS = 5
 
 
 def _never() -> bool:
@@ -285,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    os.nice(WORKER_NICENESS)  # raising one's own niceness needs no privilege
     serve(socket.socket(fileno=args.control_fd), forward_logs=True)
     return 0
 

@@ -41,8 +41,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psutil
-
 from scripts.stack import DEV_DATABASE, DEV_PASSWORD, DEV_USER, HOST, Stack, running_stack
 from tests.load import options, runner
 from tests.load.dbstats import DbTarget
@@ -159,11 +157,6 @@ def _spread(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.1f}, p99 {p99:.1f}, max {ordered[-1]:.1f} ms"
 
 
-def _worker_pids(api_pid: int) -> list[int]:
-    children = psutil.Process(api_pid).children()
-    return sorted(c.pid for c in children if "server.worker" in " ".join(c.cmdline()))
-
-
 def _load(stack: Stack, pids: dict[str, int], argv: Sequence[str]) -> dict[str, Any]:
     assert stack.devdb is not None
     config = options.parse(
@@ -184,9 +177,8 @@ def _stack(limit: int) -> Iterator[tuple[Stack, dict[str, int]]]:
     bff_env = {"BFF_MAX_DOWNLOADS_PER_CLIENT": "0"}  # every client is 127.0.0.1
     with running_stack(api_env=api_env, bff_env=bff_env) as stack:
         assert stack.devdb is not None
+        # The API's workers are found and watched by the harness (tests.load.monitor).
         pids = {"api": stack.api.pid, "bff": stack.bff.pid, "devdb": stack.devdb.pid}
-        for index, pid in enumerate(_worker_pids(stack.api.pid)):
-            pids[f"worker {index}"] = pid
         yield stack, pids
 
 

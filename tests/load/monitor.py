@@ -10,6 +10,7 @@ event loop (busy reading and checking bodies) never delays a probe:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import threading
@@ -30,6 +31,8 @@ PROCESS_INTERVAL_S = 0.1
 # /metrics renders every counter: twice a second is enough for a gauge curve.
 METRICS_INTERVAL_S = 0.5
 METRICS_TIMEOUT_S = 5.0
+# The module an API worker process runs (`python -m server.worker`).
+WORKER_MODULE = "server.worker"
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
 
@@ -130,6 +133,21 @@ class ProcessSeries:
     cpu_s: list[float] = field(default_factory=list)  # cumulative user + system seconds
     threads_first: int | None = None
     threads_last: int | None = None
+
+
+def api_workers(api_pid: int) -> dict[str, int]:
+    """The API's worker processes (its children running ``server.worker``) as ``worker N`` by
+    pid order: they do the exports' CPU work, so they are watched like the services."""
+    try:
+        children = psutil.Process(api_pid).children()
+    except psutil.Error:
+        return {}
+    pids = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if WORKER_MODULE in child.cmdline():
+                pids.append(child.pid)
+    return {f"worker {index}": pid for index, pid in enumerate(sorted(pids))}
 
 
 class ProcessSampler(Periodic):

@@ -27,6 +27,7 @@ from tests.load.monitor import (
     MetricsSampler,
     Periodic,
     ProcessSampler,
+    api_workers,
     http_get,
     poll_until,
     read_metrics,
@@ -199,7 +200,8 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
         for name, url in (("api", targets.api_url), ("bff", targets.bff_url))
         if url is not None
     ]
-    pids = {**targets.pids, "harness": os.getpid()}
+    workers = {} if api_pid is None else api_workers(api_pid)
+    pids = {**workers, **targets.pids, "harness": os.getpid()}
     try:
         processes = ProcessSampler(pids, zero)
     except psutil.Error as exc:

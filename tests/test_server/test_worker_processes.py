@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from scripts.stack import Service, start_devdb
+from server.worker import WORKER_NICENESS
 from sql.devserver import DevServer
 from tests.polling import apoll
 from tests.test_server.conftest import (
@@ -136,11 +137,14 @@ async def test_the_api_answers_at_once_while_its_workers_are_busy(
 ) -> None:
     """Every slot taken by a download the workers are busy encoding: a request beyond the limit
     gets its 503 at once, and /healthz answers at once, because no export runs in the HTTP
-    process; it relays bytes, and spends a small part of what the workers spend."""
+    process; it relays bytes, and spends a small part of what the workers spend. The workers
+    run at a lower priority, so the HTTP process gets a core first when both are runnable."""
     api = await run_api(
         "--workers", "2", "--pool-min", "2", "--pool-max", "4", db_port=devdb_process.port
     )
     workers = await worker_pids(api, 2)
+    http_niceness = psutil.Process(api.process.pid).nice()
+    assert [psutil.Process(pid).nice() for pid in workers] == [http_niceness + WORKER_NICENESS] * 2
     for _ in range(4):
         busy_downloads.append(
             await asyncio.create_subprocess_exec(
