@@ -27,6 +27,7 @@ Two pytds internals are used, both only here: the session (``_tds_socket.main_se
 from __future__ import annotations
 
 import contextlib
+import enum
 import select
 import socket
 import time
@@ -53,6 +54,16 @@ class DatabaseStalled(OSError):
     """
 
 
+class Attention(enum.StrEnum):
+    """Why an attention (MS-TDS 2.2.1.7) was sent on a connection; the text goes into logs and
+    error messages."""
+
+    CANCELLED = "cancelled"  # the download ended early, or its connection is being settled
+    FIRST_ROW_TIMEOUT = "first-row timeout"  # the query produced nothing in time
+    ROW_TIMEOUT = "between-rows timeout"  # the rows stopped coming
+    READINESS_TIMEOUT = "readiness check"  # SELECT 1 was not answered in time
+
+
 class WatchedSocket:
     """The transport pytds reads from (its ``TransportProtocol`` plus ``setsockopt``)."""
 
@@ -75,8 +86,8 @@ class WatchedSocket:
         self._send_attention: Callable[[], None] | None = None
         self._cancel_requested: Callable[[], bool] = _never
         self._silence_limit_s: float | None = None
-        self._silence_reason = ""
-        self.attention_reason: str | None = None
+        self._silence_reason = Attention.ROW_TIMEOUT  # set by watch() with the limit
+        self.attention_reason: Attention | None = None
         self._attention_at = 0.0
 
     # -- owner's controls ------------------------------------------------------------------
@@ -89,14 +100,14 @@ class WatchedSocket:
         cancel_requested: Callable[[], bool],
         *,
         silence_limit_s: float | None,
-        reason: str,
+        reason: Attention,
     ) -> None:
         """From now on, interrupt a read on cancellation or after ``silence_limit_s`` silent."""
         self._cancel_requested = cancel_requested
         self._silence_limit_s = silence_limit_s
         self._silence_reason = reason
 
-    def attention_sent(self, reason: str) -> None:
+    def attention_sent(self, reason: Attention) -> None:
         """Record that an attention is on its way (sent here, or by pytds' ``cancel()``)."""
         if self.attention_reason is None:
             self.attention_reason = reason
@@ -181,7 +192,7 @@ class WatchedSocket:
                 raise DatabaseStalled(f"no answer from the database within {budget:g} s")
             return
         if self._cancel_requested():
-            reason = "cancelled"
+            reason = Attention.CANCELLED
         elif self._silence_limit_s is not None and now - started >= self._silence_limit_s:
             reason = self._silence_reason
         else:

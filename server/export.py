@@ -30,18 +30,14 @@ from server import report
 from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
 from server.config import WorkerSettings
 from server.control import CANCELLED, ExportSummary
-from server.db import DbConnection, is_server_error, translate
+from server.db import Attention, DbConnection, is_server_error, translate
 from server.errors import DatabaseError, DatabaseTimeout, ExportError, InternalError
 from server.memory import MemoryLog, ProcessMemory
 from server.pool import Lease
-from server.rowsource import RowSource, XlsxRowText
+from server.rowsource import FastXmlSource, RowSource
 from tdsrows import FastRows
-from xlsx.rows import RowEncoder
 
 logger = logging.getLogger("server.export")
-
-FIRST_ROW_TIMEOUT = "first-row timeout"
-ROW_TIMEOUT = "between-rows timeout"
 
 
 class _Stop(Exception):
@@ -122,7 +118,9 @@ class ExportJob:
         headers, specs = report.layout(cursor.description, source.int_meanings())
         assert self._conn is not None
         self._conn.socket.watch(
-            self._channel.hung_up, silence_limit_s=self._config.row_timeout_s, reason=ROW_TIMEOUT
+            self._channel.hung_up,
+            silence_limit_s=self._config.row_timeout_s,
+            reason=Attention.ROW_TIMEOUT,
         )
         rows: Iterator[tuple[Any, ...]] | _FastXmlRows
         if source.fast is not None:
@@ -156,7 +154,7 @@ class ExportJob:
             conn.socket.watch(
                 self._channel.hung_up,
                 silence_limit_s=self._config.first_row_timeout_s,
-                reason=FIRST_ROW_TIMEOUT,
+                reason=Attention.FIRST_ROW_TIMEOUT,
             )
             cursor = self._cursor = conn.cursor()
             try:
@@ -254,11 +252,11 @@ class ExportJob:
         reason = self._conn.socket.attention_reason
         if reason is None:
             return
-        if reason == CANCELLED:
+        if reason is Attention.CANCELLED:
             raise _Stop
         limit = (
             self._config.first_row_timeout_s
-            if reason == FIRST_ROW_TIMEOUT
+            if reason is Attention.FIRST_ROW_TIMEOUT
             else self._config.row_timeout_s
         )
         raise DatabaseTimeout(f"the database sent nothing for {limit:g} s ({reason})")
@@ -268,7 +266,7 @@ class ExportJob:
         conn = self._conn
         if conn is None or conn.is_idle():
             return
-        conn.socket.attention_sent(CANCELLED)
+        conn.socket.attention_sent(Attention.CANCELLED)
         try:
             # Sends the attention unless one is on its way, then reads up to its acknowledgement.
             if self._source is not None:
@@ -297,22 +295,14 @@ class ExportJob:
             self._channel.send(Kind.FAILED, self.rows, failure_payload(error))
 
 
-class _FastXmlRows:
-    """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
-    from the wire to their `<row>` XML in generated code, with the export's bookkeeping
-    between batches (hang-up check, row count, memory log at exact multiples, end checks)."""
+class _FastXmlRows(FastXmlSource):
+    """The fast path's row source with the export's bookkeeping between batches (hang-up
+    check, row count, memory log at exact multiples, end checks)."""
 
     def __init__(self, job: ExportJob, cursor: Any, fast: FastRows) -> None:
+        super().__init__(fast)
         self._job = job
         self._cursor = cursor
-        self._fast = fast
-
-    def bind(self, encoder: RowEncoder) -> None:
-        self._fast.use_text(XlsxRowText(encoder))
-
-    @property
-    def finished(self) -> bool:
-        return self._fast.finished
 
     def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
         job = self._job
@@ -321,12 +311,12 @@ class _FastXmlRows:
         if every:  # end the batch at the next multiple of the memory-log interval
             limit = min(limit, last + every - job.rows % every)
         try:
-            written = self._fast.fill(out, last, limit, room)
+            written = super().fill(out, last, limit, room)
         except Exception as exc:
             job._fail_mid_stream(exc)
         job._count(written - last)
         if every and written > last and job.rows % every == 0:
             job.memory.sample(f"after {job.rows:,} rows")
-        if self._fast.finished:
+        if self.finished:
             job._end_of_rows(self._cursor)
         return written

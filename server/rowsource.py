@@ -56,6 +56,24 @@ class XlsxRowText:
         return self._encoder.encode(row, rs)
 
 
+class FastXmlSource:
+    """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
+    from the wire to their ``<row>`` XML in generated code, ``fill`` writing a batch of them."""
+
+    def __init__(self, fast: FastRows) -> None:
+        self.fast = fast
+
+    def bind(self, encoder: RowEncoder) -> None:
+        self.fast.use_text(XlsxRowText(encoder))
+
+    @property
+    def finished(self) -> bool:
+        return self.fast.finished
+
+    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+        return self.fast.fill(out, last, limit, room)
+
+
 class RowSource:
     """The rows of one cursor's current result set, for one export's thread."""
 

@@ -37,7 +37,7 @@ from server import control, db
 from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
 from server.config import WorkerSettings, settings_from_json
 from server.control import ControlClosed, ExportSummary, Message, WorkerControl
-from server.db import DbConnection, is_server_error
+from server.db import Attention, DbConnection, is_server_error
 from server.errors import DatabaseError, DatabaseUnavailable, ExportError
 from server.export import ExportJob
 from server.memory import ProcessMemory
@@ -46,7 +46,6 @@ from server.pool import ConnectionPool
 logger = logging.getLogger("server.worker")
 
 PROBE_QUERY = "SELECT 1"
-_PROBE_REASON = "readiness check"
 # Idle-connection expiry runs this many times per pool idle timeout, so a connection above
 # the pool's minimum stays open at most 1.5 timeouts after its last export.
 _IDLE_CHECKS_PER_TIMEOUT = 2
@@ -75,7 +74,7 @@ def round_trip(pool: ConnectionPool[DbConnection], timeout_s: float) -> None:
     try:
         conn, _ = lease.acquire()
         conn.socket.reset()
-        conn.socket.watch(_never, silence_limit_s=timeout_s, reason=_PROBE_REASON)
+        conn.socket.watch(_never, silence_limit_s=timeout_s, reason=Attention.READINESS_TIMEOUT)
         cursor = conn.cursor()
         try:
             cursor.execute(PROBE_QUERY)

@@ -11,6 +11,7 @@ from typing import Any
 import pytds
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER
+from sql.devserver.resultset import REPORT_ROWS_PER_CHUNK
 
 HOST = "127.0.0.1"
 # Read-only exports need no transaction (docs/pytds.md: autocommit=False begins one first); a
@@ -22,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "autocommit": True,
     "login_timeout": 10,
 }
+# Rows the dev server may still hand to the socket after an attention (or a close) reached it:
+# the chunk being encoded when it arrived and the one before its reader task saw it, with room
+# to spare. Without a prompt stop it is everything left of the result set.
+AFTER_ATTENTION = 4 * REPORT_ROWS_PER_CHUNK
 
 
 def dev_connect(port: int, **options: Any) -> Any:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("xlsx_writer", "devserver", "fetch_and_write", "export_api", "e2e_bff")
+BENCHMARKS = (
+    "xlsx_writer",
+    "devserver",
+    "fetch_and_write",
+    "export_api",
+    "e2e_bff",
+    "row_path",
+    "workers",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from server import db
 from server.config import DbSettings
-from server.db import DbConnection
+from server.db import Attention, DbConnection
 from server.errors import DatabaseError, DatabaseUnavailable, ShuttingDown, TooManyExports
 from server.pool import ConnectionPool, Lease
 from sql.devserver import DEV_PASSWORD, DevServer, run_in_thread
@@ -187,7 +187,7 @@ def test_attention_from_inside_a_blocked_read_leaves_the_connection_reusable(
     devserver_thread.faults.first_row_delay = first_row_delay_s
     conn = _connect(devserver_thread)
     cancel = threading.Event()
-    conn.socket.watch(cancel.is_set, silence_limit_s=None, reason="test")
+    conn.socket.watch(cancel.is_set, silence_limit_s=None, reason=Attention.ROW_TIMEOUT)
     # Cancelled once the server has the request: the owner thread is then waiting for rows.
     _when(lambda: devserver_thread.stats.requests == 1, cancel.set)
     cursor = conn.cursor()
@@ -195,7 +195,7 @@ def test_attention_from_inside_a_blocked_read_leaves_the_connection_reusable(
     cursor.callproc("dbo.spGenerateData", {"@RowCount": 100})
     assert cursor.fetchone() is None  # the ATTN acknowledgement ends the result early
     assert time.monotonic() - started < first_row_delay_s / 3, "not after the server's delay"
-    assert conn.socket.attention_reason == "cancelled"
+    assert conn.socket.attention_reason is Attention.CANCELLED
     cursor.cancel()  # nothing left to read: a no-op
     assert conn.is_idle()
     assert devserver_thread.stats.attentions == 1
@@ -215,7 +215,7 @@ def test_attention_from_inside_a_blocked_read_leaves_the_connection_reusable(
 def test_silence_limit_sends_an_attention(devserver_thread: DevServer) -> None:
     devserver_thread.faults.first_row_delay = 60.0
     conn = _connect(devserver_thread)
-    conn.socket.watch(lambda: False, silence_limit_s=0.3, reason="first-row timeout")
+    conn.socket.watch(lambda: False, silence_limit_s=0.3, reason=Attention.FIRST_ROW_TIMEOUT)
     cursor = conn.cursor()
     cursor.callproc("dbo.spGenerateData", {"@RowCount": 100})
     assert cursor.fetchone() is None
@@ -253,7 +253,7 @@ def test_unacknowledged_attention_shuts_the_socket_down() -> None:
         watched = db.WatchedSocket(ours, poll_interval_s=POLL_S, cancel_timeout_s=cancel_timeout_s)
         attentions: list[float] = []
         watched.attach(lambda: attentions.append(time.monotonic()))
-        watched.watch(lambda: True, silence_limit_s=None, reason="test")
+        watched.watch(lambda: True, silence_limit_s=None, reason=Attention.ROW_TIMEOUT)
         buffer = bytearray(8)
         started = time.monotonic()
         with pytest.raises(db.DatabaseStalled, match="no answer to a cancel"):
@@ -279,7 +279,7 @@ def test_reads_return_data_as_it_arrives_and_silence_limits_apply_per_read() -> 
             peer.sendall(b"defg")  # the data comes only after the attention
 
         watched.attach(attention)
-        watched.watch(lambda: False, silence_limit_s=limit_s, reason="between-rows timeout")
+        watched.watch(lambda: False, silence_limit_s=limit_s, reason=Attention.ROW_TIMEOUT)
         threading.Timer(0.05, peer.sendall, args=(b"abc",)).start()  # silent 0.05 s < 2 s
         buffer = bytearray(8)
         assert watched.recv_into(buffer, 8) == 3

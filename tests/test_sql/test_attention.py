@@ -7,15 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer
-from sql.devserver.resultset import REPORT_ROWS_PER_CHUNK
+from tests.devclient import AFTER_ATTENTION
 from tests.polling import poll
 from tests.test_sql import tdsclient
 
 ROWS = 1_000_000
-# Rows the server may still hand to the socket after an attention reached it: the chunk being
-# encoded when the attention was sent and the one before the reader task saw it, with room to
-# spare.  Without a prompt stop it is everything left of the 1M rows.
-AFTER_ATTENTION = 4 * REPORT_ROWS_PER_CHUNK
 # Payload a fast reader takes before it sends its attention (a few thousand rows).
 READ_BEFORE = 400_000
 DONE_ATTN = 0x20

@@ -13,17 +13,12 @@ import pytest
 
 from sql.devserver import DEV_USER, DevServer, run_in_thread
 from sql.devserver.engine import ROW_COUNT_MESSAGE
-from sql.devserver.resultset import REPORT_ROWS_PER_CHUNK
 from sql.report_data import MAX_ROW_COUNT, NULL_PERIOD, row_values
 from tests.backpressure import assert_held, fetch_elsewhere
-from tests.devclient import dev_connect
+from tests.devclient import AFTER_ATTENTION, dev_connect
 from tests.polling import poll
 
 PROC = "dbo.spGenerateData"
-
-# Rows a server may still hand to the socket after an attention (or a close) reached it: the
-# chunk being encoded and the one before the reader task saw it, with room to spare.
-AFTER_ATTENTION = 4 * REPORT_ROWS_PER_CHUNK
 
 
 def connect(server: DevServer, **kwargs: Any) -> Any:

@@ -13,12 +13,10 @@ import pytest
 
 import xlsx
 from server import report
-from server.rowsource import RAW_KINDS, RowSource, XlsxRowText
+from server.rowsource import RAW_KINDS, FastXmlSource, RowSource
 from sql.devserver import DevServer, run_in_thread
-from tdsrows import FastRows
 from tests.devclient import dev_connect
 from tests.test_tdsrows.test_random import SEEDS, random_result
-from xlsx.rows import RowEncoder
 
 # Rows per sheet kept small so the rows cross sheets (numbering restarts at 2 on each).
 ROWS_PER_SHEET = 97
@@ -28,23 +26,6 @@ ROWS_PER_SHEET = 97
 def server() -> Iterator[DevServer]:
     with run_in_thread(port=0) as srv:
         yield srv
-
-
-class _Source:
-    """FastRows as the writer's RowXmlSource (the export's, minus its bookkeeping)."""
-
-    def __init__(self, fast: FastRows) -> None:
-        self._fast = fast
-
-    def bind(self, encoder: RowEncoder) -> None:
-        self._fast.use_text(XlsxRowText(encoder))
-
-    @property
-    def finished(self) -> bool:
-        return self._fast.finished
-
-    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
-        return self._fast.fill(out, last, limit, room)
 
 
 def _sheets(data: bytes) -> list[bytes]:
@@ -62,7 +43,7 @@ def _workbook(conn: Any, call: tuple[str, tuple[object, ...]], fast: bool) -> li
             assert source.fast is not None
             source.first()
             headers, specs = report.layout(cursor.description, source.int_meanings())
-            rows: Any = _Source(source.fast)
+            rows: Any = FastXmlSource(source.fast)
         else:
             headers, specs = report.layout(cursor.description)
             rows = [tuple(r) for r in cursor.fetchall()]
