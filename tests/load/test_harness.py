@@ -95,6 +95,10 @@ def test_the_smoke_scenario_on_a_stack_of_its_own(tmp_path: Path) -> None:
         process = report["processes"][name]
         assert process["samples"] >= 1
         assert process["rss_peak_mib"] > 1
+    # The exports ran in the API's worker processes, found and watched with the services.
+    workers = [name for name in report["processes"] if name.startswith("worker ")]
+    assert workers, report["processes"].keys()
+    assert sum(report["processes"][name]["cpu_s"] for name in workers) > 0
     assert report["drain"]["seconds"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
