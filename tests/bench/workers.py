@@ -1,9 +1,9 @@
 """Exports in worker processes, under load: ``python -m tests.bench.workers``.
 
-Starts the stack once (dev database, API, BFF: each a process, ``scripts.stack``), finds the
-API's worker processes, and runs the load harness (``tests.load``) as a library against it,
-watching every process: the API's HTTP process and each worker, the BFF, the dev database and
-the harness itself. All downloads go through the BFF and every workbook is checked as it
+Starts the stack once (dev database, API, BFF: each a process, ``scripts.stack``) and runs the
+load harness (``tests.load``) as a library against it, watching every process: the API's HTTP
+process and each of its workers (the harness finds them), the BFF, the dev database and the
+harness itself. All downloads go through the BFF and every workbook is checked as it
 arrives (the harness's streaming check).
 
 1. **Throughput**: one ``--large-rows`` download alone, then four at once. Target: four finish
