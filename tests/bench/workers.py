@@ -149,12 +149,16 @@ def _watching(stack: Stack, limit: int, rows: int) -> Iterator[dict[str, Any]]:
         process.join()
 
 
+def _p99(values: Sequence[float]) -> float:
+    """The nearest-rank 99th percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
 def _spread(values: list[float]) -> str:
     if not values:
         return "-"
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered):.1f}, p99 {p99:.1f}, max {ordered[-1]:.1f} ms"
+    return f"p50 {statistics.median(values):.1f}, p99 {_p99(values):.1f}, max {max(values):.1f} ms"
 
 
 def _load(stack: Stack, pids: dict[str, int], argv: Sequence[str]) -> dict[str, Any]:
@@ -182,16 +186,16 @@ def _stack(limit: int) -> Iterator[tuple[Stack, dict[str, int]]]:
         yield stack, pids
 
 
-def _memory_row(label: str, report: dict[str, Any]) -> str:
-    processes = report["processes"]
-    cells = [f"{processes[name]['rss_peak_mib']:.1f}" for name in sorted(processes)]
-    return f"| {label} | " + " | ".join(cells) + " |"
-
-
-def _cpu_row(label: str, report: dict[str, Any]) -> str:
-    processes = report["processes"]
-    cells = [f"{processes[name]['cpu_s']:.1f}" for name in sorted(processes)]
-    return f"| {label} | " + " | ".join(cells) + " |"
+def _process_table(title: str, field: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """A Markdown table of one per-process figure (``field`` of each report's ``processes``),
+    a row per run, a column per process (every run watches the same processes)."""
+    names = sorted(runs[0][1]["processes"])
+    lines = [f"\n{title}:\n", "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for label, report in runs:
+        processes = report["processes"]
+        cells = [f"{processes[name][field]:.1f}" for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _verdict(ok: bool, text: str) -> str:
@@ -263,32 +267,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {name} | {started} | {t['rows_per_s']:,.0f} | {t['mb_per_s']:.1f} | "
             f"{t['wall_s']:.1f} | {report['ok']} |"
         )
-    names = sorted(one["processes"])
-    print("\nPeak RSS, MiB:\n\n| run | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    for label, report in (
+    memory_runs = [
         (f"1 x {args.rows:,}", one_small),
         (f"1 x {args.large_rows:,}", one),
         (f"4 x {args.large_rows:,}", four),
         (f"{args.many} x {args.rows:,}", many),
         (f"{args.drops} x {args.large_rows:,} dropped", drops),
-    ):
-        print(_memory_row(label, report))
-    print("\nCPU seconds:\n\n| run | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    for label, report in (
+    ]
+    print(_process_table("Peak RSS, MiB", "rss_peak_mib", memory_runs))
+    cpu_runs = [
         (f"1 x {args.large_rows:,}", one),
         (f"4 x {args.large_rows:,}", four),
         (f"1 x {args.large_rows:,}, unchecked", one_bare),
         (f"4 x {args.large_rows:,}, unchecked", four_bare),
-    ):
-        print(_cpu_row(label, report))
+    ]
+    print(_process_table("CPU seconds", "cpu_s", cpu_runs))
 
     health = watched["health"]
-    health_p99 = {
-        name: sorted(values)[min(len(values) - 1, int(len(values) * 0.99))] if values else 1e9
-        for name, values in health.items()
-    }
+    health_p99 = {name: _p99(values) if values else 1e9 for name, values in health.items()}
     refusals = watched["refusals_ms"]
     drain_s = drops["drain"]["seconds"]
     database = drops["database"]
