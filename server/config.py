@@ -30,7 +30,7 @@ DEFAULT_PROCEDURE = "dbo.spGenerateData"
 # 503 quickly instead of waiting out the budget.
 DEFAULT_LOGIN_TIMEOUT_S = 5.0
 # TDS packet size asked for at login: SQL Server's maximum (32,767, MS-TDS 2.2.7.9): fewer,
-# larger reads than pytds' 4 KiB default (docs/pytds.md).
+# larger reads than pytds' 4 KiB default (docs/driver.md).
 DEFAULT_PACKET_SIZE = 32_767
 
 # The replaced Node.js export's pool (mssql/tarn settings): at most 50 connections, 5 warm.
@@ -52,7 +52,7 @@ DEFAULT_FIRST_ROW_TIMEOUT_S = 30.0
 DEFAULT_ROW_TIMEOUT_S = 30.0
 # A client that has not accepted a single byte for a minute has gone.
 DEFAULT_CLIENT_WRITE_TIMEOUT_S = 60.0
-# After an attention a server answers in milliseconds (docs/pytds.md: ~11 ms); 5 s without an
+# After an attention a server answers in milliseconds (docs/driver.md: ~11 ms); 5 s without an
 # answer means the connection is wedged and is shut down instead.
 DEFAULT_CANCEL_TIMEOUT_S = 5.0
 # How often a worker blocked in a database read looks at its cancel flag and deadlines: a

@@ -1,7 +1,7 @@
 """pytds connections that one thread owns and can interrupt from inside their own reads.
 
 pytds blocks in ``recv_into`` while the database is silent (a slow first row, a stalled
-stream), and cancelling from another thread breaks the connection (docs/pytds.md: ``Invalid TDS
+stream), and cancelling from another thread breaks the connection (docs/driver.md: ``Invalid TDS
 marker`` / ``EBADF``). So the socket pytds reads from is a :class:`WatchedSocket`: its reads
 wait in slices of ``poll_interval_s`` and, between slices, on the owning thread itself:
 

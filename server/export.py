@@ -11,7 +11,7 @@ channel's small buffer is full: a slow client stops this thread, and so the data
 Cancellation (client gone, client stalled, shutdown) is the HTTP process closing its end of the
 channel. The thread sees it on its next write (a write blocked on the full buffer wakes at
 once), between batches, and, through its :class:`~server.db.WatchedSocket`, while a database
-read is blocked; either way the attention is sent by this thread (docs/pytds.md: cancelling
+read is blocked; either way the attention is sent by this thread (docs/driver.md: cancelling
 from another thread breaks the connection). Whatever happened, the connection goes back to the
 pool only if its protocol state is idle, else it is closed; then ``on_done`` reports the
 export's :class:`~server.control.ExportSummary`.
@@ -222,7 +222,7 @@ class ExportJob:
         """The result set ended: was it cut short by our attention? Then read the rest."""
         self._check_interrupted()
         try:
-            # RETURNSTATUS and DONEPROC are still unread (docs/pytds.md): reading them leaves the
+            # RETURNSTATUS and DONEPROC are still unread (docs/driver.md): reading them leaves the
             # connection idle instead of needing an attention before its next request.
             while cursor.nextset():
                 pass

@@ -3,7 +3,7 @@
 pytds (python-tds) stays in charge of the connection: login, the RPC, COLMETADATA, errors,
 the attention handshake. Between COLMETADATA and the first token that is not a row, the rows
 are decoded here, a packet at a time, ~10x faster than pytds decodes them, into the same tuples
-(see ``docs/fast-rows.md`` for the few inputs on which pytds fails and this path does not).
+(see ``docs/row-path.md`` for the few inputs on which pytds fails and this path does not).
 
     rows = tdsrows.FastRows.open(cursor)     # raises UnsupportedLayout: use cursor.fetchmany
     while batch := rows.fetch():

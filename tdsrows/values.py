@@ -3,7 +3,7 @@
 Each function here takes the integers a struct unpack gives and returns the value pytds'
 own decoding returns for the same bytes (the differential tests hold the two equal). Where
 pytds fails on data SQL Server can legitimately send, the fast path returns a value instead
-(documented in ``docs/fast-rows.md``): NVARCHAR with lone surrogates (kept as surrogate code
+(documented in ``docs/row-path.md``): NVARCHAR with lone surrogates (kept as surrogate code
 points, which the writer escapes), and single-byte code pages with unassigned bytes (decoded as
 the C1 control of the same number, as Windows does).
 

@@ -14,7 +14,7 @@ from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER
 from sql.devserver.resultset import REPORT_ROWS_PER_CHUNK
 
 HOST = "127.0.0.1"
-# Read-only exports need no transaction (docs/pytds.md: autocommit=False begins one first); a
+# Read-only exports need no transaction (docs/driver.md: autocommit=False begins one first); a
 # 10 s login budget is far above a local login and still ends a test that cannot connect.
 DEFAULTS: dict[str, Any] = {
     "user": DEV_USER,

@@ -46,7 +46,7 @@ from tests.bench.e2e_bff import RssSampler, download
 from tests.devclient import dev_connect
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
-# The API's own default, asked for explicitly on both sides (docs/pytds.md: the packet size
+# The API's own default, asked for explicitly on both sides (docs/driver.md: the packet size
 # changes pytds' speed, so a mismatch would skew the ratio).
 PACKET_SIZE = DEFAULT_PACKET_SIZE
 # Best of three: enough to shed most of a shared machine's noise, short enough for 1M rows.
