@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.stack import Service, running_stack
+from tests.load.monitor import api_workers
 
 # How often RSS is read while a download runs: often enough to catch a peak that lasts a
 # fraction of a second, rare enough not to cost the measured processes anything noticeable.
@@ -39,9 +40,9 @@ class RssSampler:
         for service in services:
             process = psutil.Process(service.pid)
             self._processes[service.name] = process
-            # The API's worker processes (the exports run there): "api worker 1", ...
-            for i, child in enumerate(process.children(), start=1):
-                self._processes[f"{service.name} worker {i}"] = child
+            # The API's worker processes (the exports run there): "api worker 0", ...
+            for name, pid in api_workers(service.pid).items():
+                self._processes[f"{service.name} {name}"] = psutil.Process(pid)
         self.peaks = {name: 0 for name in self._processes}
         self.cpu = {name: 0.0 for name in self._processes}  # CPU seconds used meanwhile
         self._stop = threading.Event()
