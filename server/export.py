@@ -304,7 +304,7 @@ class _FastXmlRows(FastXmlSource):
         self._job = job
         self._cursor = cursor
 
-    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+    def fill(self, out: list[str | bytes], last: int, limit: int, room: int) -> int:
         job = self._job
         job._check_cancelled()
         every = job._config.memory_log_every_rows

@@ -25,6 +25,9 @@ from typing import Any, Final
 import xlsx
 from tdsrows import FastRows, Kind, UnsupportedLayout
 from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
+from tdsrows.scan import Primitive
+from tdsrows.scanfill import CellText
+from xlsx.native import CellType, plan_rows
 from xlsx.rows import ExactInt, RowEncoder
 
 logger = logging.getLogger("server.export")
@@ -55,22 +58,28 @@ class XlsxRowText:
     def encode(self, row: Sequence[object], rs: str) -> str:
         return self._encoder.encode(row, rs)
 
+    def compiled(self, primitives: Sequence[Primitive]) -> CellText | None:
+        # The scanner's primitives and the writer's cell types are the same cell layout
+        # under the same names (tests/test_server/test_rowsource.py holds them equal).
+        return plan_rows(self._encoder, [CellType[p.name] for p in primitives])
+
 
 class FastXmlSource:
     """The fast path as the workbook's row source (``xlsx.sources.RowXmlSource``): rows go
     from the wire to their ``<row>`` XML in generated code, ``fill`` writing a batch of them."""
 
-    def __init__(self, fast: FastRows) -> None:
+    def __init__(self, fast: FastRows, *, compiled: bool = True) -> None:
         self.fast = fast
+        self._compiled = compiled
 
     def bind(self, encoder: RowEncoder) -> None:
-        self.fast.use_text(XlsxRowText(encoder))
+        self.fast.use_text(XlsxRowText(encoder), compiled=self._compiled)
 
     @property
     def finished(self) -> bool:
         return self.fast.finished
 
-    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+    def fill(self, out: list[str | bytes], last: int, limit: int, room: int) -> int:
         return self.fast.fill(out, last, limit, room)
 
 

@@ -29,10 +29,14 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tdsrows import cells, values
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
+
+if TYPE_CHECKING:
+    from tdsrows.scan import Primitive
+    from tdsrows.scanfill import CellText
 
 ROW_TOKEN: Final = 0xD1
 NBCROW_TOKEN: Final = 0xD2
@@ -538,6 +542,10 @@ class RowText(Protocol):
     def encode(self, row: Sequence[object], rs: str) -> str:
         """The same text for a row given as a tuple (rows the generated code did not read)."""
 
+    def compiled(self, primitives: Sequence[Primitive]) -> CellText | None:
+        """A compiled writer of the same text for rows of the row scanner's cells, whose column
+        i holds ``primitives[i]`` (:mod:`tdsrows.scanfill`); None: the generated code writes."""
+
 
 # Python type of each kind's value as the decoder gives it (raw kinds: int).
 _VALUE_TYPES: Final[dict[Kind, type]] = {
@@ -568,7 +576,7 @@ _SMALL_INT_BYTES: Final = 4
 # goes through the reference decoder as the Decimal -0).
 TEXT_RAW_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
 FULL: Final = -2  # fill stopped at the row limit or the room: the next row comes next time
-FillFn = Callable[[bytes, int, list[str], int, int, int], tuple[int, int, int, int]]
+FillFn = Callable[[bytes, int, list[Any], int, int, int], tuple[int, int, int, int]]
 
 
 def _account(indent: str, *, checked: bool = False) -> list[str]:

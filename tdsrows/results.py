@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from tdsrows import scan
 from tdsrows.codegen import (
     FULL,
     INCOMPLETE,
@@ -33,6 +34,7 @@ from tdsrows.codegen import (
 from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import Kind, Layout
 from tdsrows.pytds_link import Link
+from tdsrows.scanfill import ScannedFill
 
 COLMETADATA_TOKEN: Final = 0x81
 
@@ -56,6 +58,7 @@ class FastRows:
         self._fill: FillFn | None = None
         self._held: tuple[Any, ...] | None = None  # a row pytds read, not yet filled
         self.rows = 0
+        self.compiled = False  # fill goes through compiled code (use_text)
 
     @classmethod
     def open(cls, cursor: Any, *, raw_kinds: frozenset[Kind] = frozenset()) -> FastRows:
@@ -123,14 +126,30 @@ class FastRows:
 
     # -- rows as text ---------------------------------------------------------------------------
 
-    def use_text(self, text: RowText) -> None:
-        """From now on :meth:`fill` turns rows into ``text``'s text, in generated code."""
+    def use_text(self, text: RowText, *, compiled: bool = True) -> None:
+        """From now on :meth:`fill` turns rows into ``text``'s text: through the compiled
+        scanner and ``text``'s compiled writer when both exist and ``compiled`` (see
+        :mod:`tdsrows.scanfill`), else in generated Python code. Same text either way."""
         self._text = text
-        self._fill = CompiledText(self.layout, text, raw_kinds=self.raw_kinds).fill
+        python_fill = CompiledText(self.layout, text, raw_kinds=self.raw_kinds).fill
+        self._fill = python_fill
+        self.compiled = False
+        if (
+            not compiled
+            or not scan.AVAILABLE
+            or scan.primitives(self.layout, self.raw_kinds) is None
+        ):
+            return
+        scanner = scan.RowScanner(self.layout, self.raw_kinds)
+        writer = text.compiled(scanner.primitives)
+        if writer is not None:
+            self._fill = ScannedFill(scanner, writer, python_fill).fill
+            self.compiled = True
 
-    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
-        """Append the text of rows numbered ``last + 1``... to ``out``, as
-        :class:`xlsx.sources.RowXmlSource` describes; the number of the last one appended."""
+    def fill(self, out: list[str | bytes], last: int, limit: int, room: int) -> int:
+        """Append the text of rows numbered ``last + 1``... to ``out`` (str, or UTF-8 bytes
+        from compiled code), as :class:`xlsx.sources.RowXmlSource` describes; the number of
+        the last one appended."""
         if self._fill is None or self._text is None:
             raise TypeError("FastRows.fill needs use_text() first")
         self._raise_held_error()

@@ -15,6 +15,7 @@ import decimal
 import math
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from xlsx import dates, escape, styles
@@ -28,15 +29,28 @@ RowFunction = Callable[[Sequence[object], str], str]
 
 # Scaled decimals written from a float when the scale is at most this: 10**-4 and above, a
 # float's repr is plain notation (repr switches to exponents below 1e-4 and from 1e16).
-_FLOAT_TEXT_SCALE: Final = 4
+FLOAT_TEXT_SCALE: Final = 4
 # A whole Decimal whose text (sign included) has 16 characters or more goes the float route in
 # the Decimal encoder ("...1.0"): the int's digits are its text only strictly between these.
-_PLAIN_WHOLE: Final = (-(10**14), 10**15)
+PLAIN_WHOLE: Final = (-(10**14), 10**15)
 
 
 class ExactInt(int):
     """In a shape given to :meth:`RowEncoder.row_code`: an int the caller guarantees is within
     +/-(2**53 - 1), so it is written as a number with no range check (a marker, never made)."""
+
+
+@dataclass(frozen=True)
+class TickSerial:
+    """A tick count ``v``'s serial in the units a column shows: ``x = (v + origin_ticks) *
+    multiplier // divisor``, written as ``x / per_day`` when ``low <= x < high``."""
+
+    origin_ticks: int
+    multiplier: int
+    divisor: int
+    per_day: int
+    low: int
+    high: int
 
 
 # Shapes are combinations of types and NULLs; a result set with many nullable columns could
@@ -251,13 +265,13 @@ class RowEncoder:
         """
         meaning = self.cells.column_ints[i]
         first, last = dates.FIRST_EXACT_SERIAL, dates.LAST_SERIAL
-        if isinstance(meaning, ScaledDecimal) and meaning.scale <= _FLOAT_TEXT_SCALE:
+        if isinstance(meaning, ScaledDecimal) and meaning.scale <= FLOAT_TEXT_SCALE:
             # The Decimal encoder's text, from a float: the int and 10**scale are exact doubles,
             # so int / 10**scale is the double nearest the value, whose repr is the Decimal's
             # plain digits (at most 16 significant: the shortest repr that round-trips), and a
             # whole value is the int's own digits; both as long as the int is within 2**53.
             unit = 10**meaning.scale
-            low, high = _PLAIN_WHOLE
+            low, high = PLAIN_WHOLE
             return (
                 f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
                 f" and ({v} % {unit} or {low * unit} < {v} < {high * unit})",
@@ -276,22 +290,34 @@ class RowEncoder:
                 f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{x_n{i}}}</v></c>',
             )
         assert isinstance(meaning, TickCount)
-        # Floored to the decimals of a second the column shows, as datetimes are: one floor
-        # division of the tick count (floors of floors by whole numbers compose).
+        t = self.tick_serial(i, meaning)
+        ticks = f"({v} + {t.origin_ticks})"
+        if t.multiplier != 1:
+            ticks += f" * {t.multiplier}"
+        if t.divisor != 1:
+            ticks = f"({ticks}) // {t.divisor}"
+        return (
+            f"{t.low} <= (x_n{i} := {ticks}) < {t.high}",
+            f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
+            f"<v>{{x_n{i} / {t.per_day}!r}}</v></c>",
+        )
+
+    def tick_serial(self, i: int, meaning: TickCount) -> TickSerial:
+        """How column i writes a tick count: floored to the decimals of a second the column
+        shows, as datetimes are (one floor division: floors of floors by whole numbers
+        compose)."""
         per_second = meaning.per_second
         shown = 10 ** self.cells.column_decimals[i]
         per_day = dates.SECONDS_PER_DAY * shown
         origin = (meaning.origin.toordinal() - dates.EPOCH_ORDINAL) * dates.SECONDS_PER_DAY
         scale = math.gcd(shown, per_second)
-        ticks = f"({v} + {origin * per_second})"
-        if shown // scale != 1:
-            ticks += f" * {shown // scale}"
-        if per_second // scale != 1:
-            ticks = f"({ticks}) // {per_second // scale}"
-        return (
-            f"{first * per_day} <= (x_n{i} := {ticks}) < {(last + 1) * per_day}",
-            f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
-            f"<v>{{x_n{i} / {per_day}!r}}</v></c>",
+        return TickSerial(
+            origin_ticks=origin * per_second,
+            multiplier=shown // scale,
+            divisor=per_second // scale,
+            per_day=per_day,
+            low=dates.FIRST_EXACT_SERIAL * per_day,
+            high=(dates.LAST_SERIAL + 1) * per_day,
         )
 
 

@@ -37,6 +37,14 @@ def cols_xml(widths: Sequence[float]) -> str:
     )
 
 
+def _utf8(batch: list[str | bytes]) -> bytes:
+    """The items of a batch, text or UTF-8, as one UTF-8 string."""
+    try:
+        return "".join(batch).encode()  # type: ignore[arg-type]  # all text: one join
+    except TypeError:  # bytes among them (compiled rows)
+        return b"".join([x if isinstance(x, bytes) else x.encode() for x in batch])
+
+
 class SheetWriter:
     """Streams one sheet; stops at the row or byte limit and leaves the unwritten row in `carry`.
 
@@ -165,7 +173,7 @@ class SheetWriter:
         r = 1
         while r < self._max_rows:
             safe = remaining // _MAX_UTF8_PER_CHAR
-            batch: list[str] = []
+            batch: list[str | bytes] = []
             written = source.fill(batch, r, self._max_rows, min(BATCH_CHARS, safe))
             if written == r and not source.finished and safe > BATCH_CHARS:
                 written = source.fill(batch, r, self._max_rows, safe)  # one row > a batch
@@ -176,7 +184,7 @@ class SheetWriter:
                         " empty sheet"
                     )
                 break
-            data = "".join(batch).encode()
+            data = _utf8(batch)
             remaining -= len(data)
             self._stats.rows += written - r
             r = written

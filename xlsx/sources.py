@@ -22,12 +22,14 @@ class RowXmlSource(Protocol):
     def bind(self, encoder: RowEncoder) -> None:
         """Called once, before the first :meth:`fill`, with the workbook's row encoder."""
 
-    def fill(self, out: list[str], last: int, limit: int, room: int) -> int:
+    def fill(self, out: list[str | bytes], last: int, limit: int, room: int) -> int:
         """Append `<row>` elements numbered ``last + 1``, ``last + 2``, ... to ``out``; return
-        the number of the last one appended.
+        the number of the last one appended. Each item is text, or text already encoded as
+        UTF-8 (:mod:`xlsx.native` writes bytes); an item may hold several rows.
 
         Stop after row ``limit``, and before a row whose XML would bring the characters
-        appended beyond ``room`` (that row comes first in the next call). Return ``last``
+        appended (or bytes, for bytes items) beyond ``room`` (that row comes first in the next
+        call). Return ``last``
         (nothing appended) when the rows have ended or when the next row alone needs more than
         ``room`` characters; :attr:`finished` tells which.
         """

@@ -111,9 +111,11 @@ class RandomResult:
     where: str
 
 
-def random_result(seed: int) -> RandomResult:
+def random_result(
+    seed: int, choices: list[tuple[str, Gen, bool]] = CHOICES, label: str = ""
+) -> RandomResult:
     rng = random.Random(seed)
-    picks = [rng.choice(CHOICES) for _ in range(rng.randint(1, 24))]
+    picks = [rng.choice(choices) for _ in range(rng.randint(1, 24))]
     columns = []
     for i, (declaration, _, fixed) in enumerate(picks):
         nullable = not fixed or rng.random() < 0.5
@@ -130,7 +132,7 @@ def random_result(seed: int) -> RandomResult:
     row_tokens = rng.choice(["auto", "auto", "row", "nbcrow"])
     packet_size = rng.choice([512, rng.randint(512, 4096), 4096, 32767])
     spec = spec_json(columns, rows, row_tokens=row_tokens, repeat=rng.choice([1, 3]))
-    where = f"seed {seed}: {len(columns)} columns, {row_tokens}, packets of {packet_size}"
+    where = f"seed {seed}{label}: {len(columns)} columns, {row_tokens}, packets of {packet_size}"
     return RandomResult(spec, packet_size, where)
 
 

@@ -1,0 +1,217 @@
+"""The compiled row writer (xlsx.native) writes exactly what the Python encoders write.
+
+Rows of primitive cells are written by the compiled code, a declined row by the Python
+encoder, and the whole must be byte for byte the Python encoder's own output for the same
+values; each test also checks that the compiled code wrote the plain rows itself (a writer
+that declined everything would otherwise pass).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import struct
+from collections.abc import Sequence
+
+import pytest
+
+import xlsx
+from tests.test_xlsx.test_meanings import scaled_samples
+from xlsx import native
+from xlsx.cells import CellEncoder
+from xlsx.dates import second_decimals
+from xlsx.native import CellType
+from xlsx.rows import RowEncoder
+from xlsx.spec import WriteStats
+
+ORIGIN = dt.date(1, 1, 1)
+INT64 = (-(2**63), 2**63 - 1)
+# Code points for random text: what needs escaping or trimming, lookalike escapes, spaces
+# Python's str.strip() removes (ASCII and not), astral characters and lone surrogates.
+ALPHABET = (
+    "aZ09 _x<>&\"'\t\n\x1f\x7f\xa0\xe9\u3000\u2028\ufffe\uffff\u00e9\u6771\U0001f680\ud800\udc00"
+)
+
+
+def encoder(
+    meanings: Sequence[xlsx.IntMeaning | None], number_format: str | None = None
+) -> RowEncoder:
+    width = len(meanings)
+    letters = [chr(ord("A") + i) for i in range(width)]
+    style = [7 if number_format else 0] * width
+    decimals = [second_decimals(number_format) if number_format else 0] * width
+    return RowEncoder(CellEncoder(letters, style, WriteStats(), decimals, list(meanings)))
+
+
+def pack(types: Sequence[CellType], rows: Sequence[Sequence[object]]) -> tuple[bytes, bytes]:
+    """(data, cells) for rows of Python values: texts appended to data, cells pointing there."""
+    data = bytearray(b"\xd1" * 3)  # text offsets must not start at 0 to be checked
+    cells = bytearray()
+    for row in rows:
+        for kind, value in zip(types, row, strict=True):
+            if value is None:
+                cells += struct.pack("<qii", 0, -1, 0)
+            elif kind is CellType.DOUBLE:
+                cells += struct.pack("<dii", value, 0, 0)
+            elif kind in (CellType.INT64, CellType.BOOL):
+                cells += struct.pack("<qii", int(value), 0, 0)  # type: ignore[call-overload]
+            else:
+                assert isinstance(value, str)
+                raw = (
+                    value.encode("cp1252")
+                    if kind is CellType.BYTE_TEXT
+                    else value.encode("utf-16-le", "surrogatepass")
+                )
+                cells += struct.pack("<qii", len(data), len(raw), 0)
+                data += raw
+    return bytes(data), bytes(cells)
+
+
+def write_both(
+    enc: RowEncoder, types: Sequence[CellType], rows: Sequence[Sequence[object]], first: int = 2
+) -> tuple[bytes, bytes, int]:
+    """(compiled with declined rows written by Python, Python alone, rows the compiled code
+    wrote)."""
+    plan = native.plan_rows(enc, types)
+    assert plan is not None
+    data, cells = pack(types, rows)
+    out: list[bytes] = []
+    k = written = 0
+    row_bytes = len(types) * native.CELL_BYTES
+    while k < len(rows):
+        xml, done, stop = plan.encode(data, cells[k * row_bytes :], len(rows) - k, first + k, 10**9)
+        out.append(xml)
+        written += done
+        k += done
+        if stop == native.STOP_DECLINED:
+            out.append(enc.encode(rows[k], str(first + k)).encode())
+            k += 1
+        else:
+            assert stop == native.STOP_DONE
+    expected = b"".join(enc.encode(row, str(first + n)).encode() for n, row in enumerate(rows))
+    return b"".join(out), expected, written
+
+
+def assert_same(
+    enc: RowEncoder, types: Sequence[CellType], rows: Sequence[Sequence[object]], *, least: float
+) -> None:
+    got, expected, written = write_both(enc, types, rows)
+    assert got == expected
+    assert written >= least * len(rows), f"the compiled code wrote only {written}/{len(rows)} rows"
+
+
+def test_the_compiled_module_is_built() -> None:
+    assert native.AVAILABLE, "xlsx._rowxml is not built: install with a C compiler (setup.py)"
+
+
+def test_ints_in_and_beyond_the_exact_range() -> None:
+    rng = random.Random(1)
+    edges = [0, 1, -1, 2**53 - 1, -(2**53 - 1), 2**53, -(2**53), *INT64]
+    values = edges + [rng.randint(*INT64) >> rng.randrange(64) for _ in range(2000)]
+    for number_format in (None, "0"):
+        enc = encoder([None], number_format)
+        assert_same(enc, [CellType.INT64], [(v,) for v in values], least=1.0)
+
+
+def test_floats_every_magnitude_and_the_non_finite() -> None:
+    rng = random.Random(2)
+    edges = [0.0, -0.0, 1.0, 1e16, 1e15, 1e-4, 1e-5, 5e-324, 1.7976931348623157e308, 0.1, 1 / 3]
+    bits = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(3000)]
+    values = [*edges, math.inf, -math.inf, math.nan, *bits]
+    assert_same(encoder([None]), [CellType.DOUBLE], [(v,) for v in values], least=0.9)
+
+
+def test_bools_and_nulls() -> None:
+    types = [CellType.BOOL, CellType.INT64, CellType.DOUBLE, CellType.UTF16_TEXT]
+    rows = [(True, 1, 1.5, "a"), (False, None, None, None), (None, None, None, None)]
+    assert_same(encoder([None] * 4), types, rows, least=1.0)
+
+
+@pytest.mark.parametrize("scale", range(11))
+def test_scaled_decimals(scale: int) -> None:
+    values = [v for v in scaled_samples(scale) if INT64[0] <= v <= INT64[1]]
+    assert_same(
+        encoder([xlsx.ScaledDecimal(scale)]), [CellType.INT64], [(v,) for v in values], least=0.5
+    )
+
+
+def test_day_counts_around_every_edge() -> None:
+    first = dt.date(1900, 3, 1).toordinal() - 1
+    last = dt.date.max.toordinal() - 1
+    rng = random.Random(3)
+    days = [0, first - 1, first, first + 1, last - 1, last]
+    days += [rng.randint(0, last) for _ in range(2000)]
+    assert_same(encoder([xlsx.DayCount(ORIGIN)]), [CellType.INT64], [(d,) for d in days], least=0.7)
+
+
+@pytest.mark.parametrize(
+    ("scale", "number_format"),
+    [(3, None), (3, "hh:mm:ss.000"), (7, "ss.0"), (0, None), (7, "ss.000")],
+)
+def test_tick_counts_floored_as_the_format_shows(scale: int, number_format: str | None) -> None:
+    per_second = 10**scale
+    per_day = 86_400 * per_second
+    first = (dt.date(1900, 3, 1).toordinal() - 1) * per_day
+    end = dt.date.max.toordinal() * per_day
+    rng = random.Random(scale)
+    ticks = [0, first - 1, first, first + 1, end - 1, rng.randint(0, end)]
+    ticks += [rng.randint(first - per_day, end - 1) for _ in range(3000)]
+    enc = encoder([xlsx.TickCount(per_second, ORIGIN)], number_format)
+    assert_same(enc, [CellType.INT64], [(t,) for t in ticks], least=0.9)
+
+
+def test_ticks_shown_finer_than_a_double_holds_keep_the_python_path() -> None:
+    enc = encoder([xlsx.TickCount(10**7, ORIGIN)], "ss.000000")
+    assert native.plan_rows(enc, [CellType.INT64]) is None
+
+
+def _texts(rng: random.Random, alphabet: str, count: int) -> list[str]:
+    texts = ["", " ", "a", "a ", " a", "_x", "_x0041_", "x_", "a" * 16383, "a" * 16384]
+    for _ in range(count):
+        texts.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(12))))
+        texts.append("".join(rng.choice("aZ09 _-.") for _ in range(rng.randrange(12))))
+    return texts
+
+
+def test_utf16_text_plain_or_declined() -> None:
+    texts = _texts(random.Random(4), ALPHABET, 4000)
+    texts += [
+        "\u3000a",
+        "a\xa0",
+        "Zürich",
+        "東京",
+        "Rakete 🚀",
+        "\U0001f680" * 8192,
+        "\U0001f680" * 8191 + "a",
+    ]
+    # As the wire gives them: a high and a low surrogate in a row are one character.
+    texts = [
+        t.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass") for t in texts
+    ]
+    assert_same(encoder([None]), [CellType.UTF16_TEXT], [(t,) for t in texts], least=0.4)
+
+
+def test_byte_text_plain_ascii_or_declined() -> None:
+    alphabet = "".join(c for c in ALPHABET if ord(c) < 0x100 and c not in "\xa0\xe9") + "é"
+    texts = _texts(random.Random(5), alphabet, 4000)
+    assert_same(encoder([None]), [CellType.BYTE_TEXT], [(t,) for t in texts], least=0.4)
+
+
+def test_a_row_beyond_the_room_is_left_whole_for_the_next_call() -> None:
+    enc = encoder([None, None])
+    types = [CellType.INT64, CellType.UTF16_TEXT]
+    rows = [(n, "text") for n in range(100)]
+    plan = native.plan_rows(enc, types)
+    assert plan is not None
+    data, cells = pack(types, rows)
+    one = len(enc.encode(rows[0], "2"))
+    xml, done, stop = plan.encode(data, cells, len(rows), 2, 10 * one + one // 2)
+    assert (done, stop) == (10, native.STOP_ROOM)
+    assert xml == b"".join(enc.encode(row, str(2 + n)).encode() for n, row in enumerate(rows[:10]))
+
+
+def test_a_column_only_python_writes_means_no_plan() -> None:
+    enc = encoder([None])
+    assert native.plan_rows(enc, []) is None
+    assert native.plan_rows(enc, [CellType.INT64, CellType.INT64]) is None  # wider than the sheet

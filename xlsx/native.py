@@ -1,0 +1,178 @@
+"""Rows of typed primitive cells to `<row>` XML, in compiled code (the ``xlsx._rowxml`` module).
+
+A source that decodes its rows in compiled code (a database driver's row scanner) can hand the
+writer rows of *primitive cells* instead of Python objects: per column one of
+:class:`CellType`, each cell 16 bytes in a flat buffer (little-endian):
+
+====== ======= =================================================================
+offset type    meaning
+====== ======= =================================================================
+0      int64   the int; a double's IEEE-754 bits; a bool as 0/1; for text, the
+               offset of its first byte in the source's ``data`` bytes
+8      int32   -1: NULL (no cell); 0: a number or bool; n: the text's bytes
+12     int32   reserved (0)
+====== ======= =================================================================
+
+An INT64 column is written as an int of the writer's :class:`~xlsx.rows.RowEncoder` is, so a
+column with ``Column.ints`` (a scaled decimal, a day or a tick count) gets the cell of the
+value the int stands for. :meth:`NativeRows.encode` writes exactly the bytes the writer's
+Python encoders write for the same values, and declines a row holding a value it does not write
+itself (text that needs escaping, a non-finite float, an int past 2**53 standing for a decimal,
+a date before 1900-03-01...): the source writes that row through :meth:`RowEncoder.encode` and
+comes back for the rest. Tests hold the two paths to the same bytes.
+
+The module is optional (a C extension, see setup.py): :data:`AVAILABLE` says whether it was
+built; without it, :func:`plan_rows` returns None and the source keeps its Python path.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, Final
+
+from xlsx import dates, styles
+from xlsx.rows import FLOAT_TEXT_SCALE, PLAIN_WHOLE, RowEncoder
+from xlsx.spec import DayCount, ScaledDecimal, TickCount
+
+try:
+    from xlsx import _rowxml  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the Python encoders write every row
+    _rowxml = None
+
+AVAILABLE: Final = _rowxml is not None
+CELL_BYTES: Final = 16
+
+# Why NativeRows.encode stopped before the rows asked for (the C module's values).
+STOP_DONE: Final = 0  # every row written
+STOP_ROOM: Final = 1  # the next row would go beyond the room
+STOP_DECLINED: Final = 2  # the next row holds a value for the Python encoders
+
+# The compiled code writes a tick count's serial as one division of two exact doubles, so the
+# serials it accepts must stay below 2**53 in the column's units (milliseconds do; 10**-7 s
+# ticks of 9999-12-31 would not, and such columns keep the Python path).
+_MAX_EXACT_DOUBLE: Final = 2**53
+_INT64: Final = (-(2**63), 2**63 - 1)
+
+
+class CellType(enum.IntEnum):
+    """What a column's primitive cells hold."""
+
+    INT64 = 1
+    DOUBLE = 2
+    BOOL = 3
+    BYTE_TEXT = 4  # bytes of an ASCII-compatible code page (non-ASCII: the row is declined)
+    UTF16_TEXT = 5  # UTF-16LE
+
+
+class _Op(enum.IntEnum):
+    """The compiled code's cell writers (xlsx/_rowxml.c ``enum op``)."""
+
+    INT = 1
+    FLOAT = 2
+    BOOL = 3
+    SCALED_FLOAT = 4
+    SCALED_TEXT = 5
+    DAYS = 6
+    TICKS = 7
+    BYTE_TEXT = 8
+    UTF16_TEXT = 9
+
+
+_TEXT_MID: Final = '" t="inlineStr"><is><t>'
+_TEXT_CLOSE: Final = "</t></is></c>"
+_NUMBER_CLOSE: Final = "</v></c>"
+
+
+class NativeRows:
+    """The compiled writer of one stream's rows of primitive cells (see the module docstring)."""
+
+    def __init__(self, plan: object, width: int) -> None:
+        self._plan = plan
+        self.width = width
+
+    def encode(
+        self, data: bytes, cells: Any, rows: int, first_row: int, room: int
+    ) -> tuple[bytes, int, int]:
+        """(xml, done, stop): the first ``rows`` rows of ``cells`` numbered from ``first_row``,
+        stopping before a row that would go beyond ``room`` bytes or that is declined."""
+        assert _rowxml is not None
+        result: tuple[bytes, int, int] = _rowxml.encode(
+            self._plan, data, cells, rows, first_row, room
+        )
+        return result
+
+
+def plan_rows(encoder: RowEncoder, types: Sequence[CellType]) -> NativeRows | None:
+    """The compiled writer for rows whose column i holds cells of ``types[i]``; None when the
+    module is not built or a column needs what only the Python encoders write."""
+    if _rowxml is None or not types or len(types) != encoder.width:
+        return None
+    columns = []
+    for i, cell_type in enumerate(types):
+        column = _column(encoder, i, cell_type)
+        if column is None:
+            return None
+        columns.append(column)
+    return NativeRows(_rowxml.plan(columns), len(types))
+
+
+def _column(encoder: RowEncoder, i: int, cell_type: CellType) -> tuple[object, ...] | None:
+    """The compiled code's tuple for column i: (op, open, mid, close, alt_mid, alt_close,
+    p0..p5), the texts being the markup row_code writes around the value."""
+    cells = encoder.cells
+    style = cells.column_styles[i]
+    open_ = f'<c r="{cells.letters[i]}'
+
+    def number(op: _Op, default_style: int = 0, *params: int) -> tuple[object, ...]:
+        s = style or default_style
+        mid = f'" s="{s}"><v>' if s else '"><v>'
+        return _tuple(op, open_, mid, _NUMBER_CLOSE, "", "", params)
+
+    meaning = cells.column_ints[i]
+    if cell_type is CellType.INT64 and meaning is None:
+        number_mid = f'" s="{style}"><v>' if style else '"><v>'
+        return _tuple(_Op.INT, open_, number_mid, _NUMBER_CLOSE, _TEXT_MID, _TEXT_CLOSE, ())
+    if cell_type is CellType.INT64 and isinstance(meaning, ScaledDecimal):
+        if meaning.scale > FLOAT_TEXT_SCALE:
+            return number(_Op.SCALED_TEXT, 0, meaning.scale)
+        unit = 10**meaning.scale
+        low, high = PLAIN_WHOLE
+        # Exclusive bounds of a whole value written as its digits; the compiled code only
+        # sees values within 2**53, so bounds beyond int64 can be clamped to it.
+        bounds = (max(low * unit, _INT64[0]), min(high * unit, _INT64[1]))
+        return number(_Op.SCALED_FLOAT, 0, unit, *bounds)
+    if cell_type is CellType.INT64 and isinstance(meaning, DayCount):
+        offset = meaning.origin.toordinal() - dates.EPOCH_ORDINAL
+        first, last = dates.FIRST_EXACT_SERIAL, dates.LAST_SERIAL
+        return number(_Op.DAYS, styles.STYLE_DATE, offset, first, last)
+    if cell_type is CellType.INT64 and isinstance(meaning, TickCount):
+        ticks = encoder.tick_serial(i, meaning)
+        if ticks.high > _MAX_EXACT_DOUBLE:
+            return None
+        return number(
+            _Op.TICKS,
+            styles.STYLE_DATETIME,
+            ticks.origin_ticks,
+            ticks.multiplier,
+            ticks.divisor,
+            ticks.low,
+            ticks.high,
+            ticks.per_day,
+        )
+    if cell_type is CellType.DOUBLE:
+        return number(_Op.FLOAT)
+    if cell_type is CellType.BOOL:
+        return _tuple(_Op.BOOL, open_, '" t="b"><v>', _NUMBER_CLOSE, "", "", ())
+    if cell_type is CellType.BYTE_TEXT:
+        return _tuple(_Op.BYTE_TEXT, open_, _TEXT_MID, _TEXT_CLOSE, "", "", ())
+    if cell_type is CellType.UTF16_TEXT:
+        return _tuple(_Op.UTF16_TEXT, open_, _TEXT_MID, _TEXT_CLOSE, "", "", ())
+    return None
+
+
+def _tuple(
+    op: _Op, open_: str, mid: str, close: str, alt_mid: str, alt_close: str, params: Sequence[int]
+) -> tuple[object, ...]:
+    texts = (t.encode() for t in (open_, mid, close, alt_mid, alt_close))
+    return (int(op), *texts, *params, *[0] * (6 - len(params)))
