@@ -184,6 +184,13 @@ OPTIONS: tuple[Option, ...] = (
         "decode rows with the fast row path where the result set allows (on/off)",
     ),
     Option(
+        "compiled_rows",
+        "--compiled-rows",
+        "API_COMPILED_ROWS",
+        _on_off,
+        "write the fast path's rows with the compiled row code where it is built (on/off)",
+    ),
+    Option(
         "queue_chunks",
         "--queue-chunks",
         "API_QUEUE_CHUNKS",

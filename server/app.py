@@ -66,6 +66,7 @@ from server.relay import Relay
 from server.responses import download_headers, error_response, json_response
 from server.rowcount import PARAMETER as ROW_COUNT_PARAMETER
 from server.rowcount import parse_row_count, reject_unknown
+from server.rowsource import row_path
 from server.workers import WorkerSet
 
 logger = logging.getLogger("server")
@@ -168,7 +169,7 @@ class ExportApi:
             raise
         self.port = int(self._listener.sockets[0].getsockname()[1])
         logger.info(
-            "export API listening on http://%s:%d (database %s:%d/%s, pool %d..%d, %s)",
+            "export API listening on http://%s:%d (database %s:%d/%s, pool %d..%d, %s, %s)",
             self.config.host,
             self.port,
             self.config.db.host,
@@ -179,6 +180,7 @@ class ExportApi:
             f"{self.workers.count} worker process(es)"
             if self.workers.count
             else "exports on threads of this process",
+            row_path(fast=self.config.fast_rows, compiled=self.config.compiled_rows),
         )
 
     @property

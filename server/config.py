@@ -66,6 +66,10 @@ DEFAULT_FETCH_BATCH_ROWS = 1_000
 # Rows decoded by the fast row path (tdsrows) where the result set allows; off, every row goes
 # through pytds' own decoding (about 10x slower), e.g. to rule the fast path out.
 DEFAULT_FAST_ROWS = True
+# Rows of the fast path written by the compiled row code (tdsrows._rowscan, xlsx._rowxml) where
+# it was built; off, by the generated Python code (same bytes, ~3x the CPU per row), e.g. to
+# rule the compiled code out.
+DEFAULT_COMPILED_ROWS = True
 # Writer chunks (~64 KiB each) in flight between the export's thread in its worker process and
 # the response (the export channel's socket buffer is sized to hold about this many): enough to
 # keep the client's socket busy while the worker decodes, small enough that a stalled client
@@ -134,6 +138,7 @@ class ApiConfig:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     fetch_batch_rows: int = DEFAULT_FETCH_BATCH_ROWS
     fast_rows: bool = DEFAULT_FAST_ROWS
+    compiled_rows: bool = DEFAULT_COMPILED_ROWS
     queue_chunks: int = DEFAULT_QUEUE_CHUNKS
     workers: int | None = DEFAULT_WORKERS
     memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
@@ -169,6 +174,7 @@ class WorkerSettings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     fetch_batch_rows: int = DEFAULT_FETCH_BATCH_ROWS
     fast_rows: bool = DEFAULT_FAST_ROWS
+    compiled_rows: bool = DEFAULT_COMPILED_ROWS
     memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
     log_level: str = DEFAULT_LOG_LEVEL
@@ -192,6 +198,7 @@ def worker_settings(config: ApiConfig, index: int, count: int) -> WorkerSettings
         poll_interval_s=config.poll_interval_s,
         fetch_batch_rows=config.fetch_batch_rows,
         fast_rows=config.fast_rows,
+        compiled_rows=config.compiled_rows,
         memory_log_every_rows=config.memory_log_every_rows,
         readiness_timeout_s=config.readiness_timeout_s,
         log_level=config.log_level,

@@ -124,7 +124,7 @@ class ExportJob:
         )
         rows: Iterator[tuple[Any, ...]] | _FastXmlRows
         if source.fast is not None:
-            rows = _FastXmlRows(self, cursor, source.fast)
+            rows = _FastXmlRows(self, cursor, source.fast, compiled=self._config.compiled_rows)
         else:
             rows = self._rows(cursor, source, first)
         chunks = xlsx.stream_xlsx(
@@ -299,8 +299,8 @@ class _FastXmlRows(FastXmlSource):
     """The fast path's row source with the export's bookkeeping between batches (hang-up
     check, row count, memory log at exact multiples, end checks)."""
 
-    def __init__(self, job: ExportJob, cursor: Any, fast: FastRows) -> None:
-        super().__init__(fast)
+    def __init__(self, job: ExportJob, cursor: Any, fast: FastRows, *, compiled: bool) -> None:
+        super().__init__(fast, compiled=compiled)
         self._job = job
         self._cursor = cursor
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import xlsx
-from tdsrows import FastRows, Kind, UnsupportedLayout
+import xlsx.native
+from tdsrows import FastRows, Kind, UnsupportedLayout, scan
 from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
 from tdsrows.scan import Primitive
 from tdsrows.scanfill import CellText
@@ -40,6 +41,17 @@ RAW_KINDS: Final = TEXT_RAW_KINDS
 _MONEY_SCALE: Final = 4
 # Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
 _TDS_DAY_ZERO: Final = dt.date(1, 1, 1)
+
+
+def row_path(*, fast: bool, compiled: bool) -> str:
+    """Which code turns rows into XML, for the start-up log line."""
+    if not fast:
+        return "rows decoded by pytds"
+    if not compiled:
+        return "fast row path, generated Python code"
+    if scan.AVAILABLE and xlsx.native.AVAILABLE:
+        return "fast row path, compiled row code"
+    return "fast row path, generated Python code (the compiled row code is not built)"
 
 
 class XlsxRowText:

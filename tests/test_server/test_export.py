@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import logging
 import pathlib
 import re
+import zipfile
 
 import aiohttp
 import pytest
@@ -173,3 +175,21 @@ async def test_full_sheet_boundary_1048576_rows(
     assert sheets[0][1][1] == expected_calamine(1)
     assert sheets[0][1][-1] == expected_calamine(1_048_575)
     assert sheets[1][1][1] == expected_calamine(1_048_576)
+
+
+async def test_every_row_path_writes_the_same_sheets(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    """The compiled row code, the generated Python code and pytds' own rows: one workbook."""
+    sheets = []
+    for overrides in ({}, {"compiled_rows": False}, {"fast_rows": False}):
+        api = await start_api(max_rows_per_sheet=1_000, **overrides)
+        async with http.get(url(api, "/export/report?rowCount=2345")) as response:
+            assert response.status == 200
+            body = await response.read()
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            names = sorted(n for n in archive.namelist() if n.startswith("xl/worksheets/"))
+            assert len(names) == 3
+            sheets.append([archive.read(n) for n in names])
+        await api.close()
+    assert sheets[0] == sheets[1] == sheets[2]
