@@ -28,7 +28,7 @@ built; without it, :func:`plan_rows` returns None and the source keeps its Pytho
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from xlsx import dates, styles
@@ -41,6 +41,10 @@ except ImportError:  # built without a C compiler: the Python encoders write eve
     _rowxml = None
 
 AVAILABLE: Final = _rowxml is not None
+# The compiled float formatter alone (repr's text, or None where CPython's dtoa decides): tests.
+fast_float_text: Final[Callable[[float], str | None] | None] = (
+    _rowxml.fast_repr if _rowxml is not None else None
+)
 CELL_BYTES: Final = 16
 
 # Why NativeRows.encode stopped before the rows asked for (the C module's values).

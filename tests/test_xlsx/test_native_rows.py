@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -215,3 +215,34 @@ def test_a_column_only_python_writes_means_no_plan() -> None:
     enc = encoder([None])
     assert native.plan_rows(enc, []) is None
     assert native.plan_rows(enc, [CellType.INT64, CellType.INT64]) is None  # wider than the sheet
+
+
+def _doubles(rng: random.Random, count: int) -> Iterator[float]:
+    """Doubles of every kind the formatter meets, and its boundary cases."""
+    for _ in range(count):
+        yield struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        x = 10 ** rng.uniform(-4.5, 15.5)
+        yield from (x, -x)
+        yield rng.randrange(61 * 86_400_000, 2_958_466 * 86_400_000) / 86_400_000  # serials
+        yield rng.randrange(-(10**15), 10**15) / 10 ** rng.randrange(5)  # scaled decimals
+        digits = rng.randrange(1, 17)
+        yield float(f"{rng.randrange(10**digits)}e{rng.randrange(-4 - digits, 15 - digits)}")
+        power = 2.0 ** rng.randrange(-14, 50)  # a power of two: its gap below is half
+        below = struct.unpack("<q", struct.pack("<d", power))[0] - 1
+        yield from (power, struct.unpack("<d", struct.pack("<q", below))[0])
+
+
+def test_the_integer_float_formatter_is_python_s_repr() -> None:
+    fast_repr = native.fast_float_text
+    assert fast_repr is not None
+    checked = 0
+    for x in _doubles(random.Random(6), 40_000):
+        text = fast_repr(x)
+        if text is not None:
+            assert text == repr(x), x.hex()
+            checked += 1
+    assert checked > 250_000  # most of the 360,000 are in its range
+    assert fast_repr(0.0) == "0.0"
+    assert fast_repr(-0.0) == "-0.0"
+    assert fast_repr(1e15) is None
+    assert fast_repr(9.9e-5) is None
