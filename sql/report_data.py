@@ -52,9 +52,14 @@ NVARCHAR_VALUES: tuple[str, ...] = (
 )
 
 
+# ColVarchar: ``Item-`` and n zero-padded to 8 digits (fixed width: 13 characters). A %-format
+# so that the dev server can apply it to bytes (the wire's ASCII) without an encode per row.
+VARCHAR_FORMAT = "Item-%08d"
+
+
 def varchar_text(raw: int) -> str:
-    """ColVarchar: ``Item-`` and n zero-padded to 8 digits (fixed width: 13 characters)."""
-    return f"Item-{raw:08d}"
+    """ColVarchar's text for raw value n (see VARCHAR_FORMAT)."""
+    return VARCHAR_FORMAT % raw
 
 
 def _decimal(raw: int) -> decimal.Decimal:

@@ -12,9 +12,15 @@
  * a row cut off by the end of the data is reported as INCOMPLETE, never decoded. A row holding
  * something a cell cannot represent is reported as SLOW (the caller decodes that one row in
  * Python), but only once the row is known to be complete, so SLOW always names a whole row.
+ *
+ * tuples() turns scanned cells back into the rows pytds gives (tuples of int, float, bool,
+ * str, datetime.date, datetime.datetime, decimal.Decimal, None), building each object from its
+ * cell with no Python code in between except for what CPython only offers in Python: decimal
+ * construction and the code-page decoders (called per value through the plan's helpers).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -159,8 +165,10 @@ decimal_value(const unsigned char *v, size_t size, int64_t *out)
 }
 
 /* Ticks of 10**-scale second since 0001-01-01 of a datetime2 of `size` bytes at `v` (the time
- * part first), into *out; 0 when an int64 cannot hold it. Valid dates (up to 9999-12-31) always
- * fit; only scale 7 with a day number past 10.6 million (never sent by SQL Server) overflows. */
+ * part first), into *out; 0 when the sum would not say which day and time it came from: a time
+ * of a day or more (never sent by SQL Server; the Python decoder refuses it, and in the sum it
+ * would pass for the next day), or a sum an int64 cannot hold (valid dates, up to 9999-12-31,
+ * always fit; only scale 7 with a day number past 10.6 million overflows). */
 static inline int
 datetime2_value(const unsigned char *v, size_t size, unsigned scale, int64_t *out)
 {
@@ -174,6 +182,8 @@ datetime2_value(const unsigned char *v, size_t size, unsigned scale, int64_t *ou
         ticks = (int64_t)le32(v) | (int64_t)v[4] << 32;
     int64_t days = le24(v + time_size);
     int64_t per_day = ticks_per_day[scale];
+    if (ticks >= per_day)
+        return 0;
     if (days >= DATETIME2_SAFE_DAYS && days > (INT64_MAX - ticks) / per_day)
         return 0;
     *out = days * per_day + ticks;
@@ -392,6 +402,11 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
             break;
         }
         if (slow) {
+            /* Where the SLOW row ends, in the start slot after the last row (there is one:
+             * FULL would have been decided before this row), so that the caller can decode
+             * exactly that row's bytes. */
+            int64_t end = (int64_t)q;
+            memcpy(starts + (size_t)rows * START_BYTES, &end, sizeof end);
             stop = STOP_SLOW;
             break;
         }
@@ -403,6 +418,342 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
     *pos = p;
     *rows_out = rows;
     return stop;
+}
+
+/* ---- cells to tuples ------------------------------------------------------------------- */
+
+/* How a cell becomes a Python object; the values of scan.py's Conversion. The plan holds
+ * PLAN_BYTES per column: the conversion and its scale (datetime2 digits, decimal scale). */
+enum conversion {
+    CONV_INT = 1,        /* an INT64 cell: int (also a raw kind's integer) */
+    CONV_FLOAT = 2,      /* a DOUBLE cell: float */
+    CONV_BOOL = 3,       /* a BOOL cell: bool */
+    CONV_DATE = 4,       /* days since 0001-01-01: datetime.date (MS-TDS 2.2.5.5.1.8) */
+    CONV_DATETIME2 = 5,  /* ticks of 10**-scale s since 0001-01-01: datetime.datetime */
+    CONV_UTF16 = 6,      /* UTF-16LE bytes: str */
+    CONV_BYTE_TEXT = 7,  /* code-page bytes: str (ASCII here, the rest by the helper) */
+    CONV_DECIMAL = 8,    /* value * 10**scale: decimal.Decimal, made by the helper (the
+                          * Decimal type; MS-TDS 2.2.5.5.1.6, money 2.2.5.5.1.4) */
+    CONV_LAST = CONV_DECIMAL
+};
+
+#define PLAN_BYTES 2
+#define MAX_DECIMAL_SCALE 38 /* decimal(38, 38): SQL Server's largest scale */
+/* datetime.date's last day (MAXYEAR 9999-12-31) in days since 0001-01-01; a day past it has no
+ * date object, and the row goes to the Python decoder, which raises what pytds raises. */
+#define MAX_DAY 3652058
+/* Days from 0000-03-01 to 0001-01-01 (March to December of the proleptic Gregorian year 0):
+ * counting from a March 1st puts the leap day last in the year, which civil_from_days needs. */
+#define DAYS_BEFORE_0001 306
+#define DAYS_PER_400_YEARS 146097
+#define MICROS_PER_SECOND 1000000
+#define SECONDS_PER_HOUR 3600
+#define SECONDS_PER_MINUTE 60
+/* Room for a decimal's text: a sign, 20 digits (the most a uint64 has), "E-38". */
+#define DECIMAL_TEXT_BYTES 32
+
+/* Powers of ten by exponent, 0 to 7: time(s) ticks to 100 ns units and to microseconds. */
+static const int64_t powers_of_ten[MAX_TIME_SCALE + 1] = {
+    1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL,
+};
+
+/* (year, month, day) of `days` since 0001-01-01 (0 <= days <= MAX_DAY), proleptic Gregorian as
+ * datetime.date.fromordinal(days + 1). H. Hinnant's civil_from_days, on a count that starts
+ * on 0000-03-01 and is never negative. */
+static void
+civil_from_days(int64_t days, int *year, int *month, int *day)
+{
+    int64_t z = days + DAYS_BEFORE_0001;
+    int64_t era = z / DAYS_PER_400_YEARS;
+    int64_t doe = z - era * DAYS_PER_400_YEARS;                            /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;   /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                 /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                      /* March = 0 */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = (int)(yoe + era * 400 + (*month <= 2));
+}
+
+/* decimal.Decimal of `scaled` / 10**scale exactly as pytds computes it (Decimal(scaled) divided
+ * by 10**scale in a 38-digit context). The quotient is exact, so decimal gives it the exponent
+ * closest to the ideal one (the dividend's minus the divisor's: 0): as many trailing zeros of
+ * `scaled` as the scale allows come off, and the result is Decimal of the text
+ * "<digits>E-<exponent>", which it parses to that very coefficient and exponent (or of the
+ * int, when the exponent comes to 0). */
+static PyObject *
+decimal_object(PyObject *make, int64_t scaled, unsigned scale)
+{
+    /* The magnitude as a uint64: money's -2**63 has no positive int64. */
+    uint64_t magnitude = scaled < 0 ? (uint64_t)0 - (uint64_t)scaled : (uint64_t)scaled;
+    unsigned exponent = scale;
+    while (exponent > 0 && magnitude % 10 == 0) {
+        magnitude /= 10;
+        exponent--;
+    }
+    if (exponent == 0) {
+        /* A whole number: Decimal(int) is the same coefficient and exponent, and decimal
+         * converts an int faster than it parses text. */
+        PyObject *whole;
+        if (scale == 0) {
+            whole = PyLong_FromLongLong(scaled);
+        }
+        else { /* divided by 10 at least once, so below 2**63 */
+            long long digits = (long long)magnitude;
+            whole = PyLong_FromLongLong(scaled < 0 ? -digits : digits);
+        }
+        if (whole == NULL)
+            return NULL;
+        PyObject *value = PyObject_CallOneArg(make, whole);
+        Py_DECREF(whole);
+        return value;
+    }
+    char text[DECIMAL_TEXT_BYTES];
+    char *end = text + sizeof text;
+    char *p = end;
+    if (exponent > 0) {
+        *--p = (char)('0' + exponent % 10);
+        if (exponent >= 10)
+            *--p = (char)('0' + exponent / 10);
+        *--p = '-';
+        *--p = 'E';
+    }
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (scaled < 0)
+        *--p = '-';
+    PyObject *str = PyUnicode_New(end - p, 127);
+    if (str == NULL)
+        return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(str), p, (size_t)(end - p));
+    PyObject *value = PyObject_CallOneArg(make, str);
+    Py_DECREF(str);
+    return value;
+}
+
+/* 1 if every byte is below 0x80 (the text is ASCII in every code page SQL Server has). */
+static int
+is_ascii(const unsigned char *p, size_t n)
+{
+    unsigned char any = 0;
+    size_t i = 0;
+    /* Eight bytes at a time: memcpy, since text starts at any offset. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, p + i, sizeof word);
+        if (word & 0x8080808080808080ULL)
+            return 0;
+    }
+    for (; i < n; i++)
+        any |= p[i];
+    return any < 0x80;
+}
+
+/* Checks the plan and its helpers: raises ValueError/TypeError and returns 0 if they are not
+ * what scan.py builds. */
+static int
+check_plan(const unsigned char *plan, Py_ssize_t width, PyObject *helpers)
+{
+    if (!PyTuple_Check(helpers) || PyTuple_GET_SIZE(helpers) != width) {
+        PyErr_Format(PyExc_TypeError, "helpers must be a tuple of %zd items", width);
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        unsigned conversion = plan[i * PLAN_BYTES], scale = plan[i * PLAN_BYTES + 1];
+        int ok = conversion >= CONV_INT && conversion <= CONV_LAST;
+        if (conversion == CONV_DATETIME2)
+            ok = scale <= MAX_TIME_SCALE;
+        else if (conversion == CONV_DECIMAL)
+            ok = scale <= MAX_DECIMAL_SCALE;
+        else
+            ok = ok && scale == 0;
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError,
+                         "plan: column %zd is not a valid (conversion %u, scale %u)", i,
+                         conversion, scale);
+            return 0;
+        }
+        int needs_helper = conversion == CONV_BYTE_TEXT || conversion == CONV_DECIMAL;
+        if (needs_helper && !PyCallable_Check(PyTuple_GET_ITEM(helpers, i))) {
+            PyErr_Format(PyExc_TypeError, "helpers: column %zd needs a callable", i);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The object of one present cell, a new reference; NULL with an exception set, or NULL with
+ * *declined set (and no exception) when the value has no object (a day past MAX_DAY). */
+static PyObject *
+cell_object(const unsigned char *data, Py_ssize_t n, const cell_t *c, unsigned conversion,
+            unsigned scale, PyObject *helper, Py_ssize_t column, int *declined)
+{
+    switch (conversion) {
+    case CONV_INT:
+        return PyLong_FromLongLong(c->value);
+    case CONV_FLOAT: {
+        double x;
+        memcpy(&x, &c->value, sizeof x);
+        return PyFloat_FromDouble(x);
+    }
+    case CONV_BOOL:
+        return PyBool_FromLong(c->value != 0);
+    case CONV_DATE: {
+        if (c->value < 0 || c->value > MAX_DAY) {
+            *declined = 1;
+            return NULL;
+        }
+        int y, m, d;
+        civil_from_days(c->value, &y, &m, &d);
+        return PyDateTimeAPI->Date_FromDate(y, m, d, PyDateTimeAPI->DateType);
+    }
+    case CONV_DATETIME2: {
+        /* The scanner refuses a time of a day or more, so the sum splits back exactly. */
+        int64_t per_day = ticks_per_day[scale];
+        if (c->value < 0 || c->value / per_day > MAX_DAY) {
+            *declined = 1;
+            return NULL;
+        }
+        int64_t days = c->value / per_day, ticks = c->value % per_day;
+        /* pytds: ticks to 100 ns units, then truncated to microseconds. */
+        int64_t micros = scale == MAX_TIME_SCALE
+                             ? ticks / 10
+                             : ticks * powers_of_ten[MAX_TIME_SCALE - 1 - scale];
+        int64_t seconds = micros / MICROS_PER_SECOND;
+        int y, m, d;
+        civil_from_days(days, &y, &m, &d);
+        return PyDateTimeAPI->DateTime_FromDateAndTime(
+            y, m, d, (int)(seconds / SECONDS_PER_HOUR),
+            (int)(seconds / SECONDS_PER_MINUTE % SECONDS_PER_MINUTE),
+            (int)(seconds % SECONDS_PER_MINUTE), (int)(micros % MICROS_PER_SECOND), Py_None,
+            PyDateTimeAPI->DateTimeType);
+    }
+    case CONV_DECIMAL:
+        return decimal_object(helper, c->value, scale);
+    default: /* text: CONV_UTF16, CONV_BYTE_TEXT */
+        break;
+    }
+    if (c->length < 0 || c->value < 0 || c->value > n - c->length) {
+        PyErr_Format(PyExc_ValueError,
+                     "cells: column %zd's text (%lld bytes at %lld) is outside the data", column,
+                     (long long)c->length, (long long)c->value);
+        return NULL;
+    }
+    const unsigned char *text = data + c->value;
+    Py_ssize_t size = c->length;
+    if (conversion == CONV_UTF16) {
+        /* As codecs.utf_16_le_decode(b, 'surrogatepass') (not final): lone surrogates kept, a
+         * trailing odd byte or high surrogate left out, a BOM kept as U+FEFF. */
+        int byteorder = -1;
+        Py_ssize_t consumed = size;
+        return PyUnicode_DecodeUTF16Stateful((const char *)text, size, "surrogatepass",
+                                             &byteorder, &consumed);
+    }
+    if (is_ascii(text, (size_t)size)) {
+        PyObject *str = PyUnicode_New(size, 127);
+        if (str != NULL)
+            memcpy(PyUnicode_1BYTE_DATA(str), text, (size_t)size);
+        return str;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)text, size);
+    if (bytes == NULL)
+        return NULL;
+    PyObject *str = PyObject_CallOneArg(helper, bytes);
+    Py_DECREF(bytes);
+    return str;
+}
+
+PyDoc_STRVAR(tuples_doc,
+"tuples(data, cells, first, rows, plan, helpers, out) -> next\n\n"
+"Append rows first..rows-1 of the scanned cells to the list out as tuples (see\n"
+"tdsrows/scan.py); next is rows, or the row it declined (not appended).");
+
+static PyObject *
+tuples(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "tuples() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_buffer data = {0}, cells = {0}, plan = {0};
+    PyObject *result = NULL;
+    PyObject *helpers = args[5], *out = args[6];
+
+    Py_ssize_t first = PyLong_AsSsize_t(args[2]);
+    if (first == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t rows = PyLong_AsSsize_t(args[3]);
+    if (rows == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyList_Check(out)) {
+        PyErr_Format(PyExc_TypeError, "out must be a list, not %.100s", Py_TYPE(out)->tp_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        goto done;
+    if (PyObject_GetBuffer(args[1], &cells, PyBUF_SIMPLE) < 0)
+        goto done;
+    if (PyObject_GetBuffer(args[4], &plan, PyBUF_SIMPLE) < 0)
+        goto done;
+    if (plan.len == 0 || plan.len % PLAN_BYTES != 0) {
+        PyErr_Format(PyExc_ValueError, "plan: %d bytes per column expected, got %zd bytes",
+                     PLAN_BYTES, plan.len);
+        goto done;
+    }
+    Py_ssize_t width = plan.len / PLAN_BYTES;
+    if (!check_plan(plan.buf, width, helpers))
+        goto done;
+    if (first < 0 || rows < first || rows > cells.len / CELL_BYTES / width) {
+        PyErr_Format(PyExc_ValueError, "rows %zd to %zd are not in the cells (%zd bytes)", first,
+                     rows, cells.len);
+        goto done;
+    }
+
+    const unsigned char *bytes = data.buf, *program = plan.buf;
+    Py_ssize_t k = first;
+    for (; k < rows; k++) {
+        PyObject *row = PyTuple_New(width);
+        if (row == NULL)
+            goto done;
+        const unsigned char *at = (const unsigned char *)cells.buf + k * width * CELL_BYTES;
+        int declined = 0;
+        for (Py_ssize_t i = 0; i < width; i++, at += CELL_BYTES) {
+            cell_t c;
+            memcpy(&c, at, sizeof c); /* a bytearray's buffer need not be 8-byte aligned */
+            PyObject *value;
+            if (c.length == -1) {
+                value = Py_NewRef(Py_None);
+            }
+            else {
+                value = cell_object(bytes, data.len, &c, program[i * PLAN_BYTES],
+                                    program[i * PLAN_BYTES + 1], PyTuple_GET_ITEM(helpers, i),
+                                    i, &declined);
+                if (value == NULL) {
+                    /* The tuple's unset items are NULL, which its deallocation skips. */
+                    Py_DECREF(row);
+                    if (declined)
+                        break;
+                    goto done;
+                }
+            }
+            PyTuple_SET_ITEM(row, i, value); /* steals the reference */
+        }
+        if (declined)
+            break;
+        int appended = PyList_Append(out, row);
+        Py_DECREF(row);
+        if (appended < 0)
+            goto done;
+    }
+    result = PyLong_FromSsize_t(k);
+
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&cells);
+    PyBuffer_Release(&plan);
+    return result;
 }
 
 /* A writable buffer, or TypeError (not BufferError) for a read-only one such as bytes. */
@@ -503,19 +854,31 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
+    {"tuples", (PyCFunction)(void (*)(void))tuples, METH_FASTCALL, tuples_doc},
     {NULL, NULL, 0, NULL},
 };
 
-/* No module state: multi-phase initialisation with no slots of its own, so the module can be
- * loaded in subinterpreters too. */
+/* The datetime C API (a capsule of the datetime module) is looked up once, on import. */
+static int
+exec_module(PyObject *module)
+{
+    (void)module;
+    PyDateTime_IMPORT;
+    return PyDateTimeAPI == NULL ? -1 : 0;
+}
+
+/* No module state (the datetime API pointer is per process, as the datetime types are):
+ * multi-phase initialisation, so the module can be loaded in subinterpreters too. */
 static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
     {0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tdsrows._rowscan",
-    .m_doc = "ROW/NBCROW tokens to typed primitive cells (see tdsrows/scan.py).",
+    .m_doc = "ROW/NBCROW tokens to typed primitive cells, and cells to tuples (see "
+             "tdsrows/scan.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -1,15 +1,17 @@
-"""Rows of a pytds cursor's result set, read packet by packet through generated code.
+"""Rows of a pytds cursor's result set, read packet by packet through compiled or generated code.
 
     rows = FastRows.open(cursor)          # after callproc/execute has read COLMETADATA
     while batch := rows.fetch():          # every complete row of the next packet(s)
         ...
     # then pytds goes on as usual (cursor.nextset(), return status, the next request)
 
-The generated decoder (codegen.py) takes every ROW/NBCROW token of the bytes it is given; a
-row cut by a packet boundary waits for the next packet. At the first token that is not a row
-the unread bytes go back to pytds (:meth:`~tdsrows.pytds_link.Link.give_back`) and pytds
-reads on (:meth:`~tdsrows.pytds_link.Link.fetch_one`): INFO, ERROR and DONE tokens are handled
-by pytds exactly as without the fast path, and if a row follows them, the fast path resumes.
+The decoder takes every ROW/NBCROW token of the bytes it is given: the compiled scanner and
+tuple builder (scandecode.py) where they are built and read every column, else the generated
+decoder (codegen.py); the same tuples either way. A row cut by a packet boundary waits for the
+next packet. At the first token that is not a row the unread bytes go back to pytds
+(:meth:`~tdsrows.pytds_link.Link.give_back`) and pytds reads on
+(:meth:`~tdsrows.pytds_link.Link.fetch_one`): INFO, ERROR and DONE tokens are handled by pytds
+exactly as without the fast path, and if a row follows them, the fast path resumes.
 
 After an attention, :meth:`FastRows.drain_cancelled` walks the rows still in flight by their
 lengths only, until pytds has read the server's DONE(ATTN).
@@ -17,6 +19,7 @@ lengths only, until pytds has read the server's DONE(ATTN).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from tdsrows import scan
@@ -34,18 +37,26 @@ from tdsrows.codegen import (
 from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import Kind, Layout
 from tdsrows.pytds_link import Link
+from tdsrows.scandecode import ScannedDecode
 from tdsrows.scanfill import ScannedFill
 
 COLMETADATA_TOKEN: Final = 0x81
+# (data, pos, out) -> (pos, stop): codegen's decode, appending to the list ``out``.
+DecodeInto = Callable[[bytes, int, list[Any]], tuple[int, int]]
 
 
 class FastRows:
     """The fast path over one result set of one cursor (one thread, like the cursor)."""
 
-    def __init__(self, link: Link, compiled: CompiledLayout) -> None:
+    def __init__(
+        self, link: Link, compiled: CompiledLayout, *, compiled_fetch: bool = True
+    ) -> None:
         self._link = link
         self._compiled = compiled
-        self._decode = compiled.decode
+        # fetch() decodes through the compiled scanner and tuple builder (True) or the
+        # generated decoder; made on the first fetch (an export only fills, see use_text).
+        self.compiled_fetch = compiled_fetch and scanned_decode_available(compiled.layout)
+        self._decode_into: DecodeInto | None = None
         # Unread bytes: the start of a row cut by a packet's end (``_need_more``), or rows a
         # fill left for its next call. A row never needs more than the layout's largest row,
         # so more than that cut off means the bytes are not what the layout says.
@@ -61,12 +72,16 @@ class FastRows:
         self.compiled = False  # fill goes through compiled code (use_text)
 
     @classmethod
-    def open(cls, cursor: Any, *, raw_kinds: frozenset[Kind] = frozenset()) -> FastRows:
+    def open(
+        cls, cursor: Any, *, raw_kinds: frozenset[Kind] = frozenset(), compiled: bool = True
+    ) -> FastRows:
         """The fast path for ``cursor``'s current result set; :class:`UnsupportedLayout` if
         pytds must decode it (the exception says which column or setting). Columns of
-        ``raw_kinds`` are decoded to ints (codegen.RAW_KINDS says which ints)."""
+        ``raw_kinds`` are decoded to ints (codegen.RAW_KINDS says which ints). ``compiled``:
+        fetch() may go through the compiled scanner (:attr:`compiled_fetch` says if it does)."""
         link = Link(cursor)
-        return cls(link, compile_for(link.layout(), raw_kinds=raw_kinds))
+        layout = compile_for(link.layout(), raw_kinds=raw_kinds)
+        return cls(link, layout, compiled_fetch=compiled)
 
     @property
     def layout(self) -> Layout:
@@ -89,6 +104,7 @@ class FastRows:
         rows decoded before them: once those were returned, the next call raises.
         """
         self._raise_held_error()
+        decode = self._decode_into or self._make_decoder()
         out: list[tuple[Any, ...]] = []
         if self._held is not None:
             out.append(self._held)
@@ -97,11 +113,19 @@ class FastRows:
             data = self._next_bytes()
             if data is None:
                 continue
-            pos, stop = self._decode(data, 0, out.append)
+            pos, stop = decode(data, 0, out)
             if self._stopped(data, pos, stop):
                 self._to_driver(out, bool(out))
         self.rows += len(out)
         return out
+
+    def _make_decoder(self) -> DecodeInto:
+        if self.compiled_fetch:
+            self._decode_into = ScannedDecode(self._compiled).decode_into
+        else:
+            decode = self._compiled.decode
+            self._decode_into = lambda data, pos, out: decode(data, pos, out.append)
+        return self._decode_into
 
     def wait_for_row(self) -> bool:
         """Read until a row is next (True) or the set has ended (False), decoding nothing.
@@ -276,6 +300,13 @@ class FastRows:
                 return
 
 
+def scanned_decode_available(layout: Layout) -> bool:
+    """Whether the compiled scanner is built and has a cell for every column of ``layout``
+    (read raw, the tuple builder making the objects), of which there is at least one."""
+    found = scan.primitives(layout, scan.OBJECT_KINDS) if scan.AVAILABLE else None
+    return bool(found)
+
+
 _compiled_cache: dict[tuple[Layout, frozenset[Kind]], CompiledLayout] = {}
 # Layouts kept compiled per process: an API serves a handful of procedures, so this bounds
 # memory without ever recompiling the usual ones.
@@ -294,4 +325,4 @@ def compile_for(layout: Layout, *, raw_kinds: frozenset[Kind]) -> CompiledLayout
     return compiled
 
 
-__all__ = ["FastRows", "UnsupportedLayout", "compile_for"]
+__all__ = ["FastRows", "UnsupportedLayout", "compile_for", "scanned_decode_available"]

@@ -30,7 +30,16 @@ decodes the rows from ``pos`` on into ``cells``, each row's token offset into ``
 int64 per row), and stops with ``stop``: a token byte (>= 0) that is not a row,
 ``INCOMPLETE`` (the data ends inside or right at the next row), ``FULL`` (``max_rows`` or the
 buffers' room reached) or :data:`SLOW` (the next row, complete, holds a value no cell can
-hold: the caller decodes that row with the Python decoder and scans on after it).
+hold: the caller decodes that row with the Python decoder and scans on after it; that row
+starts at ``pos_after`` and ends where ``starts[rows]`` says, :meth:`RowScanner.slow_end`).
+A datetime2 whose time is a day or more (never sent by SQL Server) is SLOW too: in the raw sum
+it would pass for a time of the next day.
+
+Tuples: ``_rowscan.tuples(data, cells, first, rows, plan, helpers, out) -> next`` appends rows
+``first`` to ``rows - 1`` of the cells to the list ``out`` as the tuples the Python decoder
+builds (:class:`TuplePlan`, :func:`tuple_plan`). It returns ``rows``, or the first row it
+declines (a date past 9999-12-31, which only the Python decoder's error can report); an
+exception from a helper propagates, the rows before that one appended.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ import enum
 import importlib
 import struct
 from collections.abc import Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
-from tdsrows.codegen import FULL, INCOMPLETE
+from tdsrows import values
+from tdsrows.codegen import FULL, INCOMPLETE, RAW_KINDS
 from tdsrows.errors import UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
 
@@ -51,12 +62,17 @@ __all__ = [
     "CELL_BYTES",
     "FULL",
     "INCOMPLETE",
+    "OBJECT_KINDS",
+    "PLAN_BYTES",
     "PROGRAM_BYTES",
     "SLOW",
+    "Conversion",
     "Primitive",
     "RowScanner",
+    "TuplePlan",
     "primitives",
     "program",
+    "tuple_plan",
 ]
 
 
@@ -87,9 +103,23 @@ class _Op(enum.IntEnum):
     TEXT = 12  # USHORT_LEN bytes, reported where they are
 
 
+class Conversion(enum.IntEnum):
+    """How ``_rowscan.tuples`` turns a present cell into an object (``enum conversion`` in C)."""
+
+    INT = 1  # INT64 cells, raw kinds' integers included
+    FLOAT = 2
+    BOOL = 3
+    DATE = 4  # days since 0001-01-01 -> datetime.date
+    DATETIME2 = 5  # ticks of 10**-scale second since 0001-01-01 -> datetime.datetime
+    UTF16 = 6  # UTF-16LE -> str, lone surrogates kept
+    BYTE_TEXT = 7  # code-page bytes -> str: ASCII in C, the rest by the column's decoder
+    DECIMAL = 8  # value * 10**scale -> decimal.Decimal (MONEY: scale 4)
+
+
 CELL_BYTES: Final = 16
 START_BYTES: Final = 8  # an int64 per row in ``starts``
 PROGRAM_BYTES: Final = 4
+PLAN_BYTES: Final = 2  # per column of a tuple plan: the conversion and its scale
 SLOW: Final = -3
 # Rows per scan call. The call costs well under a microsecond, so at 1,024 rows it is below
 # 1 ns a row; a 32 KiB packet (the largest TDS allows) of a typical 10-column report row
@@ -110,22 +140,27 @@ _DECIMAL_SIZES: Final = frozenset({5, 9, 13, 17})
 _DATE_BYTES: Final = 3
 # Kinds the scanner reads as integers only in their raw form (objects are the Python path's).
 _RAW_ONLY: Final = frozenset({Kind.MONEY, Kind.DECIMAL, Kind.DATE, Kind.DATETIME2})
+# The raw kinds to scan with when rows are wanted as objects: the tuple builder makes the
+# objects from the integers.
+OBJECT_KINDS: Final = RAW_KINDS
+_MONEY_SCALE: Final = 4  # money is an integer count of 1/10,000 (MS-TDS 2.2.5.5.1.4)
 
 _ScanFn = Callable[[bytes, int, bytes, bytearray, bytearray, int], tuple[int, int, int]]
+_TuplesFn = Callable[[bytes, bytearray, int, int, bytes, tuple[Any, ...], list[Any]], int]
 
 
-def _load() -> _ScanFn | None:
+def _load() -> Any:
     # Imported by name: the module is optional, and has no stub for the type checker.
     try:
-        module = importlib.import_module("tdsrows._rowscan")
+        return importlib.import_module("tdsrows._rowscan")
     except ImportError:
         return None
-    scan: _ScanFn = module.scan
-    return scan
 
 
-_scan: Final = _load()
-AVAILABLE: Final[bool] = _scan is not None
+_module: Final = _load()
+_scan: Final[_ScanFn | None] = None if _module is None else _module.scan
+_tuples: Final[_TuplesFn | None] = None if _module is None else _module.tuples
+AVAILABLE: Final[bool] = _module is not None
 
 
 def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | None:
@@ -186,6 +221,55 @@ def program(layout: Layout, raw_kinds: frozenset[Kind]) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class TuplePlan:
+    """How ``_rowscan.tuples`` builds a layout's rows: per column a conversion and its scale
+    (``conversions``, :data:`PLAN_BYTES` a column) and the Python callable it needs, if any
+    (``helpers``: decimal.Decimal for DECIMAL, the code page's decoder for BYTE_TEXT)."""
+
+    conversions: bytes
+    helpers: tuple[Any, ...]
+
+
+def _conversion(column: Column, raw: bool) -> tuple[Conversion, int, Any]:
+    """(conversion, scale, helper) giving ``column``'s value as the Python decoder does."""
+    kind = column.kind
+    if kind is Kind.INT or raw:
+        return Conversion.INT, 0, None
+    if kind is Kind.FLOAT:
+        return Conversion.FLOAT, 0, None
+    if kind is Kind.BIT:
+        return Conversion.BOOL, 0, None
+    if kind is Kind.DATE:
+        return Conversion.DATE, 0, None
+    if kind is Kind.DATETIME2:
+        return Conversion.DATETIME2, column.scale, None
+    if kind is Kind.NTEXT:
+        return Conversion.UTF16, 0, None
+    if kind is Kind.TEXT:
+        assert column.codec is not None
+        return Conversion.BYTE_TEXT, 0, values.text_decoder(column.codec)
+    # pytds divides Decimal(scaled) by 10**scale (values.decimal_value, money_value); the C
+    # side hands Decimal the quotient's exact coefficient and exponent instead.
+    scale = _MONEY_SCALE if kind is Kind.MONEY else column.scale
+    if kind in (Kind.DECIMAL, Kind.MONEY):
+        return Conversion.DECIMAL, scale, values._Decimal
+    raise UnsupportedLayout(f"column {column.name!r} ({kind.value}) has no primitive cell")
+
+
+def tuple_plan(layout: Layout, raw_kinds: frozenset[Kind]) -> TuplePlan:
+    """The plan building ``layout``'s rows from cells scanned with :data:`OBJECT_KINDS`, as
+    ``compile_layout(layout, raw_kinds=raw_kinds).decode`` gives them (``raw_kinds``: columns
+    left as their integers)."""
+    conversions = bytearray()
+    helpers = []
+    for column in layout.columns:
+        conversion, scale, helper = _conversion(column, column.kind in raw_kinds & RAW_KINDS)
+        conversions += bytes((conversion, scale))
+        helpers.append(helper)
+    return TuplePlan(bytes(conversions), tuple(helpers))
+
+
 class RowScanner:
     """The compiled scanner for one layout, with its cell and row-start buffers."""
 
@@ -219,6 +303,16 @@ class RowScanner:
         """Offset in the scanned data of row ``k``'s token byte."""
         start: int = _START.unpack_from(self.starts, k * START_BYTES)[0]
         return start
+
+    def slow_end(self, rows: int) -> int:
+        """After a scan that wrote ``rows`` rows and stopped SLOW: where the SLOW row ends."""
+        return self.row_start(rows)
+
+    def tuples(self, data: bytes, first: int, rows: int, plan: TuplePlan, out: list[Any]) -> int:
+        """Rows ``first`` to ``rows - 1`` of the last scan of ``data`` (scanned with
+        :data:`OBJECT_KINDS`) appended to ``out`` as tuples; ``rows``, or the row declined."""
+        assert _tuples is not None  # the scanner exists, so the module does
+        return _tuples(data, self.cells, first, rows, plan.conversions, plan.helpers, out)
 
     def value(self, k: int, i: int, data: bytes) -> object:
         """The Python value of cell (row ``k``, column ``i``): for tests and debugging.

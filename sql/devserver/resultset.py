@@ -69,7 +69,7 @@ _CELLS: tuple[tuple[str, str], ...] = (
     ("Bi", "4, ci"),  # ColInt
     ("Bq", "8, cb"),  # ColBigInt
     ("BBQ", "9, dec >= 0, abs(dec)"),  # ColDecimal: length 9, sign (1 = positive), x 10**4
-    ("H{vc}s", "VARCHAR_LEN, varchar(vc).encode('ascii')"),  # ColVarchar: byte length, bytes
+    ("H{vc}s", "VARCHAR_LEN, VARCHAR_BYTES % vc"),  # ColVarchar: byte length, bytes
     ("{nv}s", "NVARCHAR_CELLS[nv]"),  # ColNVarchar: precomputed byte length + UTF-16LE
     ("4s", "DATE_CELLS[d]"),  # ColDate: precomputed length 3 + day number
     ("BI3s", "7, dt % MS_PER_DAY, DATETIME_DAYS[dt // MS_PER_DAY]"),  # ColDateTime: length 7,
@@ -80,7 +80,7 @@ _CELLS: tuple[tuple[str, str], ...] = (
 # What the generated encoders' expressions refer to.
 _NAMESPACE: dict[str, object] = {
     "raw_row": rd.raw_row,
-    "varchar": rd.varchar_text,
+    "VARCHAR_BYTES": rd.VARCHAR_FORMAT.encode("ascii"),
     "VARCHAR_LEN": _VARCHAR_LEN,
     "NVARCHAR_CELLS": _NVARCHAR_CELLS,
     "DATE_CELLS": _DATE_CELLS,

@@ -1,4 +1,9 @@
-"""One spec, decoded twice over TCP: by pytds' own code and by the fast row path."""
+"""One spec, decoded over TCP by pytds' own code and by the fast row path, both ways.
+
+The fast path's fetch() decodes through the compiled scanner and tuple builder where they
+read every column, else through the generated Python decoder; ``FETCH_WAYS`` names the two
+(``compiled=True``/``False`` of FastRows.open), and :func:`assert_same` checks both.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,13 @@ from typing import Any
 
 from sql.devserver.columns import Column, spec_json
 from tdsrows import FastRows, Kind
+from tdsrows.results import scanned_decode_available
 
 PROC = "dbo.spColumns"
+# FastRows.open(compiled=...): the compiled fetch where the layout allows it, and the
+# generated decoder always.
+FETCH_WAYS = (True, False)
+FETCH_IDS = ("compiled", "generated")
 
 
 def pytds_rows(conn: Any, spec: str) -> list[tuple[Any, ...]]:
@@ -25,12 +35,14 @@ def pytds_rows(conn: Any, spec: str) -> list[tuple[Any, ...]]:
 
 
 def fast_rows(
-    conn: Any, spec: str, *, raw_kinds: frozenset[Kind] = frozenset()
+    conn: Any, spec: str, *, raw_kinds: frozenset[Kind] = frozenset(), compiled: bool = True
 ) -> tuple[list[tuple[Any, ...]], FastRows]:
-    """The rows as the fast path decodes them, and the FastRows that did it."""
+    """The rows as the fast path decodes them, and the FastRows that did it (``compiled``:
+    through the compiled scanner wherever it reads the layout, checked)."""
     with conn.cursor() as cursor:
         cursor.callproc(PROC, (spec,))
-        fast = FastRows.open(cursor, raw_kinds=raw_kinds)
+        fast = FastRows.open(cursor, raw_kinds=raw_kinds, compiled=compiled)
+        assert fast.compiled_fetch == (compiled and scanned_decode_available(fast.layout))
         rows: list[tuple[Any, ...]] = []
         while batch := fast.fetch():
             rows.extend(batch)
@@ -54,10 +66,12 @@ def comparable(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
 def assert_same(
     conn: Any, columns: Sequence[Column], rows: Sequence[Sequence[object]], **options: Any
 ) -> list[tuple[Any, ...]]:
-    """pytds and the fast path give identical rows (values, types, Decimal exponents)."""
+    """pytds and the fast path, fetching both ways, give identical rows (values, types,
+    Decimal exponents); the rows of the compiled way."""
     spec = spec_json(columns, rows, **options)
     expected = pytds_rows(conn, spec)
-    got, _ = fast_rows(conn, spec)
-    assert len(got) == len(expected)
-    assert comparable(got) == comparable(expected)
-    return got
+    results = [fast_rows(conn, spec, compiled=compiled)[0] for compiled in FETCH_WAYS]
+    for got in results:
+        assert len(got) == len(expected)
+        assert comparable(got) == comparable(expected)
+    return results[0]

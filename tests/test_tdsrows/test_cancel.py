@@ -1,5 +1,6 @@
 """Cancelling with the fast path: rows in flight are skipped, never decoded, and the
-connection comes back idle and reusable, whatever the attention interrupted."""
+connection comes back idle and reusable, whatever the attention interrupted (rows fetched
+before it either way: compiled and generated)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from sql.devserver import DevServer, run_in_thread
 from tdsrows import FastRows
 from tests.devclient import dev_connect
+from tests.test_tdsrows.support import FETCH_IDS, FETCH_WAYS
 
 ROWS = 1_000_000  # far more than the socket buffers hold: the cancel must stop the server
 
@@ -36,10 +38,14 @@ def _still_usable(conn: Any) -> None:
             pass
 
 
-def test_mid_stream_cancel_skips_the_rows_in_flight(server: DevServer, conn: Any) -> None:
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+def test_mid_stream_cancel_skips_the_rows_in_flight(
+    server: DevServer, conn: Any, compiled: bool
+) -> None:
     with conn.cursor() as cursor:
         cursor.callproc("dbo.spGenerateData", (ROWS,))
-        fast = FastRows.open(cursor)
+        fast = FastRows.open(cursor, compiled=compiled)
+        assert fast.compiled_fetch == compiled
         for _ in range(5):
             assert fast.fetch()
         decoded = fast.rows
@@ -51,10 +57,13 @@ def test_mid_stream_cancel_skips_the_rows_in_flight(server: DevServer, conn: Any
     _still_usable(conn)
 
 
-def test_an_attention_already_sent_is_not_sent_again(server: DevServer, conn: Any) -> None:
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+def test_an_attention_already_sent_is_not_sent_again(
+    server: DevServer, conn: Any, compiled: bool
+) -> None:
     with conn.cursor() as cursor:
         cursor.callproc("dbo.spGenerateData", (ROWS,))
-        fast = FastRows.open(cursor)
+        fast = FastRows.open(cursor, compiled=compiled)
         fast.fetch()
         cursor._session.put_cancel()  # what the export's socket does when a read is interrupted
         fast.drain_cancelled()
@@ -62,15 +71,18 @@ def test_an_attention_already_sent_is_not_sent_again(server: DevServer, conn: An
     _still_usable(conn)
 
 
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
 def test_cancel_after_the_last_row_reads_the_separate_acknowledgement(
-    server: DevServer, conn: Any
+    server: DevServer, conn: Any, compiled: bool
 ) -> None:
     """The reply has ended (DONEPROC read by pytds): the DONE(ATTN) comes as its own message."""
     with conn.cursor() as cursor:
         cursor.callproc("dbo.spGenerateData", (10,))
-        fast = FastRows.open(cursor)
-        while fast.fetch():
-            pass
+        fast = FastRows.open(cursor, compiled=compiled)
+        rows = []
+        while batch := fast.fetch():
+            rows += batch
+        assert [r[0] for r in rows] == list(range(1, 11))
         fast.drain_cancelled()
     _still_usable(conn)
 

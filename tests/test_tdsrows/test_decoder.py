@@ -1,8 +1,11 @@
-"""The generated decoder as a pure function: bytes in, rows out, whatever the bytes end on.
+"""The decoders as pure functions: bytes in, rows out, whatever the bytes end on.
 
 The bytes are the dev server's own encoding of a spec (no socket): the decoder is fed every
 prefix of them (a packet boundary can fall anywhere), must never hand over a row it has not
 seen whole, and must agree with the per-value reference decoder and with its own skip walk.
+Both decoders of FastRows.fetch: the generated one (every column), and the compiled scanner
+with its tuple builder (scandecode.py; the same columns but the uniqueidentifier, which no
+cell holds).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import datetime as dt
 import decimal
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,7 +23,8 @@ from sql.devserver.columns import Column as SpecColumn
 from sql.devserver.columns import parse_spec, spec_json
 from tdsrows import Column, Framing, Kind, Layout, compile_layout
 from tdsrows.cells import ReferenceDecoder
-from tdsrows.codegen import INCOMPLETE, RAW_KINDS
+from tdsrows.codegen import INCOMPLETE, RAW_KINDS, DecodeFn
+from tdsrows.scandecode import ScannedDecode
 from tests.test_tdsrows.support import comparable
 
 DONE = b"\xfd" + bytes(12)  # a DONE token after the rows, as on the wire (MS-TDS 2.2.7.6)
@@ -88,15 +93,47 @@ ROWS: list[list[Any]] = [
 ]
 
 
-def wire(rows: Sequence[Sequence[Any]], row_tokens: str) -> bytes:
+@dataclass(frozen=True)
+class Way:
+    """One decoder of FastRows.fetch, with the columns and rows it is tested on."""
+
+    compiled: bool
+    spec_columns: list[SpecColumn]
+    layout: Layout
+    rows: list[list[Any]]
+
+    def decoder(self, layout: Layout | None = None, **options: Any) -> DecodeFn:
+        generated = compile_layout(layout or self.layout, **options)
+        return ScannedDecode(generated).decode if self.compiled else generated.decode
+
+
+_NO_GUID = len(SPEC_COLUMNS) - 1
+WAYS = [
+    Way(False, SPEC_COLUMNS, LAYOUT, ROWS),
+    Way(
+        True,
+        SPEC_COLUMNS[:_NO_GUID],
+        Layout(LAYOUT.columns[:_NO_GUID]),
+        [r[:_NO_GUID] for r in ROWS],
+    ),
+]
+
+
+@pytest.fixture(params=WAYS, ids=["generated", "compiled"])
+def way(request: pytest.FixtureRequest) -> Way:
+    chosen: Way = request.param
+    return chosen
+
+
+def wire(way: Way, rows: Sequence[Sequence[Any]], row_tokens: str) -> bytes:
     """The rows' ROW/NBCROW tokens as the dev server sends them, then a DONE."""
-    result = parse_spec(spec_json(SPEC_COLUMNS, rows, row_tokens=row_tokens))
+    result = parse_spec(spec_json(way.spec_columns, rows, row_tokens=row_tokens))
     return b"".join(result.rows) + DONE
 
 
-def reference(data: bytes) -> tuple[list[tuple[Any, ...]], list[int]]:
+def reference(way: Way, data: bytes) -> tuple[list[tuple[Any, ...]], list[int]]:
     """The rows as the reference decoder reads them, and where each row ends."""
-    ref = ReferenceDecoder(LAYOUT)
+    ref = ReferenceDecoder(way.layout)
     out: list[tuple[Any, ...]] = []
     ends = []
     pos = 0
@@ -108,51 +145,52 @@ def reference(data: bytes) -> tuple[list[tuple[Any, ...]], list[int]]:
 
 
 @pytest.mark.parametrize("row_tokens", ["auto", "row", "nbcrow"])
-def test_whole_bytes_decode_as_the_reference_decoder_does(row_tokens: str) -> None:
-    data = wire(ROWS, row_tokens)
-    decoder = compile_layout(LAYOUT)
+def test_whole_bytes_decode_as_the_reference_decoder_does(way: Way, row_tokens: str) -> None:
+    data = wire(way, way.rows, row_tokens)
     out: list[tuple[Any, ...]] = []
-    pos, stop = decoder.decode(data, 0, out.append)
+    pos, stop = way.decoder()(data, 0, out.append)
     assert (pos, stop) == (len(data) - len(DONE), DONE[0])
-    assert comparable(out) == comparable(reference(data)[0])
+    assert comparable(out) == comparable(reference(way, data)[0])
     assert len(out) == len(ROWS)
 
 
 @pytest.mark.parametrize("row_tokens", ["auto", "row", "nbcrow"])
-def test_every_prefix_gives_the_whole_rows_in_it_and_nothing_more(row_tokens: str) -> None:
+def test_every_prefix_gives_the_whole_rows_in_it_and_nothing_more(
+    way: Way, row_tokens: str
+) -> None:
     """A packet can end anywhere: decode(prefix) returns the rows that end inside it and
     stops at the start of the first row it cuts."""
-    data = wire(ROWS, row_tokens)
-    decoder = compile_layout(LAYOUT)
-    whole, ends = reference(data)
+    data = wire(way, way.rows, row_tokens)
+    decode = way.decoder()
+    skip = compile_layout(way.layout).skip
+    whole, ends = reference(way, data)
     for cut in range(len(data) - len(DONE)):
         out: list[tuple[Any, ...]] = []
-        pos, stop = decoder.decode(data[:cut], 0, out.append)
+        pos, stop = decode(data[:cut], 0, out.append)
         complete = sum(1 for end in ends if end <= cut)
         assert stop == INCOMPLETE, cut
         assert comparable(out) == comparable(whole[:complete]), cut
         assert pos == (ends[complete - 1] if complete else 0), cut
-        assert decoder.skip(data[:cut], 0) == (pos, INCOMPLETE), cut
+        assert skip(data[:cut], 0) == (pos, INCOMPLETE), cut
 
 
-def test_trailing_data_after_the_rows_is_left_alone() -> None:
-    data = wire(ROWS, "auto")
+def test_trailing_data_after_the_rows_is_left_alone(way: Way) -> None:
+    data = wire(way, way.rows, "auto")
     trailing = b"\x79" + struct.pack("<i", 0) + DONE  # RETURNSTATUS, DONE
-    decoder = compile_layout(LAYOUT)
     out: list[tuple[Any, ...]] = []
-    pos, stop = decoder.decode(data[: -len(DONE)] + trailing, 0, out.append)
+    pos, stop = way.decoder()(data[: -len(DONE)] + trailing, 0, out.append)
     assert stop == 0x79
     assert pos == len(data) - len(DONE)
     assert len(out) == len(ROWS)
 
 
-def test_raw_columns_are_ints_that_stand_for_the_same_values() -> None:
+def test_raw_columns_are_ints_that_stand_for_the_same_values(way: Way) -> None:
     """DECIMAL -> scaled int, DATE -> days since 0001-01-01, DATETIME2 -> ticks since then."""
-    data = wire(ROWS, "auto")
+    data = wire(way, way.rows, "auto")
     objects: list[tuple[Any, ...]] = []
     raw: list[tuple[Any, ...]] = []
-    compile_layout(LAYOUT).decode(data, 0, objects.append)
-    compile_layout(LAYOUT, raw_kinds=RAW_KINDS).decode(data, 0, raw.append)
+    way.decoder()(data, 0, objects.append)
+    way.decoder(raw_kinds=RAW_KINDS)(data, 0, raw.append)
 
     def others(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(v for i, v in enumerate(row) if i not in (2, 5, 6))
@@ -167,19 +205,21 @@ def test_raw_columns_are_ints_that_stand_for_the_same_values() -> None:
         assert comparable([others(ints)]) == comparable([others(obj)])
 
 
-def test_a_value_length_the_layout_does_not_expect_goes_to_the_reference_decoder() -> None:
+def test_a_value_length_the_layout_does_not_expect_goes_to_the_reference_decoder(
+    way: Way,
+) -> None:
     """INTN(8) column holding a 4-byte value: legal TDS; decoded by the reference path."""
     layout = Layout.of([Column("x", Kind.INT, Framing.BYTE_LEN, 8)])
     data = b"\xd1\x04" + struct.pack("<i", -5) + b"\xd1\x08" + struct.pack("<q", 2**40) + DONE
     out: list[tuple[Any, ...]] = []
-    compile_layout(layout).decode(data, 0, out.append)
+    assert way.decoder(layout)(data, 0, out.append) == (len(data) - len(DONE), DONE[0])
     assert out == [(-5,), (2**40,)]
 
 
-def test_unassigned_code_page_bytes_decode_to_c1_controls() -> None:
+def test_unassigned_code_page_bytes_decode_to_c1_controls(way: Way) -> None:
     """cp1252's 0x81 (unassigned in Python, mapped by Windows): no error, U+0081."""
     layout = Layout.of([Column("v", Kind.TEXT, Framing.USHORT_LEN, 10, codec="cp1252")])
     data = b"\xd1\x03\x00a\x81\x80" + DONE
     out: list[tuple[Any, ...]] = []
-    compile_layout(layout).decode(data, 0, out.append)
+    way.decoder(layout)(data, 0, out.append)
     assert out == [("a\x81\u20ac",)]

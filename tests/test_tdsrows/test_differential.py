@@ -3,7 +3,8 @@
 Every type the fast path decodes, NULLs in ROW and NBCROW tokens, the types' limits, every
 decimal precision class and scale, text in every collation the dev server has, and packet
 sizes that split rows at every offset. Equality is strict: same values, same Python types,
-same Decimal exponents, NaN equal to NaN.
+same Decimal exponents, NaN equal to NaN. Each comparison fetches both ways: through the
+compiled scanner and tuple builder (where they read the layout) and the generated decoder.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ import pytest
 
 from sql.devserver import DevServer
 from sql.devserver.columns import Column, spec_json
+from tdsrows import RAW_KINDS, FastRows
 from tests.devclient import dev_connect
-from tests.test_tdsrows.support import assert_same, comparable, fast_rows, pytds_rows
+from tests.test_tdsrows.support import (
+    FETCH_IDS,
+    FETCH_WAYS,
+    assert_same,
+    comparable,
+    fast_rows,
+    pytds_rows,
+)
 
 # (declaration, values): limits, zeros, typical values. NULL is added by the tests.
 TYPES: list[tuple[str, list[object]]] = [
@@ -48,6 +57,10 @@ TYPES: list[tuple[str, list[object]]] = [
     ("nvarchar(4000)", ["\u00e9" * 4000]),
 ]
 TIME_SCALES = range(8)
+# The types whose columns the compiled scanner reads (the rest: time, datetime, smalldatetime,
+# uniqueidentifier, binary, go through the generated decoder).
+_NOT_SCANNED = ("datetime", "smalldatetime", "uniqueidentifier", "varbinary", "binary", "time")
+SCANNED_TYPES = [(d, v) for d, v in TYPES if not d.startswith(_NOT_SCANNED)]
 
 
 def _params() -> Iterator[Any]:
@@ -143,7 +156,8 @@ def test_varchar_in_every_collation(conn: Any, collation: str, text: str) -> Non
     assert_same(conn, columns, [[text, "ab"], ["", None], [None, "x"]])
 
 
-def test_report_rows_split_at_every_packet_offset(server: DevServer) -> None:
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+def test_report_rows_split_at_every_packet_offset(server: DevServer, compiled: bool) -> None:
     """spGenerateData's rows (~75 bytes) through packets of 512 to 600 bytes: every row
     straddles a packet boundary at some packet size, at every offset within the row."""
     for packet_size in range(512, 601):
@@ -156,9 +170,8 @@ def test_report_rows_split_at_every_packet_offset(server: DevServer) -> None:
                     pass
             with connection.cursor() as cursor:
                 cursor.callproc("dbo.spGenerateData", (120,))
-                from tdsrows import FastRows
-
-                fast = FastRows.open(cursor)
+                fast = FastRows.open(cursor, compiled=compiled)
+                assert fast.compiled_fetch == compiled
                 got = []
                 while batch := fast.fetch():
                     got.extend(batch)
@@ -169,15 +182,19 @@ def test_report_rows_split_at_every_packet_offset(server: DevServer) -> None:
         assert got == expected, f"packet size {packet_size}"
 
 
-def test_mixed_layout_at_many_packet_sizes(server: DevServer) -> None:
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("types", [TYPES, SCANNED_TYPES], ids=["all-types", "scanned-types"])
+def test_mixed_layout_at_many_packet_sizes(
+    server: DevServer, types: list[tuple[str, list[object]]], compiled: bool
+) -> None:
     """A wide row of many types, NULL patterns varying by row, at packet sizes 512..4096."""
-    columns = [Column(f"c{i}", d) for i, (d, _) in enumerate(TYPES)]
+    columns = [Column(f"c{i}", d) for i, (d, _) in enumerate(types)]
     rows = []
     for n in range(40):
         rows.append(
             [
                 values[(n + i) % len(values)] if (n + i) % 5 else None
-                for i, (_, values) in enumerate(TYPES)
+                for i, (_, values) in enumerate(types)
             ]
         )
     spec = spec_json(columns, rows)
@@ -185,7 +202,45 @@ def test_mixed_layout_at_many_packet_sizes(server: DevServer) -> None:
         connection = dev_connect(server.port, blocksize=packet_size)
         try:
             expected = pytds_rows(connection, spec)
-            got, _ = fast_rows(connection, spec)
+            got, fast = fast_rows(connection, spec, compiled=compiled)
         finally:
             connection.close()
         assert comparable(got) == comparable(expected), f"packet size {packet_size}"
+        assert fast.compiled_fetch == (compiled and types is SCANNED_TYPES)
+
+
+def test_fetch_is_compiled_where_the_scanner_reads_every_column(conn: Any) -> None:
+    """compiled_fetch says which way fetch() goes: compiled unless asked not to or a column
+    has no cell (time here)."""
+    scanned = [Column(f"c{i}", d) for i, (d, _) in enumerate(SCANNED_TYPES)]
+    rows: list[list[object]] = [[values[0] for _, values in SCANNED_TYPES]]
+    spec = spec_json(scanned, rows)
+    assert fast_rows(conn, spec)[1].compiled_fetch
+    assert not fast_rows(conn, spec, compiled=False)[1].compiled_fetch
+    with_time = spec_json([*scanned, Column("t", "time(3)")], [[*rows[0], "12:00:00"]])
+    assert not fast_rows(conn, with_time)[1].compiled_fetch
+
+
+def test_raw_kinds_give_the_same_ints_both_ways(conn: Any) -> None:
+    """Opened with raw kinds (as the export opens it), fetch gives ints for those columns,
+    the same both ways (a negative zero, which the dev server never sends, is in
+    test_rowscan)."""
+    columns = [
+        Column("d", "decimal(18,4)"),
+        Column("m", "money"),
+        Column("dt", "date"),
+        Column("t", "datetime2(7)"),
+        Column("n", "nvarchar(10)"),
+    ]
+    rows: list[list[object]] = [
+        ["-12.5", "-922337203685477.5808", "0001-01-01", "9999-12-31 23:59:59.9999999", "é"],
+        ["0", "0", "2024-02-29", "0001-01-01 00:00:00", None],
+        [None, None, None, None, ""],
+    ]
+    spec = spec_json(columns, rows)
+    compiled, fast = fast_rows(conn, spec, raw_kinds=RAW_KINDS)
+    generated, _ = fast_rows(conn, spec, raw_kinds=RAW_KINDS, compiled=False)
+    assert fast.compiled_fetch
+    assert comparable(compiled) == comparable(generated)
+    assert compiled[0][:4] == (-125_000, -(2**63), 0, 3_652_059 * 864_000_000_000 - 1)
+    assert all(type(v) is int for v in compiled[0][:4])

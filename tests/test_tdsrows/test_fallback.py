@@ -1,4 +1,5 @@
-"""Result sets the fast path declines, decided per result set, so pytds decodes them."""
+"""Result sets the fast path declines, decided per result set, so pytds decodes them; and
+result sets whose rows the compiled fetch does not read, so the generated decoder does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sql.devserver import run_in_thread
 from sql.devserver.columns import Column, spec_json
 from tdsrows import FastRows, UnsupportedLayout
 from tests.devclient import dev_connect
+from tests.test_tdsrows.support import FETCH_IDS, FETCH_WAYS, fast_rows, pytds_rows
 
 DECLINED = [
     ("varchar(max)", "long text"),
@@ -33,20 +35,44 @@ def conn() -> Iterator[Any]:
         connection.close()
 
 
+# Decoded by the fast path, but no cell of the compiled scanner holds them.
+NOT_SCANNED = [
+    ("time(3)", "12:34:56.789"),
+    ("datetime", "2024-06-30 23:59:59.997"),
+    ("smalldatetime", "2024-06-30 12:34"),
+    ("uniqueidentifier", "6F9619FF-8B86-D011-B42D-00C04FC964FF"),
+    ("varbinary(10)", "00ff"),
+    ("binary(4)", "01020304"),
+]
+
+
+@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
 @pytest.mark.parametrize(("declaration", "value"), DECLINED, ids=[d for d, _ in DECLINED])
 def test_a_column_the_fast_path_does_not_decode_is_named_and_pytds_reads_the_rows(
-    conn: Any, declaration: str, value: object
+    conn: Any, declaration: str, value: object, compiled: bool
 ) -> None:
     spec = spec_json([Column("id", "int"), Column("odd", declaration)], [[1, value], [2, None]])
     with conn.cursor() as cursor:
         cursor.callproc("dbo.spColumns", (spec,))
         with pytest.raises(UnsupportedLayout, match="column 'odd' is "):
-            FastRows.open(cursor)
+            FastRows.open(cursor, compiled=compiled)
         rows = cursor.fetchall()  # nothing was read: pytds goes on as if no one had looked
         while cursor.nextset():
             pass
     assert [r[0] for r in rows] == [1, 2]
     assert rows[1][1] is None
+
+
+@pytest.mark.parametrize(("declaration", "value"), NOT_SCANNED, ids=[d for d, _ in NOT_SCANNED])
+def test_a_column_the_scanner_does_not_read_leaves_fetch_to_the_generated_decoder(
+    conn: Any, declaration: str, value: object
+) -> None:
+    columns = [Column("id", "int"), Column("name", "nvarchar(10)"), Column("odd", declaration)]
+    spec = spec_json(columns, [[1, "é", value], [2, None, None]])
+    rows, fast = fast_rows(conn, spec, compiled=True)
+    assert not fast.compiled_fetch
+    assert rows == pytds_rows(conn, spec)
+    assert rows[1] == (2, None, None)
 
 
 def test_a_session_with_another_row_strategy_is_declined(server_port: int) -> None:

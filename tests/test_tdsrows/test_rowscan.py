@@ -7,27 +7,39 @@ back into Python values and compares them with what ``compile_layout(...).decode
 the same bytes. Rows the scanner reports as SLOW are decoded by the reference decoder, as the
 export does, so the two sides must agree on every row, every stop and every position.
 
-By hand, the scanner's speed on the report's rows: ``python -m tests.test_tdsrows.test_rowscan``.
+The tuple builder (``_rowscan.tuples``, driven by :class:`tdsrows.scandecode.ScannedDecode`)
+is held to the generated decoder's objects the same way: the same tuples, stop and position,
+and the same error (type and message) where the bytes hold a value Python has no object for.
+
+By hand, the speed of both on the report's rows: ``python -m tests.test_tdsrows.test_rowscan``.
 """
 
 from __future__ import annotations
 
+import codecs
+import datetime as dt
 import importlib
+import itertools
 import random
 import struct
+import sys
 import time
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from tdsrows import scan
+from tdsrows import values as pyvalues
 from tdsrows.cells import ReferenceDecoder
-from tdsrows.codegen import FULL, INCOMPLETE, TEXT_RAW_KINDS, compile_layout
+from tdsrows.codegen import FULL, INCOMPLETE, TEXT_RAW_KINDS, DecodeFn, compile_layout
 from tdsrows.errors import UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
-from tdsrows.scan import SLOW, Primitive, RowScanner
+from tdsrows.results import compile_for
+from tdsrows.scan import SLOW, Conversion, Primitive, RowScanner, TuplePlan, tuple_plan
+from tdsrows.scandecode import ScannedDecode
 from tdsrows.values import text_decoder
 from tests.test_tdsrows.support import comparable
 
@@ -177,7 +189,7 @@ def cell_value(scanner: RowScanner, layout: Layout, k: int, i: int, data: bytes)
         if column.kind is Kind.TEXT:
             assert column.codec is not None
             return text_decoder(column.codec)(got)
-        return got.decode("utf-16-le", "surrogatepass")
+        return codecs.utf_16_le_decode(got, "surrogatepass")[0]  # as pytds: not final
     return got
 
 
@@ -213,6 +225,7 @@ def scanner_decode(
             out.starts.append(after)
             end = reference.token(data, after, out.rows.append, len(data))
             assert end > after, "SLOW for a row cut off by the end of the data"
+            assert scanner.slow_end(count) == end
             after = end
         else:
             assert stop == INCOMPLETE or stop >= 0
@@ -227,12 +240,44 @@ def _rowscan() -> Any:
 
 
 def assert_same(layout: Layout, data: bytes, *, batch_rows: int = scan.BATCH_ROWS) -> Decoded:
-    """The scanner and the Python decoder give the same rows, starts, position and stop."""
+    """The scanner and the Python decoder give the same rows, starts, position and stop; and
+    so do the scanner with the tuple builder and the Python decoder, as objects."""
     expected = python_decode(layout, data)
     got = scanner_decode(RowScanner(layout, RAW, batch_rows=batch_rows), layout, data)
     assert comparable(got.rows) == comparable(expected.rows)
     assert (got.pos, got.stop) == (expected.pos, expected.stop)
     assert got.starts == expected.starts
+    assert_same_tuples(layout, data, batch_rows=batch_rows)
+    return got
+
+
+Outcome = tuple[list[tuple[Any, ...]], tuple[object, ...]]
+
+
+def outcome(decode: DecodeFn, data: bytes, pos: int = 0) -> Outcome:
+    """What a decode gives: its rows (comparable), and (pos, stop) or the error it raised."""
+    rows: list[tuple[Any, ...]] = []
+    try:
+        result: tuple[object, ...] = decode(data, pos, rows.append)
+    except Exception as exc:
+        result = (type(exc), str(exc))
+    return comparable(rows), result
+
+
+def assert_same_tuples(
+    layout: Layout,
+    data: bytes,
+    pos: int = 0,
+    *,
+    batch_rows: int = scan.BATCH_ROWS,
+    raw_kinds: frozenset[Kind] = frozenset(),
+) -> Outcome:
+    """ScannedDecode (scanner and tuple builder) and the generated decoder give the same
+    rows and stop, or raise the same error after the same rows."""
+    generated = compile_for(layout, raw_kinds=raw_kinds)  # compiled once per layout
+    expected = outcome(generated.decode, data, pos)
+    got = outcome(ScannedDecode(generated, batch_rows=batch_rows).decode, data, pos)
+    assert got == expected
     return got
 
 
@@ -320,9 +365,12 @@ def _datetime2_cases(scale: int) -> list[tuple[object, bool]]:
         ((1, 1), False),
         ((738_000, per_day // 3), False),
         ((3_652_058, per_day - 1), False),  # 9999-12-31, the last tick
-        # Not a valid datetime2 (ticks past midnight, day 2**24 - 1) but read as they are:
-        # only scale 7 overflows an int64.
-        ((2**24 - 1, 2 ** (8 * tick_bytes) - 1), scale == 7),
+        # Past 9999-12-31 (day 2**24 - 1): read as it is, unless an int64 cannot hold it
+        # (scale 7 only).
+        ((2**24 - 1, per_day - 1), scale == 7),
+        # A time of a day or more: in the sum it would pass for the next day, so never a cell.
+        ((0, per_day), True),
+        ((5, 2 ** (8 * tick_bytes) - 1), True),
     ]
     if scale == 7:
         days, rest = divmod(INT64_MAX, per_day)
@@ -827,6 +875,339 @@ def test_seeded_random_layouts_rows_and_packet_splits() -> None:
     assert 0 < slow_rows < rows_seen // 4
 
 
+# -- the tuple builder -----------------------------------------------------------------------
+
+TUPLE_LAYOUTS = 300
+_MAX_DAY = 3_652_058  # 9999-12-31
+# Decimal precision by magnitude bytes (MS-TDS 2.2.5.5.1.6): the largest scale each allows.
+_MOST_SCALE = {5: 9, 9: 19, 13: 28, 17: 38}
+# UTF-16LE that is not well-formed, kept as pytds' own decode keeps it: lone surrogates, a
+# pair split by the end (its high half dropped), an odd byte at the end (dropped), a BOM.
+_ODD_UTF16 = [
+    b"\x00\xd8",
+    b"\x00\xdc",
+    "a\ud800b\udc00".encode("utf-16-le", "surrogatepass"),
+    "\udc00\ud800\U0001f600".encode("utf-16-le", "surrogatepass"),
+    "ab".encode("utf-16-le") + b"\x00\xd8",
+    "ab".encode("utf-16-le") + b"x",
+    b"\x00\xd8x",
+    b"\x00\xd8\x00\xd8",
+    b"\xff\xfeab",
+    b"\xfe\xff" + "é".encode("utf-16-le"),
+    b"x",
+]
+
+
+def _tuple_column(rng: random.Random, i: int) -> tuple[Column, Gen]:
+    """A column of the scanner's kinds, its values reaching every edge of their objects."""
+    column, gen = _random_column(rng, i)
+    kind = column.kind
+    if kind is Kind.DECIMAL:
+        column = replace(column, scale=rng.randint(0, _MOST_SCALE[column.size]))
+        return column, gen
+    if kind is Kind.DATE:
+        return column, lambda r: r.choice([0, _MAX_DAY, r.randint(0, _MAX_DAY)])
+    if kind is Kind.DATETIME2:
+        last = _per_day(column.scale) - 1
+
+        def datetime2(r: random.Random) -> object:
+            return (
+                r.choice([0, _MAX_DAY, r.randint(0, _MAX_DAY)]),
+                r.choice([0, last, r.randint(0, last)]),
+            )
+
+        return column, datetime2
+    if kind is Kind.NTEXT:
+        return column, lambda r: r.choice(_ODD_UTF16) if r.random() < 0.2 else gen(r)
+    if kind is Kind.TEXT:
+        # Any bytes at all now and then: unassigned code points, cut multi-byte sequences.
+        return column, lambda r: r.randbytes(r.randint(1, 9)) if r.random() < 0.1 else gen(r)
+    return column, gen
+
+
+def _tuple_case(rng: random.Random) -> tuple[Layout, bytes]:
+    width = rng.choice([1, 2, 3, rng.randint(1, 12), rng.randint(8, 40)])
+    columns, gens = zip(*(_tuple_column(rng, i) for i in range(width)), strict=True)
+    layout = Layout.of(columns)
+    null_rate = rng.choice([0.0, 0.1, 0.5, 0.9])
+    parts = []
+    for _ in range(rng.randint(1, 30)):
+        row = [None if rng.random() < null_rate else gen(rng) for gen in gens]
+        nbcrow = rng.random() < 0.5 or any(
+            v is None and c.framing is _FIXED for c, v in zip(columns, row, strict=True)
+        )
+        parts.append(token(layout, row, nbcrow=nbcrow))
+    return layout, b"".join(parts) + rng.choice([DONE, b"\x79" + bytes(4) + DONE])
+
+
+def test_seeded_random_tuples_are_the_python_decoders() -> None:
+    """300 random layouts as objects: whole, in random batches, and cut at random offsets
+    (a packet boundary), the tuple builder's rows, stops and positions are the generated
+    decoder's; the draw reaches SLOW rows, NULLs, odd UTF-16 and non-ASCII code pages."""
+    rng = random.Random(SEED + 1)
+    rows_seen = 0
+    seen: set[str] = set()
+    for case in range(TUPLE_LAYOUTS):
+        layout, data = _tuple_case(rng)
+        batch = rng.choice([1, 3, scan.BATCH_ROWS])
+        rows, _ = assert_same_tuples(layout, data, batch_rows=batch)
+        rows_seen += len(rows)
+        starts = python_decode(layout, data).starts  # where each row begins
+        for cut in rng.sample(range(len(data)), min(len(data), 4)):
+            start = rng.choice([0, *(p for p in starts if p <= cut)])
+            pos, stop = assert_same_tuples(layout, data[:cut], start, batch_rows=batch)[1]
+            assert isinstance(pos, int), case  # no value of the draw raises
+            assert stop == INCOMPLETE or data[pos] not in (ROW, NBCROW), case
+        raw_kinds = rng.choice([frozenset(), RAW, frozenset({Kind.DATE})])
+        assert_same_tuples(layout, data, raw_kinds=raw_kinds, batch_rows=batch)
+        if scanner_decode(RowScanner(layout, RAW), layout, data).slow:
+            seen.add("slow")
+        for column in layout.columns:
+            seen.add(f"{column.kind.value}-{column.codec}")
+    assert rows_seen > 3000
+    assert {"slow", "text-cp1252", "text-cp932", "ntext-None", "decimal-None"} <= seen
+
+
+def _tuples_of(layout: Layout, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The rows through the scanner and the tuple builder, every one of them built in C."""
+    data = tokens(layout, rows, "auto") + DONE
+    scanner = RowScanner(layout, scan.OBJECT_KINDS, batch_rows=len(rows))
+    assert scanner.scan(data, 0, len(rows)) == (len(data) - len(DONE), FULL, len(rows))
+    out: list[tuple[Any, ...]] = []
+    assert scanner.tuples(data, 0, len(rows), tuple_plan(layout, frozenset()), out) == len(rows)
+    return out
+
+
+def test_every_day_of_the_calendar_is_the_date_python_gives() -> None:
+    """Days since 0001-01-01 to (year, month, day) in C: all 3,652,059 of them."""
+    width = 16
+    layout = Layout.of([Column(f"d{i}", Kind.DATE, _BYTE, 3) for i in range(width)])
+    days = _MAX_DAY + 1
+    padding = -days % width  # day 0 again, to fill the last row
+    # Each value as on the wire (length 3, then the day's 3 bytes) is the uint32 day << 8 | 3
+    # in little-endian order: made 4 bytes at a time, as token() would take seconds.
+    cells = array("I", range(3, days << 8, 1 << 8))
+    cells.extend([3] * padding)
+    if sys.byteorder == "big":
+        cells.byteswap()
+    row_bytes = 4 * width
+    body = cells.tobytes()
+    data = b"".join(bytes((ROW,)) + body[k : k + row_bytes] for k in range(0, len(body), row_bytes))
+    rows = len(cells) // width
+    scanner = RowScanner(layout, scan.OBJECT_KINDS, batch_rows=rows)
+    assert scanner.scan(data, 0, rows) == (len(data), FULL, rows)
+    out: list[tuple[Any, ...]] = []
+    scanner.tuples(data, 0, rows, tuple_plan(layout, frozenset()), out)
+    got = list(itertools.chain.from_iterable(out))
+    expected = list(map(dt.date.fromordinal, range(1, days + 1)))
+    assert got == expected + expected[:1] * padding
+    assert all(type(d) is dt.date for d in got[:100])
+
+
+@pytest.mark.parametrize("scale", range(8))
+def test_datetime2_of_every_scale_is_the_datetime_python_gives(scale: int) -> None:
+    """Each second of a day (scale 0), ticks at the edges of every field, first and last days:
+    truncated to microseconds as pytds does."""
+    per_day = _per_day(scale)
+    rng = random.Random(scale)
+    if scale == 0:
+        ticks = list(range(per_day))
+    else:
+        unit = 10**scale
+        ticks = [0, 1, unit - 1, unit, per_day - 1, per_day // 2, 59 * unit + unit - 1]
+        ticks += [rng.randrange(per_day) for _ in range(2000)]
+    dates = [0, 1, 58, 59, 730_119, _MAX_DAY - 1, _MAX_DAY]
+    values = [(rng.choice(dates), t) for t in ticks]
+    layout = Layout.of([Column("t", Kind.DATETIME2, _BYTE, TIME_BYTES[scale] + 3, scale=scale)])
+    got = [row[0] for row in _tuples_of(layout, [[v] for v in values])]
+    assert got == [pyvalues.datetime2_value(d, t, scale) for d, t in values]
+
+
+def _decimals() -> Iterator[int]:
+    yield from (0, 1, -1, 2**63 - 1, -(2**63 - 1), 10**18, -(10**18), 9 * 10**18)
+    for zeros in range(19):
+        for digits in (1, 7, 15, 123_456_789):
+            if digits * 10**zeros < 2**63:
+                yield digits * 10**zeros
+                yield -digits * 10**zeros
+
+
+@pytest.mark.parametrize("scale", [0, 1, 2, 4, 9, 10, 18, 19, 20, 28, 37, 38])
+def test_decimals_have_the_coefficient_and_exponent_pytds_gives(scale: int) -> None:
+    """Decimal(scaled) / 10**scale in a 38-digit context: trailing zeros off down to the
+    exponent 0, never past it (str() shows both)."""
+    layout = Layout.of([Column("d", Kind.DECIMAL, _BYTE, 17, scale=scale)])
+    scaled = list(_decimals())
+    got = [row[0] for row in _tuples_of(layout, [[v] for v in scaled])]
+    expected = [pyvalues.decimal_value(v >= 0, abs(v), scale) for v in scaled]
+    assert [(type(v), str(v)) for v in got] == [(type(v), str(v)) for v in expected]
+
+
+def test_money_is_the_decimal_pytds_gives() -> None:
+    money = [-(2**63), 2**63 - 1, 0, -1, 10_000, -10_000, 12_345, 100, 2**32, -(2**32) - 1]
+    small = [-(2**31), 2**31 - 1, 0, 5, -50_000]
+    layout = Layout.of([Column("m", Kind.MONEY, _FIXED, 8), Column("s", Kind.MONEY, _BYTE, 4)])
+    rows = [[m, small[k % len(small)]] for k, m in enumerate(money)]
+    got = _tuples_of(layout, rows)
+    expected = [(pyvalues.money_value(m), pyvalues.money_value(s)) for m, s in rows]
+    assert [tuple(map(str, r)) for r in got] == [tuple(map(str, r)) for r in expected]
+
+
+def test_utf16_is_decoded_as_codecs_decodes_it() -> None:
+    texts = [*_ODD_UTF16, b"", "plain".encode("utf-16-le"), "\U0010ffff東".encode("utf-16-le")]
+    layout = Layout.of([Column("n", Kind.NTEXT, _USHORT, 8000)])
+    got = [row[0] for row in _tuples_of(layout, [[t] for t in texts])]
+    assert got == [codecs.utf_16_le_decode(t, "surrogatepass")[0] for t in texts]
+
+
+@pytest.mark.parametrize("codec", ["cp1252", "cp1251", "cp932", "cp936", "utf-8"])
+def test_code_page_text_is_the_python_decoders(codec: str) -> None:
+    texts = [b"", b"ascii only", bytes(range(256)), b"\x81", b"abc\xff", bytes(range(128, 256))]
+    texts += ["Zürich Москва 東京".encode(codec, "replace")]
+    # One non-ASCII byte at each place of the 8-byte words the ASCII check reads, and after.
+    texts += [b"a" * k + b"\xe9" + b"b" * (20 - k) for k in range(21)]
+    layout = Layout.of([Column("v", Kind.TEXT, _USHORT, 8000, codec=codec)])
+    got = [row[0] for row in _tuples_of(layout, [[t] for t in texts])]
+    expected = [text_decoder(codec)(t) for t in texts]
+    # isascii(): a str made as ASCII must hold ASCII only (equality alone would not tell).
+    assert [(t, t.isascii()) for t in got] == [(t, t.isascii()) for t in expected]
+
+
+def test_a_date_python_has_no_object_for_raises_as_the_python_decoder_does() -> None:
+    """Day 3,652,059 on (past 9999-12-31; never sent): the same ValueError after the same
+    rows, whether the day is a date's or a datetime2's; a datetime2 time of a day or more
+    stops the rows as the Python decoder does (as if cut off)."""
+    layout = Layout.of([Column("d", Kind.DATE, _BYTE, 3), _col(Kind.DATETIME2, _BYTE, 7, scale=3)])
+    good = [5, (5, 5)]
+    for bad in ([_MAX_DAY + 1, None], [None, (_MAX_DAY + 1, 0)], [2**24 - 1, (0, 0)]):
+        data = tokens(layout, [good, good, bad, good], "auto") + DONE
+        rows, result = assert_same_tuples(layout, data)
+        assert len(rows) == 2
+        assert result[0] is ValueError
+        assert assert_same_tuples(layout, data, raw_kinds=RAW)[1] == (
+            len(data) - len(DONE),
+            DONE[0],
+        )
+    late = tokens(layout, [good, [None, (0, _per_day(3))], good], "auto") + DONE
+    rows, result = assert_same_tuples(layout, late)
+    assert (len(rows), result[1]) == (1, INCOMPLETE)
+
+
+@pytest.fixture
+def strict_codec() -> Iterator[str]:
+    """A codec that raises on byte 0xFF (UnicodeDecodeError, which the Python decoder takes for
+    a row cut off) and on 0xFE (LookupError), without asking the error handler."""
+    name = "tdsrows_test_strict"
+
+    def decode(data: Any, errors: str = "strict", /) -> tuple[str, int]:
+        text = bytes(data)
+        if b"\xff" in text:
+            raise UnicodeDecodeError(name, text, 0, 1, "no 0xff here")
+        if b"\xfe" in text:
+            raise LookupError("no 0xfe here")
+        return text.decode("latin-1"), len(text)
+
+    def search(wanted: str) -> codecs.CodecInfo | None:
+        if wanted != name:
+            return None
+        return codecs.CodecInfo(name=name, encode=codecs.latin_1_encode, decode=decode)
+
+    codecs.register(search)
+    yield name
+    codecs.unregister(search)
+
+
+def test_a_text_decoders_error_is_the_python_decoders(strict_codec: str) -> None:
+    """A UnicodeDecodeError stops the rows as if the row were cut off; any other error is
+    raised; either way after the rows before it, as the Python decoder does."""
+    layout = Layout.of(
+        [Column("i", Kind.INT, _FIXED, 4), Column("v", Kind.TEXT, _USHORT, 10, codec=strict_codec)]
+    )
+    good = [1, b"caf\xe9"]
+    before = 2 * len(token(layout, good, nbcrow=False))
+    for bad, stopped in ((b"\xff", (before, INCOMPLETE)), (b"a\xfe", LookupError)):
+        data = tokens(layout, [good, good, [2, bad], good], "auto") + DONE
+        for batch in (1, 2, scan.BATCH_ROWS):
+            rows, result = assert_same_tuples(layout, data, batch_rows=batch)
+            assert rows == comparable([(1, "caf\xe9")] * 2)
+            assert result == stopped or result[0] is stopped
+
+
+def test_any_append_gets_the_rows_in_order() -> None:
+    """decode hands each row to ``append`` (a list's append goes straight to the list)."""
+    layout = _MIXED
+    data = tokens(layout, _MIXED_ROWS, "auto") + DONE
+    generated = compile_layout(layout)
+    expected: list[tuple[Any, ...]] = []
+    generated.decode(data, 0, expected.append)
+    seen: list[tuple[Any, ...]] = []
+    decoder = ScannedDecode(generated, batch_rows=2)
+    assert decoder.decode(data, 0, lambda row: seen.append(row)) == (len(data) - len(DONE), DONE[0])
+    assert comparable(seen) == comparable(expected)
+    into: list[tuple[Any, ...]] = [("already",)]
+    decoder.decode_into(data, 0, into)
+    assert comparable(into[1:]) == comparable(expected)
+
+
+def test_bad_tuple_arguments_are_refused() -> None:
+    layout = Layout.of([Column("x", Kind.INT, _FIXED, 4), Column("n", Kind.NTEXT, _USHORT, 8)])
+    data = tokens(layout, [[7, "é".encode("utf-16-le")]], "row") + DONE
+    scanner = RowScanner(layout, scan.OBJECT_KINDS)
+    assert scanner.scan(data, 0, 9)[2] == 1
+    plan = tuple_plan(layout, frozenset())
+    tuples = _rowscan().tuples
+    out: list[Any] = []
+    assert tuples(data, scanner.cells, 0, 1, plan.conversions, plan.helpers, out) == 1
+    assert out == [(7, "é")]
+    text = bytes((Conversion.BYTE_TEXT, 0))
+    bad = [
+        (b"", (), ValueError),  # no column
+        (b"\x01", (None,), ValueError),  # not a whole column
+        (b"\x01\x00\x06", (None, None), ValueError),
+        (b"\x01\x00\x09\x00", (None, None), ValueError),  # no conversion 9
+        (b"\x00\x00\x06\x00", (None, None), ValueError),  # nor 0
+        (b"\x01\x01\x06\x00", (None, None), ValueError),  # an int has no scale
+        (b"\x01\x00\x05\x08", (None, None), ValueError),  # datetime2(8)
+        (b"\x01\x00\x08\x27", (None, None), ValueError),  # decimal scale 39
+        (b"\x01\x00\x06\x00", (None,), TypeError),  # a helper per column
+        (b"\x01\x00\x06\x00", [None, None], TypeError),
+        (b"\x01\x00" + text, (None, None), TypeError),  # text needs its decoder
+        (b"\x01\x00\x08\x02", (None, None), TypeError),  # a decimal needs Decimal
+    ]
+    for conversions, helpers, error in bad:
+        with pytest.raises(error):
+            tuples(data, scanner.cells, 0, 1, conversions, helpers, out)
+    with pytest.raises(ValueError, match="rows"):
+        tuples(data, scanner.cells, 0, scanner.batch_rows + 1, plan.conversions, plan.helpers, out)
+    with pytest.raises(ValueError, match="rows"):
+        tuples(data, scanner.cells, 1, 0, plan.conversions, plan.helpers, out)
+    with pytest.raises(ValueError, match="outside"):  # cells that point past the data
+        tuples(data[:5], scanner.cells, 0, 1, plan.conversions, plan.helpers, out)
+    with pytest.raises(TypeError, match="list"):
+        tuples(data, scanner.cells, 0, 1, plan.conversions, plan.helpers, ())
+    assert out == [(7, "é")]
+
+
+def test_a_helpers_error_propagates_after_the_rows_before_it() -> None:
+    layout = Layout.of([Column("d", Kind.DECIMAL, _BYTE, 9, scale=2)])
+    data = tokens(layout, [[1], [2], [3]], "row") + DONE
+    scanner = RowScanner(layout, scan.OBJECT_KINDS)
+    assert scanner.scan(data, 0, 9)[2] == 3
+    made: list[object] = []
+
+    def make(text: object) -> object:
+        if len(made) == 2:
+            raise ArithmeticError("third")
+        made.append(text)
+        return text
+
+    out: list[Any] = []
+    plan = TuplePlan(bytes((Conversion.DECIMAL, 2)), (make,))
+    with pytest.raises(ArithmeticError, match="third"):
+        scanner.tuples(data, 0, 3, plan, out)
+    assert out == [("1E-2",), ("2E-2",)]
+
+
 # -- by hand: speed on the report's rows ------------------------------------------------------
 
 REPORT_LAYOUT = Layout.of(
@@ -854,13 +1235,23 @@ def _best_of(repeat: int, run: Callable[[], object]) -> float:
     return best
 
 
+# A TDS packet at the largest size SQL Server negotiates (32,767 bytes, MS-TDS 2.2.6.4), near
+# enough: what one fetch() decodes at a time.
+PACKET_BYTES = 32_768
+
+
 def print_timing(count: int = 200_000) -> None:
-    """ns per row of the report layout: the scanner (batches of BATCH_ROWS, and of 50 rows as
-    in a 4 KiB packet) against the generated Python decoder, on the dev server's bytes."""
+    """ns per row of the report layout, on the dev server's bytes: the scanner (batches of
+    BATCH_ROWS, and of 50 rows as in a 4 KiB packet) against the generated Python decoder
+    (raw kinds, as the export's text path reads them); and rows as tuples of objects (what
+    FastRows.fetch gives) through the generated decoder and through the scanner with the tuple
+    builder, all rows kept in one list, and a packet's rows at a time, dropped after each."""
     from sql.devserver.resultset import ReportEncoder
 
     data = ReportEncoder().encode_rows(1, count) + DONE
     decoder = compile_layout(REPORT_LAYOUT, raw_kinds=RAW)
+    objects = compile_layout(REPORT_LAYOUT)
+    compiled = ScannedDecode(objects)
 
     def python() -> None:
         rows: list[tuple[Any, ...]] = []
@@ -878,15 +1269,44 @@ def print_timing(count: int = 200_000) -> None:
 
         return run
 
+    def generated_into(chunk: bytes, pos: int, out: list[Any]) -> tuple[int, int]:
+        return objects.decode(chunk, pos, out.append)
+
+    def kept(decode: Callable[[bytes, int, list[Any]], tuple[int, int]]) -> Callable[[], None]:
+        def run() -> None:
+            rows: list[tuple[Any, ...]] = []
+            assert decode(data, 0, rows) == (len(data) - len(DONE), DONE[0])
+            assert len(rows) == count
+
+        return run
+
+    def per_packet(
+        decode: Callable[[bytes, int, list[Any]], tuple[int, int]],
+    ) -> Callable[[], None]:
+        def run() -> None:
+            pos, stop, total = 0, INCOMPLETE, 0
+            while stop == INCOMPLETE:
+                rows: list[tuple[Any, ...]] = []
+                used, stop = decode(data[pos : pos + PACKET_BYTES], 0, rows)
+                pos += used
+                total += len(rows)
+            assert (stop, total) == (DONE[0], count)
+
+        return run
+
     print(f"{count} report rows, {len(data) / count:.1f} bytes a row")
     timings = [
         ("python decoder (raw kinds)", _best_of(3, python)),
         (f"scanner, {scan.BATCH_ROWS} rows a call", _best_of(5, scanned(scan.BATCH_ROWS))),
         ("scanner, 50 rows a call", _best_of(5, scanned(50))),
+        ("tuples, generated, one list", _best_of(3, kept(generated_into))),
+        ("tuples, compiled, one list", _best_of(3, kept(compiled.decode_into))),
+        ("tuples, generated, per packet", _best_of(3, per_packet(generated_into))),
+        ("tuples, compiled, per packet", _best_of(3, per_packet(compiled.decode_into))),
     ]
     for label, seconds in timings:
         print(f"{label:32} {seconds / count * 1e9:8.1f} ns/row")
 
 
 if __name__ == "__main__":
-    print_timing()
+    print_timing(*map(int, sys.argv[1:2]))
