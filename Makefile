@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-slow lint typecheck bench system-deps clean
 
-# The virtualenv is rebuilt whenever the declared dependencies change.
-$(STAMP): setup.cfg pyproject.toml
+# The virtualenv is rebuilt whenever the declared dependencies or the C extensions change (the
+# editable install compiles tdsrows/_rowscan.c and xlsx/_rowxml.c in place).
+$(STAMP): setup.cfg pyproject.toml setup.py tdsrows/_rowscan.c xlsx/_rowxml.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,load]'
@@ -37,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tdsrows/*.so xlsx/*.so
