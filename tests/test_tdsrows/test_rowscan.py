@@ -832,13 +832,21 @@ def _random_column(rng: random.Random, i: int) -> tuple[Column, Gen]:
     return Column(name, kind, _USHORT, 4 * most), _text_gen(_WIDE, "utf-16-le", most)
 
 
-def _random_case(rng: random.Random) -> tuple[Layout, bytes]:
+def _random_case(
+    rng: random.Random,
+    column: Callable[[random.Random, int], tuple[Column, Callable[[random.Random], Any]]] = (
+        _random_column
+    ),
+    most_rows: int = 12,
+) -> tuple[Layout, bytes]:
+    """A random layout of ``column``'s draws and up to ``most_rows`` rows of it as tokens,
+    then DONE (sometimes after a RETURNSTATUS)."""
     width = rng.choice([1, 2, 3, rng.randint(1, 12), rng.randint(8, 40)])
-    columns, gens = zip(*(_random_column(rng, i) for i in range(width)), strict=True)
+    columns, gens = zip(*(column(rng, i) for i in range(width)), strict=True)
     layout = Layout.of(columns)
     null_rate = rng.choice([0.0, 0.1, 0.5, 0.9])
     parts = []
-    for _ in range(rng.randint(1, 12)):
+    for _ in range(rng.randint(1, most_rows)):
         row = [None if rng.random() < null_rate else gen(rng) for gen in gens]
         nbcrow = rng.random() < 0.5 or any(
             v is None and c.framing is _FIXED for c, v in zip(columns, row, strict=True)
@@ -926,18 +934,7 @@ def _tuple_column(rng: random.Random, i: int) -> tuple[Column, Gen]:
 
 
 def _tuple_case(rng: random.Random) -> tuple[Layout, bytes]:
-    width = rng.choice([1, 2, 3, rng.randint(1, 12), rng.randint(8, 40)])
-    columns, gens = zip(*(_tuple_column(rng, i) for i in range(width)), strict=True)
-    layout = Layout.of(columns)
-    null_rate = rng.choice([0.0, 0.1, 0.5, 0.9])
-    parts = []
-    for _ in range(rng.randint(1, 30)):
-        row = [None if rng.random() < null_rate else gen(rng) for gen in gens]
-        nbcrow = rng.random() < 0.5 or any(
-            v is None and c.framing is _FIXED for c, v in zip(columns, row, strict=True)
-        )
-        parts.append(token(layout, row, nbcrow=nbcrow))
-    return layout, b"".join(parts) + rng.choice([DONE, b"\x79" + bytes(4) + DONE])
+    return _random_case(rng, _tuple_column, most_rows=30)
 
 
 def test_seeded_random_tuples_are_the_python_decoders() -> None:
