@@ -41,6 +41,11 @@ RAW_KINDS: Final = TEXT_RAW_KINDS
 _MONEY_SCALE: Final = 4
 # Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
 _TDS_DAY_ZERO: Final = dt.date(1, 1, 1)
+# DATETIME and SMALLDATETIME count days from 1900-01-01 (MS-TDS 2.2.5.5.1.8); the fast path gives
+# them as milliseconds since then (tdsrows.values.datetime_raw).
+_DATETIME_DAY_ZERO: Final = dt.date(1900, 1, 1)
+_MILLISECOND_KINDS: Final = frozenset({Kind.DATETIME, Kind.SMALLDATETIME})
+_MS_PER_SECOND: Final = 1000
 
 
 def row_path(*, fast: bool, compiled: bool) -> str:
@@ -144,6 +149,8 @@ class RowSource:
                 meanings.append(xlsx.DayCount(_TDS_DAY_ZERO))
             elif column.kind is Kind.DATETIME2 and Kind.DATETIME2 in raw:
                 meanings.append(xlsx.TickCount(10**column.scale, _TDS_DAY_ZERO))
+            elif column.kind in _MILLISECOND_KINDS and column.kind in raw:
+                meanings.append(xlsx.TickCount(_MS_PER_SECOND, _DATETIME_DAY_ZERO))
             else:
                 meanings.append(None)
         return meanings

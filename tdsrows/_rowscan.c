@@ -33,6 +33,8 @@
 #define STOP_INCOMPLETE (-1)
 #define STOP_FULL (-2)
 #define STOP_SLOW (-3)
+/* DATETIME and SMALLDATETIME cells: milliseconds since 1900-01-01 00:00. */
+#define MS_PER_DAY INT64_C(86400000)
 
 #define CELL_BYTES 16
 #define START_BYTES 8
@@ -59,7 +61,9 @@ enum op {
     OP_FLOAT64 = 10,  /* float */
     OP_BIT = 11,
     OP_TEXT = 12,     /* varchar or nvarchar: where the bytes are, not decoded */
-    OP_LAST = OP_TEXT
+    OP_DATETIME = 13, /* int32 days since 1900-01-01, then int32 1/300 s (MS-TDS 2.2.5.5.1.8) */
+    OP_SMALLDATETIME = 14, /* uint16 days since 1900-01-01, then uint16 minutes */
+    OP_LAST = OP_SMALLDATETIME
 };
 
 /* Bytes of time(s) by scale (MS-TDS 2.2.5.5.1.8), as tdsrows.layout.TIME_BYTES. */
@@ -222,11 +226,13 @@ check_program(const unsigned char *program, Py_ssize_t width)
                 break;
             case OP_INT32:
             case OP_FLOAT32:
+            case OP_SMALLDATETIME:
                 expected = 4;
                 break;
             case OP_INT64:
             case OP_MONEY8:
             case OP_FLOAT64:
+            case OP_DATETIME:
                 expected = 8;
                 break;
             case OP_DECIMAL:
@@ -390,6 +396,21 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
             }
             case OP_FLOAT64:
                 value = (int64_t)le64(v);
+                break;
+            case OP_DATETIME: {
+                /* Milliseconds since 1900-01-01, the 1/300 s rounded to the nearest ms as pytds
+                 * rounds them (t % 300 * 10 / 3 is never halfway: (x * 10 + 1) // 3). A negative
+                 * time is not one SQL Server sends: Python's floor division decides it. */
+                int64_t days = (int32_t)le32(v), t = (int32_t)le32(v + 4);
+                if (t < 0) {
+                    slow = 1;
+                    continue;
+                }
+                value = days * MS_PER_DAY + t / 300 * 1000 + (t % 300 * 10 + 1) / 3;
+                break;
+            }
+            case OP_SMALLDATETIME:
+                value = (int64_t)le16(v) * MS_PER_DAY + (int64_t)le16(v + 2) * 60000;
                 break;
             default: /* OP_BIT: the program check admits no other op */
                 value = v[0] != 0;

@@ -95,12 +95,14 @@ def _payload(column: Column, raw: bool) -> Payload:
         two = values.datetime2_raw if raw else values.datetime2_value
         return lambda data, p, size: two(_le(data, p + size - 3, 3), _le(data, p, size - 3), scale)
     if kind in (Kind.DATETIME, Kind.SMALLDATETIME):
+        long = values.datetime_raw if raw else values.datetime_value
+        short = values.smalldatetime_raw if raw else values.smalldatetime_value
 
         def datetime_value(data: bytes, p: int, size: int) -> object:
             if size == 8:
-                return values.datetime_value(*_DATETIME(data, p))
+                return long(*_DATETIME(data, p))
             if size == 4:
-                return values.smalldatetime_value(*_SMALLDATETIME(data, p))
+                return short(*_SMALLDATETIME(data, p))
             return bad(data, p, size)
 
         return datetime_value

@@ -56,8 +56,11 @@ RowFn = Callable[[bytes, int, Append, int], int]
 
 # Kinds that can be decoded to ints instead of objects ("raw"), and what the int is:
 # DECIMAL and MONEY the scaled integer (value * 10**scale; money's scale is 4), DATE the days since
-# 0001-01-01, DATETIME2 the 10**-scale second ticks since 0001-01-01 00:00 (MS-TDS 2.2.5.5.1.8).
-RAW_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
+# 0001-01-01, DATETIME2 the 10**-scale second ticks since 0001-01-01 00:00 (MS-TDS 2.2.5.5.1.8),
+# DATETIME and SMALLDATETIME the milliseconds since 1900-01-01 00:00 (values.datetime_raw).
+RAW_KINDS: Final = frozenset(
+    {Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2, Kind.DATETIME, Kind.SMALLDATETIME}
+)
 
 # Struct codes of each fixed payload, by kind and size.
 _INT_CODES: Final = {1: "B", 2: "h", 4: "i", 8: "q"}
@@ -198,10 +201,18 @@ def _cell(column: Column, i: int, raw_kinds: frozenset[Kind], names: _Names) -> 
             )
     elif kind is Kind.DATETIME:
         fmt, fields, guard = fixed("ii", 2)
-        value = f"_datetime({fields[-2]}, {fields[-1]})"
+        days, t = fields[-2], fields[-1]
+        if raw:  # values.datetime_raw, inline
+            value = f"({days} * 86400000 + {t} // 300 * 1000 + ({t} % 300 * 10 + 1) // 3)"
+        else:
+            value = f"_datetime({days}, {t})"
     elif kind is Kind.SMALLDATETIME:
         fmt, fields, guard = fixed("HH", 2)
-        value = f"_smalldatetime({fields[-2]}, {fields[-1]})"
+        days, minutes = fields[-2], fields[-1]
+        if raw:  # values.smalldatetime_raw, inline
+            value = f"({days} * 86400000 + {minutes} * 60000)"
+        else:
+            value = f"_smalldatetime({days}, {minutes})"
     elif kind is Kind.GUID:
         fmt, fields, guard = fixed("16s", 1)
         value = f"_guid({fields[-1]})"
@@ -574,7 +585,7 @@ class SmallInt(int):
 _SMALL_INT_BYTES: Final = 4
 # Raw kinds a fill function gives as ints (a raw DECIMAL's negative zero, which has no int,
 # goes through the reference decoder as the Decimal -0).
-TEXT_RAW_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
+TEXT_RAW_KINDS: Final = RAW_KINDS
 FULL: Final = -2  # fill stopped at the row limit or the room: the next row comes next time
 FillFn = Callable[[bytes, int, list[Any], int, int, int], tuple[int, int, int, int]]
 

@@ -101,6 +101,8 @@ class _Op(enum.IntEnum):
     FLOAT64 = 10
     BIT = 11
     TEXT = 12  # USHORT_LEN bytes, reported where they are
+    DATETIME = 13  # ms since 1900-01-01 from int32 days and int32 1/300 s (pytds' rounding)
+    SMALLDATETIME = 14  # ms since 1900-01-01 from uint16 days and uint16 minutes
 
 
 class Conversion(enum.IntEnum):
@@ -138,11 +140,14 @@ _MONEY_OPS: Final = {4: _Op.INT32, 8: _Op.MONEY8}
 # 1 sign byte + a 4, 8, 12 or 16-byte magnitude (MS-TDS 2.2.5.5.1.6).
 _DECIMAL_SIZES: Final = frozenset({5, 9, 13, 17})
 _DATE_BYTES: Final = 3
+_DATETIME_BYTES: Final = 8  # int32 days, int32 1/300 s (MS-TDS 2.2.5.5.1.8)
+_SMALLDATETIME_BYTES: Final = 4  # uint16 days, uint16 minutes
 # Kinds the scanner reads as integers only in their raw form (objects are the Python path's).
-_RAW_ONLY: Final = frozenset({Kind.MONEY, Kind.DECIMAL, Kind.DATE, Kind.DATETIME2})
+_RAW_ONLY: Final = RAW_KINDS
 # The raw kinds to scan with when rows are wanted as objects: the tuple builder makes the
-# objects from the integers.
-OBJECT_KINDS: Final = RAW_KINDS
+# objects from the integers (it makes no datetime or smalldatetime: rows holding those are
+# built by the generated decoder).
+OBJECT_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
 _MONEY_SCALE: Final = 4  # money is an integer count of 1/10,000 (MS-TDS 2.2.5.5.1.4)
 
 _ScanFn = Callable[[bytes, int, bytes, bytearray, bytearray, int], tuple[int, int, int]]
@@ -189,14 +194,18 @@ def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | N
     elif kind is Kind.DATETIME2:
         valid = 0 <= column.scale < len(TIME_BYTES)
         op = _Op.DATETIME2 if valid and size == TIME_BYTES[column.scale] + 3 else None
+    elif kind is Kind.DATETIME:
+        op = _Op.DATETIME if size == _DATETIME_BYTES else None
+    elif kind is Kind.SMALLDATETIME:
+        op = _Op.SMALLDATETIME if size == _SMALLDATETIME_BYTES else None
     return None if op is None else (primitive, op)
 
 
 def primitives(layout: Layout, raw_kinds: frozenset[Kind]) -> tuple[Primitive, ...] | None:
     """Each column's primitive, or None if a column has none (the scanner cannot be used).
 
-    MONEY, DECIMAL, DATE and DATETIME2 have one only when they are decoded raw (``raw_kinds``);
-    TIME, DATETIME, SMALLDATETIME, BINARY and GUID never do.
+    MONEY, DECIMAL, DATE, DATETIME2, DATETIME and SMALLDATETIME have one only when they are
+    decoded raw (``raw_kinds``); TIME, BINARY and GUID never do.
     """
     ops = [_op(column, raw_kinds) for column in layout.columns]
     if any(op is None for op in ops):

@@ -8,7 +8,8 @@ points, which the writer escapes), and single-byte code pages with unassigned by
 the C1 control of the same number, as Windows does).
 
 "Raw" forms are the integers the export's writer accepts in place of objects: a decimal as its
-scaled integer, a date as days since 0001-01-01, a datetime2 as ticks since 0001-01-01.
+scaled integer, a date as days since 0001-01-01, a datetime2 as ticks since 0001-01-01, a
+datetime or smalldatetime as milliseconds since 1900-01-01.
 """
 
 from __future__ import annotations
@@ -123,6 +124,24 @@ def datetime_value(days: int, three_hundredths: int) -> dt.datetime:
 
 def smalldatetime_value(days: int, minutes: int) -> dt.datetime:
     return _DATETIME_1900 + _timedelta(days=days, minutes=minutes)
+
+
+_MS_PER_DAY: Final = 86_400_000
+_MS_PER_MINUTE: Final = 60_000
+
+
+def datetime_raw(days: int, three_hundredths: int) -> int:
+    """Milliseconds since 1900-01-01 00:00 of the datetime :func:`datetime_value` builds: the
+    1/300 s rounded to ms as pytds rounds them (``x * 10 / 3`` is never halfway, so
+    ``round`` is ``(x * 10 + 1) // 3``)."""
+    return (
+        days * _MS_PER_DAY + three_hundredths // 300 * 1000 + (three_hundredths % 300 * 10 + 1) // 3
+    )
+
+
+def smalldatetime_raw(days: int, minutes: int) -> int:
+    """Milliseconds since 1900-01-01 00:00 of the datetime :func:`smalldatetime_value` builds."""
+    return days * _MS_PER_DAY + minutes * _MS_PER_MINUTE
 
 
 def guid_value(data: bytes) -> uuid.UUID:

@@ -17,6 +17,7 @@ BENCHMARKS = (
     "export_api",
     "e2e_bff",
     "row_path",
+    "compiled_rows",
     "workers",
 )
 

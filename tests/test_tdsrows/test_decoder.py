@@ -21,7 +21,7 @@ import pytest
 
 from sql.devserver.columns import Column as SpecColumn
 from sql.devserver.columns import parse_spec, spec_json
-from tdsrows import Column, Framing, Kind, Layout, compile_layout
+from tdsrows import Column, Framing, Kind, Layout, compile_layout, values
 from tdsrows.cells import ReferenceDecoder
 from tdsrows.codegen import INCOMPLETE, RAW_KINDS, DecodeFn
 from tdsrows.scandecode import ScannedDecode
@@ -223,3 +223,17 @@ def test_unassigned_code_page_bytes_decode_to_c1_controls(way: Way) -> None:
     out: list[tuple[Any, ...]] = []
     way.decoder(layout)(data, 0, out.append)
     assert out == [("a\x81\u20ac",)]
+
+
+def test_datetime_and_smalldatetime_ints_are_milliseconds_since_1900() -> None:
+    """The raw form of DATETIME (every 1/300 s of a second, pytds' rounding to ms) and of
+    SMALLDATETIME, at the ends of their ranges, is the datetime pytds builds."""
+    epoch = dt.datetime(1900, 1, 1)
+    last_tick = 24 * 3600 * 300 - 1
+    for days in (-53_690, -1, 0, 1, 45_000, 2_958_463):
+        for t in [*range(600), last_tick - 1, last_tick]:
+            ms = values.datetime_raw(days, t)
+            assert epoch + dt.timedelta(milliseconds=ms) == values.datetime_value(days, t)
+    for days, minutes in ((0, 0), (0, 1439), (65_535, 1439), (40_000, 61)):
+        ms = values.smalldatetime_raw(days, minutes)
+        assert epoch + dt.timedelta(milliseconds=ms) == values.smalldatetime_value(days, minutes)
