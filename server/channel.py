@@ -103,9 +103,9 @@ class ExportChannel:
         """Write one frame, blocking while the buffer is full; :class:`ChannelClosed` if the
         handler's end is gone (before or while waiting)."""
         try:
-            self._sock.sendall(_HEADER.pack(kind, rows, len(payload)))
-            if payload:
-                self._sock.sendall(payload)
+            # One write per frame: a separate 13-byte header would be a socket buffer of its
+            # own, whose bookkeeping the kernel counts against the channel's room.
+            self._sock.sendall(_HEADER.pack(kind, rows, len(payload)) + payload)
         except OSError as exc:  # EPIPE, ECONNRESET; EBADF once closed
             raise ChannelClosed("the download's handler closed the channel") from exc
 

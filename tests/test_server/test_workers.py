@@ -7,12 +7,14 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import aiohttp
 import psutil
 import pytest
 
 from server.metrics import Outcome
+from server.relay import Relay
 from sql.devserver import DevServer
 from tests.polling import apoll
 from tests.test_server.conftest import (
@@ -99,6 +101,30 @@ async def test_a_killed_worker_aborts_only_its_downloads_and_is_replaced(
     assert samples["export_workers"] == 2
 
 
+# Polls in a row (tests.polling.INTERVAL_S apart: 0.2 s) that a stalled channel's backlog
+# must stay the same for.
+_STILL_POLLS = 10
+
+
+def _stalled(relays: list[Relay]) -> Callable[[], bool]:
+    """A condition: every export blocked writing its channel, i.e. chunks wait in each
+    channel (nobody reads them: the clients stalled) and no more arrive. Not a byte
+    threshold: how much a Unix socket holds depends on how its writes were split."""
+    seen: list[list[int]] = []
+
+    def stalled() -> bool:
+        backlogs = [r.channel_backlog() for r in relays]
+        seen.append(backlogs)
+        recent = seen[-_STILL_POLLS:]
+        return (
+            len(recent) == _STILL_POLLS
+            and all(b == backlogs for b in recent)
+            and min(backlogs) >= CHUNK_BYTES
+        )
+
+    return stalled
+
+
 async def test_metrics_report_each_worker_and_the_whole_service(
     devserver: DevServer,
     start_api: StartApi,
@@ -108,14 +134,11 @@ async def test_metrics_report_each_worker_and_the_whole_service(
     api = await start_api(workers=2, pool_max=4)
     responses = await _held_downloads(paused_http, url(api, ""), ["a", "b"])
     relays = [r for h in api.workers.handles for r in h.relays.values()]
-    await apoll(
-        lambda: all(r.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4 for r in relays),
-        what="both channels to fill",
-    )
+    await apoll(_stalled(relays), what="both exports blocked on their channels")
     async with http.get(url(api, "/metrics")) as response:
         samples, _ = parse_metrics(await response.text())
     # What the two stalled clients hold up: their channels, full; not their whole files.
-    assert samples["export_channel_bytes"] >= 2 * (CHANNEL_BYTES - CHUNK_BYTES // 4)
+    assert samples["export_channel_bytes"] == sum(r.channel_backlog() for r in relays)
     assert samples["export_channel_bytes"] <= 2 * (CHANNEL_BYTES + CHUNK_BYTES // 4)
     assert samples["export_workers"] == 2
     assert samples["exports_active"] == 2
@@ -190,12 +213,9 @@ async def test_a_worker_blocked_writing_to_a_stalled_client_is_cancelled_at_once
     response = (await _held_downloads(paused_http, url(api, ""), ["stalled"], rows=1_000_000))[
         "stalled"
     ]
-    # The channel holds all it can: the export is blocked in its write (or about to be).
+    # The channel holds all it can: the export is blocked in its write.
     (relay,) = (r for h in api.workers.handles for r in h.relays.values())
-    await apoll(
-        lambda: relay.channel_backlog() >= CHANNEL_BYTES - CHUNK_BYTES // 4,
-        what="the export's channel to fill",
-    )
+    await apoll(_stalled([relay]), what="the export blocked on its channel")
     closed_at = time.monotonic()
     response.close()
     await apoll(lambda: devserver.stats.attentions == 1, what="an attention")
