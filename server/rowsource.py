@@ -75,10 +75,12 @@ class XlsxRowText:
     def encode(self, row: Sequence[object], rs: str) -> str:
         return self._encoder.encode(row, rs)
 
-    def compiled(self, primitives: Sequence[Primitive]) -> CellText | None:
+    def compiled(
+        self, primitives: Sequence[Primitive], byte_tables: Sequence[str | None]
+    ) -> CellText | None:
         # The scanner's primitives and the writer's cell types are the same cell layout
-        # under the same names (tests/test_server/test_rowsource.py holds them equal).
-        return plan_rows(self._encoder, [CellType[p.name] for p in primitives])
+        # under the same names.
+        return plan_rows(self._encoder, [CellType[p.name] for p in primitives], byte_tables)
 
 
 class FastXmlSource:

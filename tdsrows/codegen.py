@@ -553,9 +553,13 @@ class RowText(Protocol):
     def encode(self, row: Sequence[object], rs: str) -> str:
         """The same text for a row given as a tuple (rows the generated code did not read)."""
 
-    def compiled(self, primitives: Sequence[Primitive]) -> CellText | None:
+    def compiled(
+        self, primitives: Sequence[Primitive], byte_tables: Sequence[str | None]
+    ) -> CellText | None:
         """A compiled writer of the same text for rows of the row scanner's cells, whose column
-        i holds ``primitives[i]`` (:mod:`tdsrows.scanfill`); None: the generated code writes."""
+        i holds ``primitives[i]`` (:mod:`tdsrows.scanfill`); None: the generated code writes.
+        ``byte_tables[i]``: the characters of a BYTE_TEXT column's 256 bytes when its code page
+        is single-byte (values.byte_table), else None."""
 
 
 # Python type of each kind's value as the decoder gives it (raw kinds: int).

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from tdsrows import scan
+from tdsrows import scan, values
 from tdsrows.codegen import (
     FULL,
     INCOMPLETE,
@@ -165,7 +165,11 @@ class FastRows:
         ):
             return
         scanner = scan.RowScanner(self.layout, self.raw_kinds)
-        writer = text.compiled(scanner.primitives)
+        tables = [
+            values.byte_table(c.codec) if c.kind is Kind.TEXT and c.codec else None
+            for c in self.layout.columns
+        ]
+        writer = text.compiled(scanner.primitives, tables)
         if writer is not None:
             self._fill = ScannedFill(scanner, writer, python_fill).fill
             self.compiled = True

@@ -17,6 +17,8 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import decimal
+import functools
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Final
@@ -176,6 +178,36 @@ def text_decoder(codec: str) -> Callable[[bytes], str]:
     return decode_text
 
 
+@functools.lru_cache(maxsize=64)
+def byte_table(codec: str) -> str | None:
+    """The character each byte stands for in ``codec``, as :func:`text_decoder` decodes it (a
+    str of 256), when the code page is single-byte: every byte one character, and all 65,536
+    pairs of bytes, one after the other, decoded in one call as their two characters each (a
+    lead byte of a multi-byte character would make one character of two). None for a code
+    page of multi-byte characters (the CJK ones, UTF-8). A few ms, once per code page."""
+    decode = text_decoder(codec)
+    try:
+        chars = [decode(bytes((b,))) for b in range(_BYTE_VALUES)]
+        if any(len(c) != 1 for c in chars):
+            return None
+        table = "".join(chars)
+        pairs = _all_pairs()
+        expected = pairs.decode("latin-1").translate(str.maketrans(_LATIN_1, table))
+        if decode(pairs) != expected:
+            return None
+    except UnicodeDecodeError:
+        return None
+    return table
+
+
+@functools.cache
+def _all_pairs() -> bytes:
+    """Every pair of bytes, one after the other (128 KiB)."""
+    return bytes(itertools.chain.from_iterable(itertools.product(range(_BYTE_VALUES), repeat=2)))
+
+
+_BYTE_VALUES: Final = 256
+_LATIN_1: Final = bytes(range(_BYTE_VALUES)).decode("latin-1")  # byte b as the character b
 _utf16_decode = codecs.utf_16_le_decode
 
 

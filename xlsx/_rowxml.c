@@ -61,6 +61,8 @@ typedef struct {
     /* open + row number + mid + value + close; alt_* for an int written as text. */
     text_t open, mid, close, alt_mid, alt_close;
     int64_t p[6];
+    /* OP_BYTE_TEXT: the character of each byte (a single-byte code page), or NULL: ASCII only. */
+    Py_UCS4 *table;
 } column_t;
 
 typedef struct {
@@ -345,6 +347,60 @@ plain_bytes(const unsigned char *s, Py_ssize_t n)
     return n;
 }
 
+/* Text written character by character: what the plain-text checks need to remember. */
+typedef struct {
+    Py_ssize_t start; /* where the text began in the output (to take it back) */
+    Py_ssize_t chars;
+    Py_UCS4 first, last;
+} text_state;
+
+/* One character of plain text, as UTF-8; -1 (the text is declined) for what needs escaping:
+ * controls, markup, U+FFFE/U+FFFF (escape.NEEDS_WORK) and the "_x" of an escape lookalike.
+ * The caller reserved 4 bytes. */
+static inline int
+put_char(out_t *o, text_state *t, Py_UCS4 c)
+{
+    if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0xFFFE || c == 0xFFFF)
+        return -1;
+    if (c == 'x' && t->chars && t->last == '_')
+        return -1;
+    if (t->chars == 0)
+        t->first = c;
+    t->last = c;
+    t->chars++;
+    if (c < 0x80) {
+        o->buf[o->len++] = (char)c;
+    }
+    else if (c < 0x800) {
+        o->buf[o->len++] = (char)(0xC0 | c >> 6);
+        o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
+    }
+    else if (c < 0x10000) {
+        o->buf[o->len++] = (char)(0xE0 | c >> 12);
+        o->buf[o->len++] = (char)(0x80 | (c >> 6 & 0x3F));
+        o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
+    }
+    else {
+        o->buf[o->len++] = (char)(0xF0 | c >> 18);
+        o->buf[o->len++] = (char)(0x80 | (c >> 12 & 0x3F));
+        o->buf[o->len++] = (char)(0x80 | (c >> 6 & 0x3F));
+        o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
+    }
+    return 0;
+}
+
+/* After the last character: 0 if the text was plain (not too long for the plain path, no
+ * whitespace str.strip() would remove at its ends), else -1 with the text taken back. */
+static int
+end_text(out_t *o, const text_state *t)
+{
+    if (t->chars > MAX_PLAIN_CHARS || (t->chars && (is_space(t->first) || is_space(t->last)))) {
+        o->len = t->start;
+        return -1;
+    }
+    return 0;
+}
+
 /* UTF-16LE text that needs no escaping, trimming or truncating, written as UTF-8: 0, or -1
  * (nothing written) when the Python encoder must write it. */
 static int
@@ -352,9 +408,8 @@ put_utf16(out_t *o, const unsigned char *s, Py_ssize_t n)
 {
     if (n & 1)
         return -1;
-    Py_ssize_t units = n / 2, chars = 0;
-    Py_ssize_t start = o->len;
-    Py_UCS4 first = 0, last = 0, prev = 0;
+    Py_ssize_t units = n / 2;
+    text_state t = {o->len, 0, 0, 0};
     for (Py_ssize_t k = 0; k < units; k++) {
         Py_UCS4 c = (Py_UCS4)s[2 * k] | (Py_UCS4)s[2 * k + 1] << 8;
         if (c >= 0xD800 && c <= 0xDFFF) {
@@ -367,39 +422,28 @@ put_utf16(out_t *o, const unsigned char *s, Py_ssize_t n)
             c = 0x10000 + ((c - 0xD800) << 10) + (low - 0xDC00);
             k++;
         }
-        if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0xFFFE || c == 0xFFFF)
+        if (put_char(o, &t, c) < 0)
             goto declined;
-        if (c == 'x' && prev == '_')
-            goto declined;
-        if (chars == 0)
-            first = c;
-        last = prev = c;
-        chars++;
-        if (c < 0x80) {
-            o->buf[o->len++] = (char)c;
-        }
-        else if (c < 0x800) {
-            o->buf[o->len++] = (char)(0xC0 | c >> 6);
-            o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
-        }
-        else if (c < 0x10000) {
-            o->buf[o->len++] = (char)(0xE0 | c >> 12);
-            o->buf[o->len++] = (char)(0x80 | (c >> 6 & 0x3F));
-            o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
-        }
-        else {
-            o->buf[o->len++] = (char)(0xF0 | c >> 18);
-            o->buf[o->len++] = (char)(0x80 | (c >> 12 & 0x3F));
-            o->buf[o->len++] = (char)(0x80 | (c >> 6 & 0x3F));
-            o->buf[o->len++] = (char)(0x80 | (c & 0x3F));
+    }
+    return end_text(o, &t);
+declined:
+    o->len = t.start;
+    return -1;
+}
+
+/* Bytes of a single-byte code page, each the character `table` gives it, as UTF-8 plain text:
+ * 0, or -1 (nothing written) as put_utf16. */
+static int
+put_table_bytes(out_t *o, const unsigned char *s, Py_ssize_t n, const Py_UCS4 *table)
+{
+    text_state t = {o->len, 0, 0, 0};
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (put_char(o, &t, table[s[k]]) < 0) {
+            o->len = t.start;
+            return -1;
         }
     }
-    if (chars > MAX_PLAIN_CHARS || (chars && (is_space(first) || is_space(last))))
-        goto declined;
-    return 0;
-declined:
-    o->len = start;
-    return -1;
+    return end_text(o, &t);
 }
 
 /* Floor division of a by b > 0 (Python's //). */
@@ -506,11 +550,13 @@ put_cell(out_t *o, const column_t *c, const unsigned char *cell, const char *rs,
         const unsigned char *s = data + v;
         put_text(o, c->mid);
         if (c->op == OP_BYTE_TEXT) {
-            if (plain_bytes(s, length) < 0)
-                goto declined;
-            if (reserve(o, length + c->close.n) < 0)
+            /* A byte is one character: at most 4 bytes of UTF-8. */
+            if (reserve(o, (Py_ssize_t)length * 4 + c->close.n) < 0)
                 return -1;
-            put(o, (const char *)s, length);
+            if (plain_bytes(s, length) >= 0)
+                put(o, (const char *)s, length); /* ASCII: the bytes are the text */
+            else if (c->table == NULL || put_table_bytes(o, s, length, c->table) < 0)
+                goto declined;
         }
         else {
             /* A UTF-8 character takes at most 3 bytes per UTF-16 unit (4 per pair). */
@@ -535,13 +581,23 @@ declined:
 /* -- Python API ----------------------------------------------------------------------------- */
 
 static void
+free_columns(column_t *columns, Py_ssize_t width)
+{
+    if (columns == NULL)
+        return;
+    for (Py_ssize_t i = 0; i < width; i++)
+        PyMem_Free(columns[i].table); /* PyUnicode_AsUCS4Copy allocates with PyMem */
+    PyMem_Free(columns);
+}
+
+static void
 plan_free(PyObject *capsule)
 {
     plan_t *plan = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
     if (plan == NULL)
         return;
     Py_XDECREF(plan->strings);
-    PyMem_Free(plan->columns);
+    free_columns(plan->columns, plan->width);
     PyMem_Free(plan);
 }
 
@@ -559,8 +615,8 @@ get_text(PyObject *item, text_t *t)
 
 PyDoc_STRVAR(plan_doc,
 "plan(columns) -> plan\n\n"
-"Compile per-column tuples (op, open, mid, close, alt_mid, alt_close, p0..p5) built by\n"
-"xlsx/native.py into a plan for encode().");
+"Compile per-column tuples (op, open, mid, close, alt_mid, alt_close, p0..p5, byte table)\n"
+"built by xlsx/native.py into a plan for encode().");
 
 static PyObject *
 make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
@@ -587,8 +643,8 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
     plan->strings = seq; /* the texts point into these bytes objects */
     for (Py_ssize_t i = 0; i < width; i++) {
         PyObject *t = PyTuple_GET_ITEM(seq, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 12) {
-            PyErr_SetString(PyExc_TypeError, "each column is a tuple of 12 items");
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13) {
+            PyErr_SetString(PyExc_TypeError, "each column is a tuple of 13 items");
             goto fail;
         }
         column_t *c = &columns[i];
@@ -609,6 +665,18 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
             if (c->p[k] == -1 && PyErr_Occurred())
                 goto fail;
         }
+        PyObject *table = PyTuple_GET_ITEM(t, 12);
+        if (table != Py_None) {
+            if (c->op != OP_BYTE_TEXT || !PyUnicode_Check(table) ||
+                PyUnicode_GET_LENGTH(table) != 256) {
+                PyErr_SetString(PyExc_ValueError,
+                                "a byte table is a str of 256 characters, for byte text only");
+                goto fail;
+            }
+            c->table = PyUnicode_AsUCS4Copy(table);
+            if (c->table == NULL)
+                goto fail;
+        }
         if ((c->op == OP_SCALED_FLOAT && c->p[0] <= 0) || (c->op == OP_TICKS && (c->p[2] <= 0 || c->p[5] <= 0))) {
             PyErr_SetString(PyExc_ValueError, "a divisor in the plan is not positive");
             goto fail;
@@ -620,7 +688,7 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
     return capsule;
 fail:
     Py_DECREF(seq);
-    PyMem_Free(columns);
+    free_columns(columns, width);
     PyMem_Free(plan);
     return NULL;
 }

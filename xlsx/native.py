@@ -57,6 +57,7 @@ STOP_DECLINED: Final = 2  # the next row holds a value for the Python encoders
 # ticks of 9999-12-31 would not, and such columns keep the Python path).
 _MAX_EXACT_DOUBLE: Final = 2**53
 _INT64: Final = (-(2**63), 2**63 - 1)
+_BYTES: Final = 256  # a byte table's length
 
 
 class CellType(enum.IntEnum):
@@ -65,7 +66,7 @@ class CellType(enum.IntEnum):
     INT64 = 1
     DOUBLE = 2
     BOOL = 3
-    BYTE_TEXT = 4  # bytes of an ASCII-compatible code page (non-ASCII: the row is declined)
+    BYTE_TEXT = 4  # bytes of an ASCII-compatible code page (beyond ASCII: see plan_rows)
     UTF16_TEXT = 5  # UTF-16LE
 
 
@@ -107,17 +108,30 @@ class NativeRows:
         return result
 
 
-def plan_rows(encoder: RowEncoder, types: Sequence[CellType]) -> NativeRows | None:
+def plan_rows(
+    encoder: RowEncoder,
+    types: Sequence[CellType],
+    byte_tables: Sequence[str | None] | None = None,
+) -> NativeRows | None:
     """The compiled writer for rows whose column i holds cells of ``types[i]``; None when the
-    module is not built or a column needs what only the Python encoders write."""
+    module is not built or a column needs what only the Python encoders write.
+
+    ``byte_tables[i]``, for a BYTE_TEXT column: the 256 characters its bytes stand for (a
+    single-byte character set, as the source decodes it), so that text beyond ASCII is
+    written too; None: only ASCII text is, other rows are declined.
+    """
     if _rowxml is None or not types or len(types) != encoder.width:
         return None
+    tables = list(byte_tables or [None] * len(types))
     columns = []
     for i, cell_type in enumerate(types):
         column = _column(encoder, i, cell_type)
         if column is None:
             return None
-        columns.append(column)
+        table = tables[i] if cell_type is CellType.BYTE_TEXT else None
+        if table is not None and len(table) != _BYTES:
+            raise ValueError(f"column {i}: a byte table has {_BYTES} characters")
+        columns.append((*column, table))
     return NativeRows(_rowxml.plan(columns), len(types))
 
 

@@ -86,7 +86,8 @@ def timings(count: int, repeat: int) -> list[tuple[str, float]]:
     data = ReportEncoder().encode_rows(1, count) + DONE
     text = _report_text()
     python_fill = CompiledText(REPORT_LAYOUT, text, raw_kinds=TEXT_RAW_KINDS).fill
-    compiled_text = text.compiled(RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS).primitives)
+    tables = [None] * len(REPORT_LAYOUT.columns)
+    compiled_text = text.compiled(RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS).primitives, tables)
     assert compiled_text is not None, "the compiled row code is not built"
     compiled_fill = ScannedFill(
         RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS), compiled_text, python_fill

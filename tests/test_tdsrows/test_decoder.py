@@ -237,3 +237,16 @@ def test_datetime_and_smalldatetime_ints_are_milliseconds_since_1900() -> None:
     for days, minutes in ((0, 0), (0, 1439), (65_535, 1439), (40_000, 61)):
         ms = values.smalldatetime_raw(days, minutes)
         assert epoch + dt.timedelta(milliseconds=ms) == values.smalldatetime_value(days, minutes)
+
+
+@pytest.mark.parametrize("codec", ["cp1252", "cp1250", "cp1251", "cp874", "cp1255", "latin-1"])
+def test_a_single_byte_code_page_has_a_table_of_its_256_characters(codec: str) -> None:
+    table = values.byte_table(codec)
+    assert table is not None
+    decode = values.text_decoder(codec)
+    assert [decode(bytes((b,))) for b in range(256)] == list(table)
+
+
+@pytest.mark.parametrize("codec", ["cp932", "cp936", "cp949", "cp950", "utf-8"])
+def test_a_multi_byte_code_page_has_none(codec: str) -> None:
+    assert values.byte_table(codec) is None

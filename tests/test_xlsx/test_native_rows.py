@@ -69,11 +69,15 @@ def pack(types: Sequence[CellType], rows: Sequence[Sequence[object]]) -> tuple[b
 
 
 def write_both(
-    enc: RowEncoder, types: Sequence[CellType], rows: Sequence[Sequence[object]], first: int = 2
+    enc: RowEncoder,
+    types: Sequence[CellType],
+    rows: Sequence[Sequence[object]],
+    first: int = 2,
+    byte_tables: Sequence[str | None] | None = None,
 ) -> tuple[bytes, bytes, int]:
     """(compiled with declined rows written by Python, Python alone, rows the compiled code
     wrote)."""
-    plan = native.plan_rows(enc, types)
+    plan = native.plan_rows(enc, types, byte_tables)
     assert plan is not None
     data, cells = pack(types, rows)
     out: list[bytes] = []
@@ -94,9 +98,14 @@ def write_both(
 
 
 def assert_same(
-    enc: RowEncoder, types: Sequence[CellType], rows: Sequence[Sequence[object]], *, least: float
+    enc: RowEncoder,
+    types: Sequence[CellType],
+    rows: Sequence[Sequence[object]],
+    *,
+    least: float,
+    byte_tables: Sequence[str | None] | None = None,
 ) -> None:
-    got, expected, written = write_both(enc, types, rows)
+    got, expected, written = write_both(enc, types, rows, byte_tables=byte_tables)
     assert got == expected
     assert written >= least * len(rows), f"the compiled code wrote only {written}/{len(rows)} rows"
 
@@ -196,6 +205,30 @@ def test_byte_text_plain_ascii_or_declined() -> None:
     alphabet = "".join(c for c in ALPHABET if ord(c) < 0x100 and c not in "\xa0\xe9") + "é"
     texts = _texts(random.Random(5), alphabet, 4000)
     assert_same(encoder([None]), [CellType.BYTE_TEXT], [(t,) for t in texts], least=0.4)
+
+
+def test_byte_text_beyond_ascii_through_the_code_page_s_table() -> None:
+    # cp1252 as the row source decodes it: its five unassigned bytes as C1 controls.
+    table = (
+        bytes(range(256))
+        .decode("latin-1")
+        .translate({b: bytes((b,)).decode("cp1252", "replace") for b in range(128, 256)})
+    )
+    table = "".join(c if c != "\ufffd" else chr(i) for i, c in enumerate(table))
+    alphabet = "aZ09 _x<>&\t\xa0éü€½"  # \xa0: whitespace str.strip() removes
+    texts = [*_texts(random.Random(7), alphabet, 3000), "Zürich", "Straße ½ €", "\xa0a", "a\xa0"]
+    rows = [(t,) for t in texts]
+    assert_same(encoder([None]), [CellType.BYTE_TEXT], rows, least=0.5, byte_tables=[table])
+    # Without the table only ASCII is written: fewer rows, the same bytes.
+    got, expected, written = write_both(encoder([None]), [CellType.BYTE_TEXT], rows)
+    assert got == expected
+    assert written < sum(t.isascii() for t in texts) + 1
+
+
+def test_a_byte_table_belongs_to_byte_text_and_has_256_characters() -> None:
+    with pytest.raises(ValueError, match="256"):
+        native.plan_rows(encoder([None]), [CellType.BYTE_TEXT], ["abc"])
+    assert native.plan_rows(encoder([None]), [CellType.UTF16_TEXT], ["x" * 256]) is not None
 
 
 def test_a_row_beyond_the_room_is_left_whole_for_the_next_call() -> None:
