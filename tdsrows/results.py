@@ -158,11 +158,7 @@ class FastRows:
         python_fill = CompiledText(self.layout, text, raw_kinds=self.raw_kinds).fill
         self._fill = python_fill
         self.compiled = False
-        if (
-            not compiled
-            or not scan.AVAILABLE
-            or scan.primitives(self.layout, self.raw_kinds) is None
-        ):
+        if not compiled or not scan.covers(self.layout, self.raw_kinds):
             return
         scanner = scan.RowScanner(self.layout, self.raw_kinds)
         tables = [
@@ -307,8 +303,7 @@ class FastRows:
 def scanned_decode_available(layout: Layout) -> bool:
     """Whether the compiled scanner is built and has a cell for every column of ``layout``
     (read raw, the tuple builder making the objects), of which there is at least one."""
-    found = scan.primitives(layout, scan.OBJECT_KINDS) if scan.AVAILABLE else None
-    return bool(found)
+    return scan.covers(layout, scan.OBJECT_KINDS)
 
 
 _compiled_cache: dict[tuple[Layout, frozenset[Kind]], CompiledLayout] = {}

@@ -70,6 +70,7 @@ __all__ = [
     "Primitive",
     "RowScanner",
     "TuplePlan",
+    "covers",
     "primitives",
     "program",
     "tuple_plan",
@@ -211,6 +212,12 @@ def primitives(layout: Layout, raw_kinds: frozenset[Kind]) -> tuple[Primitive, .
     if any(op is None for op in ops):
         return None
     return tuple(op[0] for op in ops if op is not None)
+
+
+def covers(layout: Layout, raw_kinds: frozenset[Kind]) -> bool:
+    """Whether the compiled scanner is built and has a cell for every column of ``layout``
+    (of which there is at least one), its ``raw_kinds`` read raw."""
+    return AVAILABLE and bool(primitives(layout, raw_kinds))
 
 
 def program(layout: Layout, raw_kinds: frozenset[Kind]) -> bytes:

@@ -32,7 +32,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from xlsx import dates, styles
-from xlsx.rows import FLOAT_TEXT_SCALE, PLAIN_WHOLE, RowEncoder
+from xlsx.rows import (
+    FLOAT_TEXT_SCALE,
+    NUMBER_CLOSE,
+    PLAIN_WHOLE,
+    TEXT_CLOSE,
+    TEXT_OPEN,
+    RowEncoder,
+    number_open,
+)
 from xlsx.spec import DayCount, ScaledDecimal, TickCount
 
 try:
@@ -82,11 +90,6 @@ class _Op(enum.IntEnum):
     TICKS = 7
     BYTE_TEXT = 8
     UTF16_TEXT = 9
-
-
-_TEXT_MID: Final = '" t="inlineStr"><is><t>'
-_TEXT_CLOSE: Final = "</t></is></c>"
-_NUMBER_CLOSE: Final = "</v></c>"
 
 
 class NativeRows:
@@ -143,14 +146,12 @@ def _column(encoder: RowEncoder, i: int, cell_type: CellType) -> tuple[object, .
     open_ = f'<c r="{cells.letters[i]}'
 
     def number(op: _Op, default_style: int = 0, *params: int) -> tuple[object, ...]:
-        s = style or default_style
-        mid = f'" s="{s}"><v>' if s else '"><v>'
-        return _tuple(op, open_, mid, _NUMBER_CLOSE, "", "", params)
+        return _tuple(op, open_, number_open(style or default_style), NUMBER_CLOSE, "", "", params)
 
     meaning = cells.column_ints[i]
     if cell_type is CellType.INT64 and meaning is None:
-        number_mid = f'" s="{style}"><v>' if style else '"><v>'
-        return _tuple(_Op.INT, open_, number_mid, _NUMBER_CLOSE, _TEXT_MID, _TEXT_CLOSE, ())
+        # A number, or past 2**53 its digits as text (rows.py's _INT_OPEN/_INT_CLOSE).
+        return _tuple(_Op.INT, open_, number_open(style), NUMBER_CLOSE, TEXT_OPEN, TEXT_CLOSE, ())
     if cell_type is CellType.INT64 and isinstance(meaning, ScaledDecimal):
         if meaning.scale > FLOAT_TEXT_SCALE:
             return number(_Op.SCALED_TEXT, 0, meaning.scale)
@@ -181,11 +182,11 @@ def _column(encoder: RowEncoder, i: int, cell_type: CellType) -> tuple[object, .
     if cell_type is CellType.DOUBLE:
         return number(_Op.FLOAT)
     if cell_type is CellType.BOOL:
-        return _tuple(_Op.BOOL, open_, '" t="b"><v>', _NUMBER_CLOSE, "", "", ())
+        return _tuple(_Op.BOOL, open_, '" t="b"><v>', NUMBER_CLOSE, "", "", ())
     if cell_type is CellType.BYTE_TEXT:
-        return _tuple(_Op.BYTE_TEXT, open_, _TEXT_MID, _TEXT_CLOSE, "", "", ())
+        return _tuple(_Op.BYTE_TEXT, open_, TEXT_OPEN, TEXT_CLOSE, "", "", ())
     if cell_type is CellType.UTF16_TEXT:
-        return _tuple(_Op.UTF16_TEXT, open_, _TEXT_MID, _TEXT_CLOSE, "", "", ())
+        return _tuple(_Op.UTF16_TEXT, open_, TEXT_OPEN, TEXT_CLOSE, "", "", ())
     return None
 
 

@@ -53,6 +53,17 @@ class TickSerial:
     high: int
 
 
+# A cell's markup after its reference (``<c r="A2``) and around its value, shared with the
+# compiled row code (native.py): inline text, or a number of a style (0: none).
+TEXT_OPEN: Final = '" t="inlineStr"><is><t>'
+TEXT_CLOSE: Final = "</t></is></c>"
+NUMBER_CLOSE: Final = "</v></c>"
+
+
+def number_open(style: int) -> str:
+    return f'" s="{style}"><v>' if style else '"><v>'
+
+
 # Shapes are combinations of types and NULLs; a result set with many nullable columns could
 # produce many. Past this many compiled shapes the reference encoder handles new ones, which
 # bounds memory (each compiled function is a few KiB).
@@ -168,11 +179,11 @@ class RowEncoder:
             "_INF": float("inf"),
             "_BOOL": ("0", "1"),
             # Opening and closing markup of an int cell: [0] as text (beyond 2**53), [1] number.
-            "_INT_OPEN": ('" t="inlineStr"><is><t>', '"><v>'),
-            "_INT_CLOSE": ("</t></is></c>", "</v></c>"),
+            "_INT_OPEN": (TEXT_OPEN, number_open(0)),
+            "_INT_CLOSE": (TEXT_CLOSE, NUMBER_CLOSE),
         }
         for style in set(self.cells.column_styles) - {0}:
-            namespace[f"_INT_OPEN_{style}"] = ('" t="inlineStr"><is><t>', f'" s="{style}"><v>')
+            namespace[f"_INT_OPEN_{style}"] = (TEXT_OPEN, number_open(style))
         return namespace
 
     def _column_code(self, i: int, kind: type, v: str) -> tuple[str, str]:
