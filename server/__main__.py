@@ -20,6 +20,7 @@ from typing import Any
 
 from httpedge.forwarded import parse_networks
 from server.app import ExportApi
+from server.catalog import Catalog, CatalogError, catalog_for
 from server.config import ApiConfig, DbSettings
 from server.workers import WorkersFailed
 
@@ -101,7 +102,21 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "TDS packet size asked for at login",
     ),
-    Option("procedure", "--procedure", "API_PROCEDURE", str, "stored procedure to export"),
+    Option(
+        "catalog",
+        "--catalog",
+        "API_CATALOG",
+        str,
+        "the report catalog, a TOML file (docs/catalog.md); SIGHUP reloads it."
+        " Without it: the built-in demo reports",
+    ),
+    Option(
+        "procedure",
+        "--procedure",
+        "API_PROCEDURE",
+        str,
+        "the built-in demo report's procedure (a catalog file names its own)",
+    ),
     Option("pool_min", "--pool-min", "API_POOL_MIN", _non_negative_int, "idle connections kept"),
     Option(
         "pool_max", "--pool-max", "API_POOL_MAX", _positive_int, "max connections = max exports"
@@ -118,14 +133,14 @@ OPTIONS: tuple[Option, ...] = (
         "--default-row-count",
         "API_DEFAULT_ROW_COUNT",
         _positive_int,
-        "rows when rowCount is absent",
+        "the built-in demo report's rowCount when absent",
     ),
     Option(
         "max_row_count",
         "--max-row-count",
         "API_MAX_ROW_COUNT",
         _positive_int,
-        "largest rowCount accepted",
+        "the built-in demo report's largest rowCount",
     ),
     Option(
         "max_rows_per_sheet",
@@ -310,13 +325,22 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
     return config
 
 
-async def serve(config: ApiConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+def load_reports(config: ApiConfig) -> Catalog:
+    """The catalog the configuration names; raises :class:`ConfigError` saying what is wrong."""
+    try:
+        return catalog_for(config)
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+async def serve(config: ApiConfig, catalog: Catalog) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the catalog."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    api = ExportApi(config)
+    api = ExportApi(config, catalog=catalog)
+    loop.add_signal_handler(signal.SIGHUP, api.reload_catalog)
     await api.start()
     await stop.wait()
     logging.getLogger("server").info("signal received: shutting down")
@@ -326,6 +350,7 @@ async def serve(config: ApiConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        catalog = load_reports(config)
     except ConfigError as exc:
         print(f"xlsx-export-api: {exc}", file=sys.stderr)
         return 2
@@ -334,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, catalog))
     except WorkersFailed as exc:
         logging.getLogger("server").error("cannot start the export workers: %s", exc)
         return 1

@@ -3,8 +3,12 @@ our own, and the worker processes that run the exports.
 
 :class:`ExportApi` is the whole service; tests start it in their own event loop
 (``async with ExportApi(config) as api``: ``api.port``), ``server.__main__`` runs it as a
-process. Routes: ``GET``/``HEAD`` ``/export/report``, ``/healthz``, ``/readyz``, ``/metrics``;
-any other path is a 404 and any other method a 405 with ``Allow``, both as JSON. The
+process. Routes: ``GET``/``HEAD`` ``/export/{id}`` for each report of the catalog
+(:mod:`server.catalog`; ``/export/report`` is the demo report), ``/reports`` (the catalog as
+JSON), ``/healthz``, ``/readyz``, ``/metrics``; any other path is a 404 and any other method a
+405 with ``Allow``, both as JSON. ``reload_catalog`` (SIGHUP) swaps the catalog for the file's
+new content if it checks out: an admitted export carries its own call (:class:`ReportCall`),
+so a reload never changes one that is running. The
 connection-level limits (header timeout, connection cap, request sizes) and the JSON answers
 to requests that are not valid HTTP come from :class:`httpedge.listener.EdgeServer`.
 
@@ -44,6 +48,7 @@ from httpedge.request_id import HEADER as REQUEST_ID_HEADER
 from httpedge.request_id import request_id_of
 from server import report
 from server.admission import Admission
+from server.catalog import Catalog, CatalogError, Report, ReportCall, catalog_for, query_values
 from server.channel import Kind
 from server.config import ApiConfig
 from server.control import CANCELLED
@@ -57,6 +62,7 @@ from server.errors import (
     NotFound,
     ShuttingDown,
     TooManyExports,
+    UnknownReport,
 )
 from server.memory import ProcessMemory, mib
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -64,8 +70,6 @@ from server.metrics import Metrics, Outcome
 from server.readiness import ReadinessProbe
 from server.relay import Relay
 from server.responses import download_headers, error_response, json_response
-from server.rowcount import PARAMETER as ROW_COUNT_PARAMETER
-from server.rowcount import parse_row_count, reject_unknown
 from server.rowsource import row_path
 from server.workers import WorkerSet
 
@@ -73,6 +77,9 @@ logger = logging.getLogger("server")
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
+# /export/{id}: a report's download.
+EXPORT_PREFIX = "/export/"
+REPORTS_PATH = "/reports"
 
 # After the grace period, handlers still streaming are cancelled; aiohttp then gets this long
 # to close their connections.
@@ -112,10 +119,12 @@ class ExportApi:
         self,
         config: ApiConfig,
         *,
+        catalog: Catalog | None = None,
         now: Callable[[], datetime.datetime] = _utc_now,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.catalog = catalog_for(config) if catalog is None else catalog
         self._now = now
         self._clock = clock
         self.workers = WorkerSet(
@@ -128,8 +137,12 @@ class ExportApi:
         self._proxies = forwarded.TrustedProxies(config.trusted_proxies)
         # HEAD wherever GET is (RFC 9110 section 9.3.2): aiohttp sends a HEAD answer's headers
         # without its body; the export's own HEAD stops before the procedure would run.
+        self._export_routes: Mapping[str, Handler] = {
+            "GET": self._export_report,
+            "HEAD": self._export_head,
+        }
         self._routes: Mapping[str, Mapping[str, Handler]] = {
-            "/export/report": {"GET": self._export_report, "HEAD": self._export_head},
+            REPORTS_PATH: {"GET": self._reports, "HEAD": self._reports},
             "/healthz": {"GET": self._healthz, "HEAD": self._healthz},
             "/readyz": {"GET": self._readyz, "HEAD": self._readyz},
             "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
@@ -248,6 +261,8 @@ class ExportApi:
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         methods = self._routes.get(request.path)
+        if methods is None and request.path.startswith(EXPORT_PREFIX):
+            methods = self._export_routes
         if methods is None:
             return self._error(NotFound("no such resource"))
         handler = methods.get(request.method)
@@ -273,6 +288,25 @@ class ExportApi:
         return error_response(error, retry_after_s=self.config.retry_after_s)
 
     # -- small endpoints ------------------------------------------------------------------------
+
+    def reload_catalog(self) -> bool:
+        """Read the catalog again (SIGHUP); a file that does not check out is logged and the
+        catalog in use is kept. Running exports carry their own calls and are not affected."""
+        try:
+            catalog = catalog_for(self.config)
+        except CatalogError as exc:
+            logger.error(
+                "catalog not reloaded, keeping the %d report(s) in use: %s",
+                len(self.catalog.reports),
+                exc,
+            )
+            return False
+        self.catalog = catalog
+        logger.info("catalog reloaded from %s: %d report(s)", catalog.source, len(catalog.reports))
+        return True
+
+    async def _reports(self, request: web.BaseRequest) -> web.StreamResponse:
+        return json_response(200, self.catalog.to_json())
 
     async def _healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         return json_response(200, {"status": "ok"})
@@ -314,14 +348,12 @@ class ExportApi:
 
     # -- the export ---------------------------------------------------------------------------
 
-    def _row_count(self, request: web.BaseRequest) -> int:
-        """The query, checked: unknown names first (a misspelt rowCount), then rowCount."""
-        reject_unknown(request.query.keys())
-        return parse_row_count(
-            request.query.getall(ROW_COUNT_PARAMETER, []),
-            default=self.config.default_row_count,
-            maximum=self.config.max_row_count,
-        )
+    def _call(self, request: web.BaseRequest) -> tuple[Report, ReportCall]:
+        """The report the path names and the call its query asks for, or the 404/400."""
+        report = self.catalog.get(request.path[len(EXPORT_PREFIX) :])
+        if report is None:
+            raise UnknownReport(f"no such report; {REPORTS_PATH} lists the reports")
+        return report, report.bind(query_values(request.query.items()))
 
     def _client(self, request: web.BaseRequest) -> str:
         """The peer, and the client a trusted proxy relayed for (logs only)."""
@@ -333,11 +365,11 @@ class ExportApi:
         """What a GET would answer before its body, with no database work: 400 for a bad
         query, 503 while shutting down or every connection is busy, else the download's
         headers (a database error can only show on the GET itself)."""
-        self._row_count(request)
+        chosen, _ = self._call(request)
         self._check_accepting()
         self.admission.check()  # busy: the GET's own 503
         response = web.StreamResponse(
-            headers=download_headers(report.download_filename(self._now()))
+            headers=download_headers(report.download_filename(chosen.filename, self._now()))
         )
         response.enable_chunked_encoding()  # as the GET; aiohttp sends neither on a HEAD
         return response
@@ -345,21 +377,22 @@ class ExportApi:
     async def _export_report(self, request: web.BaseRequest) -> web.StreamResponse:
         request_id = request[REQUEST_ID]
         try:
-            row_count = self._row_count(request)
+            chosen, call = self._call(request)
         except ExportError as exc:
-            self.metrics.request_refused(Outcome.INVALID)
+            known = self.catalog.get(request.path[len(EXPORT_PREFIX) :])
+            self.metrics.request_refused(Outcome.INVALID, None if known is None else known.id)
             return self._error(exc)
         try:
             self._check_accepting()
             self.admission.take()
         except ExportError as exc:
             logger.warning("request %s: export refused: %s", request_id, exc.message)
-            self.metrics.request_refused(Outcome.REJECTED)
+            self.metrics.request_refused(Outcome.REJECTED, chosen.id)
             return self._error(exc)
         try:
             relay = self.workers.start_export(
                 export_id=next(self._ids),
-                row_count=row_count,
+                call=call,
                 request_id=request_id,
                 on_worker_done=self._worker_done,
                 on_complete=self._export_complete,
@@ -371,22 +404,27 @@ class ExportApi:
         self._no_exports.clear()
         self.metrics.export_started()
         logger.info(
-            "export %d (request %s): %d rows requested by %s",
+            "export %d (request %s): report %s (%s) requested by %s",
             relay.export_id,
             request_id,
-            row_count,
+            chosen.id,
+            # The names only: values may be a person's filters, which logs need not keep.
+            ", ".join(p.name for p in chosen.parameters if p.sql_name in call.names)
+            or "no parameters",
             self._client(request),
         )
         try:
-            return await self._stream(request, relay)
+            return await self._stream(request, relay, chosen.filename)
         finally:
             relay.handler_done(relay.outcome)
 
-    async def _stream(self, request: web.BaseRequest, relay: Relay) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.BaseRequest, relay: Relay, filename: str
+    ) -> web.StreamResponse:
         """Wait for the worker's first frame, then relay chunks; sets ``relay.outcome``."""
         response = web.StreamResponse(
             headers={
-                **download_headers(report.download_filename(self._now())),
+                **download_headers(report.download_filename(filename, self._now())),
                 REQUEST_ID_HEADER: request[REQUEST_ID],
             }
         )
@@ -472,7 +510,7 @@ class ExportApi:
         self.metrics.add_rows(relay.new_rows())
         finished = relay.finished_at if relay.finished_at is not None else self._clock()
         duration = max(finished - relay.started_at, 1e-9)
-        self.metrics.export_finished(relay.outcome, duration)
+        self.metrics.export_finished(relay.outcome, duration, relay.report, relay.rows)
         summary = relay.summary
         why = f" ({relay.cancel_reason})" if relay.cancel_reason else ""
         first_byte = "-" if relay.first_byte_s is None else f"{relay.first_byte_s:.3f} s"
@@ -491,12 +529,13 @@ class ExportApi:
             )
             rss_start, rss_peak = summary.rss_start, summary.rss_peak
         logger.info(
-            "export %d %s%s: %d rows (%d sheet(s)), %d bytes in %.2f s (%.0f rows/s), "
+            "export %d %s%s: report %s, %d rows (%d sheet(s)), %d bytes in %.2f s (%.0f rows/s), "
             "first byte %s, RSS start %.1f MiB peak %.1f MiB; database: %s, connection %s%s; "
             "request %s",
             relay.export_id,
             relay.outcome.value,
             why,
+            relay.report,
             relay.rows,
             sheets,
             relay.bytes_sent,

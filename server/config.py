@@ -124,6 +124,9 @@ class ApiConfig:
     db: DbSettings = field(default_factory=DbSettings)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # The report catalog (a TOML file); None: the built-in demo reports (sql/catalog.toml),
+    # whose report "report" calls ``procedure`` with rowCount's default and maximum below.
+    catalog: str | None = None
     procedure: str = DEFAULT_PROCEDURE
     pool_min: int = DEFAULT_POOL_MIN
     pool_max: int = DEFAULT_POOL_MAX
@@ -161,7 +164,6 @@ class WorkerSettings:
 
     db: DbSettings
     index: int
-    procedure: str = DEFAULT_PROCEDURE
     # This worker's share of the service's warm connections, and its pool's maximum: the
     # service's whole limit, since admission is decided once, in the HTTP process.
     pool_min: int = DEFAULT_POOL_MIN
@@ -187,7 +189,6 @@ def worker_settings(config: ApiConfig, index: int, count: int) -> WorkerSettings
     return WorkerSettings(
         db=config.db,
         index=index,
-        procedure=config.procedure,
         pool_min=share + (1 if index < extra else 0),
         pool_max=config.pool_max,
         pool_idle_timeout_s=config.pool_idle_timeout_s,

@@ -31,11 +31,11 @@ import enum
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytds
-from pytds import tds_base
+from pytds import tds_base, tds_types
 
 from server.config import DbSettings
 from server.errors import DatabaseError, DatabaseUnavailable, ExportError
@@ -279,6 +279,18 @@ def connect(
             f"cannot log in to the database at {where}: {_what(exc)}"
         ) from exc
     return DbConnection(conn, sock, created_at=clock())
+
+
+def rpc_parameters(arguments: Mapping[str, tuple[str, object]]) -> dict[str, Any]:
+    """Typed RPC parameters for ``cursor.callproc``: each procedure parameter name -> pytds'
+    ``Param`` of the SQL type the catalog declares (not one guessed from the Python value), so
+    the value reaches the procedure as that type's data and never as SQL text."""
+    return {
+        name: tds_base.Param(
+            name=name, type=tds_types.sql_type_by_declaration(declaration), value=value
+        )
+        for name, (declaration, value) in arguments.items()
+    }
 
 
 def _error_number(exc: BaseException) -> int:

@@ -27,9 +27,25 @@ class ExportError(RuntimeError):
         return {}
 
 
-class InvalidRowCount(ExportError, ValueError):
+class InvalidParameter(ExportError, ValueError):
+    """A report parameter's value breaks its rule (type, bounds, a rule between two
+    parameters); the message names the parameter and the rule, never the value. A catalog
+    parameter may answer with a code of its own (the demo report's ``INVALID_ROW_COUNT``)."""
+
     status = 400
-    code = "INVALID_ROW_COUNT"
+    code = "INVALID_PARAMETER"
+
+
+class MissingParameter(ExportError, ValueError):
+    status = 400
+    code = "MISSING_PARAMETER"
+
+
+class UnknownReport(ExportError, LookupError):
+    """No report of the catalog has this id."""
+
+    status = 404
+    code = "UNKNOWN_REPORT"
 
 
 class UnknownParameter(ExportError, ValueError):
@@ -98,6 +114,20 @@ class DatabaseTimeout(ExportError, TimeoutError):
     code = "DATABASE_TIMEOUT"
 
 
+class NoResultSet(ExportError):
+    """The report's procedure ended without returning a result set: nothing to write. The
+    catalog (or the procedure) is wrong; retrying will not help."""
+
+    code = "NO_RESULT_SET"
+
+
+class RowLimitExceeded(ExportError):
+    """The procedure returned more rows than the report's row limit (found mid-stream: the
+    download is broken off, never finished as a truncated workbook)."""
+
+    code = "ROW_LIMIT_EXCEEDED"
+
+
 class InternalError(ExportError):
     """A bug on our side; the details are in the log, not in the answer."""
 
@@ -112,6 +142,8 @@ _FROM_WORKERS: Mapping[str, type[ExportError]] = {
         ShuttingDown,
         DatabaseError,
         DatabaseTimeout,
+        NoResultSet,
+        RowLimitExceeded,
         InternalError,
     )
 }

@@ -4,9 +4,14 @@ to the last, and writes the workbook to the export's channel (:mod:`server.chann
 The worker leases the slot when the job arrives (the HTTP process admitted it already); the
 thread acquires the connection, calls the procedure and waits for the first row, then sends
 ``STARTED`` (or ``FAILED``, so the client gets a JSON error instead of a broken download).
-Then: rows (the fast row path, or pytds' ``fetchmany`` batches) -> ``xlsx.stream_xlsx`` ->
-~64 KiB chunks -> ``CHUNK`` frames, each written with a blocking send that waits while the
-channel's small buffer is full: a slow client stops this thread, and so the database.
+Then, for each result set the procedure returns (each a sheet; only the first if the report
+says so): rows (the fast row path, or pytds' ``fetchmany`` batches) -> ``xlsx.stream_workbook``
+-> ~64 KiB chunks -> ``CHUNK`` frames, each written with a blocking send that waits while the
+channel's small buffer is full: a slow client stops this thread, and so the database. The next
+result set is read only when the writer asks for the next sheet; what comes between sets
+(row counts of other statements, PRINT and RAISERROR messages) is read past. The rows of all
+sheets together are held to the report's row limit: one more is an error, never a workbook
+quietly cut short.
 
 Cancellation (client gone, client stalled, shutdown) is the HTTP process closing its end of the
 channel. The thread sees it on its next write (a write blocked on the full buffer wakes at
@@ -27,15 +32,23 @@ from typing import Any, NoReturn
 
 import xlsx
 from server import report
+from server.catalog import ReportCall
 from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
 from server.config import WorkerSettings
 from server.control import CANCELLED, ExportSummary
-from server.db import Attention, DbConnection, is_server_error, translate
-from server.errors import DatabaseError, DatabaseTimeout, ExportError, InternalError
+from server.db import Attention, DbConnection, is_server_error, rpc_parameters, translate
+from server.errors import (
+    DatabaseTimeout,
+    ExportError,
+    InternalError,
+    NoResultSet,
+    RowLimitExceeded,
+)
 from server.memory import MemoryLog, ProcessMemory
 from server.pool import Lease
 from server.rowsource import FastXmlSource, RowSource
 from tdsrows import FastRows
+from tdsrows.pytds_link import next_result_set
 
 logger = logging.getLogger("server.export")
 
@@ -52,14 +65,14 @@ class ExportJob:
         *,
         export_id: int,
         lease: Lease[DbConnection],
-        row_count: int,
+        call: ReportCall,
         settings: WorkerSettings,
         channel: ExportChannel,
         memory: ProcessMemory,
         on_done: Callable[[ExportJob], None],
     ) -> None:
         self.export_id = export_id
-        self.row_count = row_count
+        self.call = call
         self._lease = lease
         self._config = settings
         self._channel = channel
@@ -115,23 +128,14 @@ class ExportJob:
     def _work(self) -> None:
         cursor, source, first = self._start_query()
         self._emit(Kind.STARTED)
-        headers, specs = report.layout(cursor.description, source.int_meanings())
         assert self._conn is not None
         self._conn.socket.watch(
             self._channel.hung_up,
             silence_limit_s=self._config.row_timeout_s,
             reason=Attention.ROW_TIMEOUT,
         )
-        rows: Iterator[tuple[Any, ...]] | _FastXmlRows
-        if source.fast is not None:
-            rows = _FastXmlRows(self, cursor, source.fast, compiled=self._config.compiled_rows)
-        else:
-            rows = self._rows(cursor, source, first)
-        chunks = xlsx.stream_xlsx(
-            headers,
-            rows,
-            sheet_name="Report",
-            columns=specs,
+        chunks = xlsx.stream_workbook(
+            self._sheets(cursor, source, first),
             max_rows_per_sheet=self._config.max_rows_per_sheet,
             stats=self.stats,
         )
@@ -142,6 +146,41 @@ class ExportJob:
             chunks.close()  # stop the writer (and so the row source) now
         self.db_result = "completed"
         self._emit(Kind.FINISHED)
+
+    def _sheets(self, cursor: Any, source: RowSource, first: list[Any]) -> Iterator[xlsx.Sheet]:
+        """One sheet per result set, each made when the writer has written the previous one."""
+        index = 0
+        while True:
+            yield self._sheet(index, cursor, source, first)
+            if self.call.first_result_only:
+                return  # the rest of the response is cancelled when the connection settles
+            index += 1
+            try:
+                if not next_result_set(cursor):
+                    return
+                source = self._source = self._row_source(cursor)
+                first = source.first()
+            except Exception as exc:
+                self._fail_mid_stream(exc)
+            self._check_interrupted()
+
+    def _sheet(self, index: int, cursor: Any, source: RowSource, first: list[Any]) -> xlsx.Sheet:
+        spec = self.call.sheet(index)
+        headers, specs = report.layout(cursor.description, source.int_meanings(), spec.columns)
+        rows: Iterator[tuple[Any, ...]] | _FastXmlRows
+        if source.fast is not None:
+            rows = _FastXmlRows(self, cursor, source.fast, compiled=self._config.compiled_rows)
+        else:
+            rows = self._rows(cursor, source, first)
+        return xlsx.Sheet(self.call.sheet_name(index), headers, rows, specs)
+
+    def _row_source(self, cursor: Any) -> RowSource:
+        return RowSource(
+            cursor,
+            fast=self._config.fast_rows,
+            batch_rows=self._config.fetch_batch_rows,
+            label=f"export {self.export_id}",
+        )
 
     def _start_query(self) -> tuple[Any, RowSource, list[Any]]:
         """Connection, procedure call and first rows; a dead pooled connection is retried once."""
@@ -158,16 +197,11 @@ class ExportJob:
             )
             cursor = self._cursor = conn.cursor()
             try:
-                cursor.callproc(self._config.procedure, {"@RowCount": self.row_count})
+                cursor.callproc(self.call.procedure, rpc_parameters(self.call.bound_values()))
                 if cursor.description is None:
                     source, first = None, []
                 else:
-                    source = self._source = RowSource(
-                        cursor,
-                        fast=self._config.fast_rows,
-                        batch_rows=self._config.fetch_batch_rows,
-                        label=f"export {self.export_id}",
-                    )
+                    source = self._source = self._row_source(cursor)
                     first = source.first()
             except Exception as exc:
                 if conn.socket.attention_reason is not None:
@@ -187,7 +221,7 @@ class ExportJob:
                 raise translate(exc) from exc
             self._check_interrupted()
             if source is None:
-                raise DatabaseError(f"{self._config.procedure} returned no result set")
+                raise NoResultSet("the report's procedure returned no result set")
             return cursor, source, first
         raise AssertionError("unreachable: the second attempt returns or raises")
 
@@ -219,18 +253,18 @@ class ExportJob:
         self._end_of_rows(cursor)
 
     def _end_of_rows(self, cursor: Any) -> None:
-        """The result set ended: was it cut short by our attention? Then read the rest."""
+        """The result set ended: was it cut short by our attention? (What follows it, up to
+        RETURNSTATUS and DONEPROC, is read when the writer asks for the next sheet: reading it
+        all leaves the connection idle instead of needing an attention before its next
+        request, docs/driver.md.)"""
         self._check_interrupted()
-        try:
-            # RETURNSTATUS and DONEPROC are still unread (docs/driver.md): reading them leaves the
-            # connection idle instead of needing an attention before its next request.
-            while cursor.nextset():
-                pass
-        except Exception as exc:
-            self._fail_mid_stream(exc)
 
     def _count(self, rows: int) -> None:
         self.rows += rows
+        if self.rows > self.call.row_limit:
+            raise RowLimitExceeded(
+                f"the report returned more than {self.call.row_limit:,} rows, its row limit"
+            )
 
     def _fail_mid_stream(self, exc: Exception) -> NoReturn:
         if not is_server_error(exc):
@@ -310,6 +344,8 @@ class _FastXmlRows(FastXmlSource):
         every = job._config.memory_log_every_rows
         if every:  # end the batch at the next multiple of the memory-log interval
             limit = min(limit, last + every - job.rows % every)
+        # One row beyond the report's row limit is read, to tell that there is one.
+        limit = min(limit, last + job.call.row_limit - job.rows + 1)
         try:
             written = super().fill(out, last, limit, room)
         except Exception as exc:

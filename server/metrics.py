@@ -77,22 +77,42 @@ class Metrics:
         self._bucket_counts = [0] * len(self._buckets)
         self._duration_sum = 0.0
         self._duration_count = 0
+        # Per catalog report: only ids of the catalog get here (an unknown id is refused
+        # before), so the label's values are bounded by the catalog.
+        self._report_requests: dict[tuple[str, Outcome], int] = {}
+        self._report_rows: dict[str, int] = {}
 
     def export_started(self) -> None:
         with self._lock:
             self._active += 1
 
-    def export_finished(self, outcome: Outcome, duration_s: float) -> None:
-        """One export (started with :meth:`export_started`) ended."""
+    def export_finished(
+        self, outcome: Outcome, duration_s: float, report: str | None = None, rows: int = 0
+    ) -> None:
+        """One export (started with :meth:`export_started`) of ``report`` ended after ``rows``."""
         with self._lock:
             self._active -= 1
             self._requests[outcome] += 1
             self._observe(duration_s)
+            self._count_report(report, outcome, rows)
 
-    def request_refused(self, outcome: Outcome) -> None:
-        """An export request answered without starting (400, 503 before any work)."""
+    def request_refused(self, outcome: Outcome, report: str | None = None) -> None:
+        """An export request answered without starting (400, 503 before any work); ``report``
+        when the path named a report of the catalog."""
         with self._lock:
             self._requests[outcome] += 1
+            self._count_report(report, outcome, 0)
+
+    def _count_report(self, report: str | None, outcome: Outcome, rows: int) -> None:
+        if report is None:
+            return
+        key = (report, outcome)
+        self._report_requests[key] = self._report_requests.get(key, 0) + 1
+        self._report_rows[report] = self._report_rows.get(report, 0) + rows
+
+    def report_requests(self, report: str, outcome: Outcome) -> int:
+        with self._lock:
+            return self._report_requests.get((report, outcome), 0)
 
     def add_rows(self, rows: int) -> None:
         with self._lock:
@@ -148,6 +168,23 @@ class Metrics:
                 [("", self._bytes)],
             )
             _family(lines, "exports_active", "gauge", "Exports in progress.", [("", self._active)])
+            _family(
+                lines,
+                "export_report_requests_total",
+                "counter",
+                "Export requests of each catalog report by how they ended.",
+                (
+                    (f'report="{report}",outcome="{outcome.value}"', n)
+                    for (report, outcome), n in sorted(self._report_requests.items())
+                ),
+            )
+            _family(
+                lines,
+                "export_report_rows_total",
+                "counter",
+                "Rows streamed for each catalog report (counted when its export ends).",
+                ((f'report="{report}"', n) for report, n in sorted(self._report_rows.items())),
+            )
             lines.append(
                 "# HELP export_duration_seconds Time from request to the end of the export."
             )

@@ -21,7 +21,7 @@ class Relay:
         self,
         *,
         export_id: int,
-        row_count: int,
+        report: str,
         request_id: str,
         worker: int,
         channel: FrameReader,
@@ -30,7 +30,7 @@ class Relay:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.export_id = export_id
-        self.row_count = row_count
+        self.report = report  # the catalog id, for metrics and logs
         self.request_id = request_id
         self.worker = worker
         self._channel = channel

@@ -1,10 +1,11 @@
-"""What the report looks like in Excel: readable headers, column widths and number formats.
+"""What a report's sheet looks like in Excel: headers, column widths and number formats.
 
-The database's column names (``ColBigInt``) become headers a person reads (``Big Integer``);
-the writer's column specs follow the columns' SQL types (``DECIMAL(18,4)`` shows four
-decimals). Pure functions. The types are the ones the database reports for the result set it is
-sending (pytds' ``cursor.description``), so a procedure whose columns change gets formats that
-follow, with no list here to keep in step.
+Headers are the database's column names unless the catalog labels them (``ColBigInt`` ->
+``Big Integer``); the writer's column specs follow the columns' SQL types (``DECIMAL(18,4)``
+shows four decimals), with the catalog's number format and width where it gives them. Pure
+functions. The types are the ones the database reports for the result set it is sending
+(pytds' ``cursor.description``), so a procedure whose columns change gets formats that follow,
+with no list here to keep in step.
 """
 
 from __future__ import annotations
@@ -15,20 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 import xlsx
-
-# Database column name -> header shown in the sheet (the labels the replaced export used).
-HEADERS: Mapping[str, str] = {
-    "Id": "ID",
-    "ColInt": "Integer",
-    "ColBigInt": "Big Integer",
-    "ColDecimal": "Decimal",
-    "ColVarchar": "Varchar",
-    "ColNVarchar": "NVarchar",
-    "ColDate": "Date",
-    "ColDateTime": "DateTime",
-    "ColBit": "Bit",
-    "ColFloat": "Float",
-}
+from server.catalog import ColumnOverride
 
 # Widths in Excel character units, wide enough for the type's typical values: int32 with sign
 # (11 characters), int64 (20), a DECIMAL(18,4) (20), a date (10), a datetime (19), TRUE/FALSE.
@@ -58,11 +46,6 @@ _MAX_SECOND_DECIMALS = 3
 _DATETIME_DEFAULT_PRECISION = {"DATETIME": 3, "DATETIME2": 7}
 # "DECIMAL(18,4)" -> ("DECIMAL", "18,4"); "INT" -> ("INT", None)
 _SQL_TYPE = re.compile(r"^\s*([A-Za-z0-9]+)\s*(?:\(([^)]*)\))?\s*$")
-
-
-def header_for(column_name: str) -> str:
-    """The sheet header for a database column; unknown columns keep their own name."""
-    return HEADERS.get(column_name, column_name)
 
 
 def column_spec(sql_type: str) -> xlsx.Column:
@@ -155,24 +138,35 @@ def sql_type(column: Sequence[object]) -> str | None:
 def layout(
     description: Sequence[Sequence[object]],
     int_meanings: Sequence[xlsx.IntMeaning | None] | None = None,
+    overrides: Mapping[str, ColumnOverride] | None = None,
 ) -> tuple[list[str], list[xlsx.Column | None]]:
     """Headers and writer column specs for the result set the database described.
 
     ``int_meanings`` says, per column, what an int value stands for when the rows come from
-    the fast row path (dates as day counts, datetimes as tick counts).
+    the fast row path (dates as day counts, datetimes as tick counts). ``overrides`` are the
+    catalog's label, number format and width of columns, by database column name; a column
+    without a label is headed by its name.
     """
-    headers = [header_for(str(column[0])) for column in description]
+    headers: list[str] = []
     specs: list[xlsx.Column | None] = []
     meanings = list(int_meanings or ()) + [None] * (len(description) - len(int_meanings or ()))
     for column, meaning in zip(description, meanings, strict=True):
+        name = str(column[0])
+        override = (overrides or {}).get(name, ColumnOverride())
+        headers.append(name if override.label is None else override.label)
         type_text = sql_type(column)
         spec = xlsx.Column() if type_text is None else column_spec(type_text)
+        if override.number_format is not None:
+            spec = dataclasses.replace(spec, number_format=override.number_format)
+        if override.width is not None:
+            spec = dataclasses.replace(spec, width=override.width)
         if meaning is not None:
             spec = dataclasses.replace(spec, ints=meaning)
         specs.append(None if spec == xlsx.Column() else spec)
     return headers, specs
 
 
-def download_filename(now: datetime.datetime) -> str:
-    """``report-YYYY-MM-DD-HHMMSS.xlsx``: from the server's clock, never from the request."""
-    return f"report-{now:%Y-%m-%d-%H%M%S}.xlsx"
+def download_filename(prefix: str, now: datetime.datetime) -> str:
+    """``<prefix>-YYYY-MM-DD-HHMMSS.xlsx``: the report's prefix and the server's clock, never
+    anything from the request."""
+    return f"{prefix}-{now:%Y-%m-%d-%H%M%S}.xlsx"

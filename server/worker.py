@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 
 from server import control, db
+from server.catalog import ReportCall
 from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
 from server.config import WorkerSettings, settings_from_json
 from server.control import ControlClosed, ExportSummary, Message, WorkerControl
@@ -168,7 +169,7 @@ class Worker:
         job = ExportJob(
             export_id=export_id,
             lease=lease,
-            row_count=int(message["rows"]),
+            call=ReportCall.from_json(message["call"]),
             settings=self.settings,
             channel=channel,
             memory=self._memory,

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 import psutil  # type: ignore[import-untyped]  # no stubs installed (types-psutil)
 
 from server import control
+from server.catalog import ReportCall
 from server.channel import FrameReader, channel_pair
 from server.config import ApiConfig, settings_to_json, worker_settings
 from server.control import ControlClosed, ExportSummary, Message
@@ -305,7 +306,7 @@ class WorkerSet:
         self,
         *,
         export_id: int,
-        row_count: int,
+        call: ReportCall,
         request_id: str,
         on_worker_done: Callable[[Relay], None],
         on_complete: Callable[[Relay], None],
@@ -315,7 +316,7 @@ class WorkerSet:
         ours, theirs = channel_pair(self._config.queue_chunks * _CHUNK_BYTES)
         relay = Relay(
             export_id=export_id,
-            row_count=row_count,
+            report=call.report,
             request_id=request_id,
             worker=handle.index,
             channel=FrameReader(ours),
@@ -323,7 +324,7 @@ class WorkerSet:
             on_complete=on_complete,
         )
         handle.relays[export_id] = relay
-        handle.send({"kind": control.EXPORT, "export": export_id, "rows": row_count}, [theirs])
+        handle.send({"kind": control.EXPORT, "export": export_id, "call": call.to_json()}, [theirs])
         return relay
 
     async def check_ready(self) -> ExportError | None:

@@ -12,6 +12,8 @@ row. For that it needs, from pytds 1.17 (``TESTED_VERSIONS``):
   in ``_KINDS`` below and their ``size``/``precision``/``scale``/``_codec``);
 - for cancelling: ``session.in_cancel``, ``put_cancel()``, ``get_token_id()``,
   ``process_token()``, ``begin_response()``, ``_reader.stream_finished()``;
+- ``session.more_rows`` (set by a COLMETADATA, cleared by a DONE*): what tells a new result
+  set from a statement's row count when moving to the next one (:func:`next_result_set`);
 - ``session._row_convertor`` (``tuple`` for pytds' default row strategy),
   ``session.tzinfo_factory`` and the login's ``bytes_to_unicode`` (both change what pytds
   returns; the fast path declines such sessions).
@@ -96,6 +98,7 @@ def check_driver() -> None:
             "process_token",
             "begin_response",
             "fetchone",
+            "next_set",
         ),
     }
     for owner, names in needed.items():
@@ -106,6 +109,27 @@ def check_driver() -> None:
     absent = [f for f in ("_buf", "_bufview", "_pos", "_size", "_status") if f not in reader_fields]
     if absent:
         raise DriverMismatch(f"pytds _TdsReader no longer keeps {', '.join(absent)}")
+    if "more_rows" not in tds_session._TdsSession.process_end.__code__.co_names:
+        raise DriverMismatch("pytds _TdsSession no longer keeps more_rows")
+
+
+def next_result_set(cursor: Any) -> bool:
+    """Read on to the cursor's next result set (True: its COLMETADATA was read, its rows or
+    its end come next) or to the end of the response (False).
+
+    The rows still unread of the current set are read past by pytds, and so are messages
+    (PRINT, RAISERROR ... WITH NOWAIT) and the row counts of statements that return no rows
+    (DONEINPROC with COUNT, under SET NOCOUNT OFF). pytds' ``nextset()`` stops at each such
+    count with the previous set's description still in place, so its answer alone cannot tell
+    a new result set: a COLMETADATA is what sets ``more_rows``. An error the server reports
+    is raised by pytds.
+    """
+    session = cursor._session
+    while True:
+        if not cursor.nextset():
+            return False
+        if session.more_rows:
+            return True
 
 
 def _column(column: Any) -> Column:

@@ -16,6 +16,8 @@ from xlsx.workbook import (
     DEFAULT_MAX_SHEET_XML_BYTES,
     EXCEL_MAX_ROWS,
     OUTPUT_CHUNK,
+    Sheet,
+    stream_workbook,
     stream_xlsx,
 )
 
@@ -29,10 +31,12 @@ __all__ = [
     "IntMeaning",
     "RowXmlSource",
     "ScaledDecimal",
+    "Sheet",
     "TickCount",
     "UnsupportedValueError",
     "WriteStats",
     "XlsxError",
     "XlsxValueError",
+    "stream_workbook",
     "stream_xlsx",
 ]

@@ -7,9 +7,11 @@ The zip is zipstream-ng's, re-cut into 64 KiB chunks with its headers fixed up (
 """
 
 import datetime as dt
+import itertools
 import logging
 import struct
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from zipstream import ZIP_DEFLATED, ZipStream
@@ -73,6 +75,20 @@ def _silence_size_hint_warning() -> None:
         logger.addFilter(_SheetSizeHintFilter())
 
 
+@dataclass(frozen=True)
+class Sheet:
+    """One logical sheet of a workbook: its name, header, rows and optional column specs.
+
+    ``rows`` is pulled only while this sheet is written, so a producer can make the next
+    ``Sheet`` after the previous one's rows ran out (a database's next result set).
+    """
+
+    name: str
+    header: Sequence[str]
+    rows: Iterable[Sequence[object]] | RowXmlSource
+    columns: Sequence[Column | None] | None = None
+
+
 def stream_xlsx(
     header: Sequence[str],
     rows: Iterable[Sequence[object]] | RowXmlSource,
@@ -105,16 +121,38 @@ def stream_xlsx(
     updated as the rows are written. Closing the returned generator stops pulling rows; closing
     the row source itself stays with the caller.
     """
-    header = list(header)
-    if not header:
-        raise XlsxValueError("header must name at least one column")
-    if len(header) > names.MAX_COLUMNS:
-        raise XlsxValueError(f"{len(header)} columns; Excel allows at most {names.MAX_COLUMNS}")
-    for i, title in enumerate(header):
-        if not isinstance(title, str):
-            raise XlsxValueError(f"header[{i}] must be a str, not {type(title).__name__}")
-    names.check_sheet_name(sheet_name)
-    specs = _check_columns(columns, len(header))
+    sheet = Sheet(sheet_name, header, rows, columns)
+    _check_sheet(sheet)
+    return stream_workbook(
+        [sheet],
+        compress_level=compress_level,
+        max_rows_per_sheet=max_rows_per_sheet,
+        max_sheet_xml_bytes=max_sheet_xml_bytes,
+        modified_at=modified_at,
+        stats=stats,
+    )
+
+
+def stream_workbook(
+    sheets: Iterable[Sheet],
+    *,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    max_rows_per_sheet: int = EXCEL_MAX_ROWS,
+    max_sheet_xml_bytes: int = DEFAULT_MAX_SHEET_XML_BYTES,
+    modified_at: dt.datetime | None = None,
+    stats: WriteStats | None = None,
+) -> Generator[bytes, None, None]:
+    """Yield the bytes of one .xlsx holding each of `sheets` in turn, in chunks of ~64 KiB.
+
+    Each sheet is what :func:`stream_xlsx` writes for one header and its rows (types, widths,
+    freeze, filter, rollover to "<name> (2)"). `sheets` is pulled lazily: the next sheet is
+    taken only once the previous one's rows ran out, and each is checked when it is taken (an
+    XlsxValueError then ends the output like an exception from the rows: never a complete zip).
+    A name already used in the workbook (Excel compares them case-insensitively) becomes
+    "<name> (2)", ... An empty `sheets` raises XlsxValueError on the first pull. The options
+    are checked now and mean what they mean for :func:`stream_xlsx`; the number formats of all
+    sheets together count against Excel's limit per workbook.
+    """
     if isinstance(compress_level, bool) or not isinstance(compress_level, int):
         raise XlsxValueError("compress_level must be an int from 0 to 9")
     if not 0 <= compress_level <= 9:
@@ -134,16 +172,27 @@ def stream_xlsx(
         raise XlsxValueError(f"modified_at must be within {_ZIP_MIN_YEAR}-{_ZIP_MAX_YEAR}")
     _silence_size_hint_warning()
     return _generate(
-        header,
-        rows if isinstance(rows, RowXmlSource) else iter(rows),
-        sheet_name=sheet_name,
-        specs=specs,
+        iter(sheets),
         compress_level=compress_level,
         max_rows=max_rows_per_sheet,
         max_bytes=max_sheet_xml_bytes,
         modified_at=modified_at,
         stats=stats if stats is not None else WriteStats(),
     )
+
+
+def _check_sheet(sheet: Sheet) -> tuple[list[str], list[Column]]:
+    """The sheet's header and one spec per column, or XlsxValueError saying what is wrong."""
+    header = list(sheet.header)
+    if not header:
+        raise XlsxValueError("header must name at least one column")
+    if len(header) > names.MAX_COLUMNS:
+        raise XlsxValueError(f"{len(header)} columns; Excel allows at most {names.MAX_COLUMNS}")
+    for i, title in enumerate(header):
+        if not isinstance(title, str):
+            raise XlsxValueError(f"header[{i}] must be a str, not {type(title).__name__}")
+    names.check_sheet_name(sheet.name)
+    return header, _check_columns(sheet.columns, len(header))
 
 
 def _check_columns(columns: Sequence[Column | None] | None, width: int) -> list[Column]:
@@ -206,11 +255,8 @@ _END: Final = object()
 
 
 def _generate(
-    header: list[str],
-    rows: Iterator[Sequence[object]] | RowXmlSource,
+    sheets: Iterator[Sheet],
     *,
-    sheet_name: str,
-    specs: list[Column],
     compress_level: int,
     max_rows: int,
     max_bytes: int,
@@ -218,70 +264,104 @@ def _generate(
     stats: WriteStats,
 ) -> Generator[bytes, None, None]:
     stamp = _dos_stamp(modified_at)
-    formats: list[str] = []
+    formats: list[str] = []  # every sheet's custom number formats, in styles.xml's order
+    zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=deflate.zip_level(compress_level))
+    out = _Chunker(stats)
+    infos: list[parts.SheetInfo] = []
+    taken_names: set[str] = set()  # casefolded, as Excel compares sheet names
+    for sheet in sheets:
+        header, specs = _check_sheet(sheet)
+        encoder = _row_encoder(header, specs, formats, stats)
+        rows = sheet.rows if isinstance(sheet.rows, RowXmlSource) else iter(sheet.rows)
+        carry: Sequence[object] | None = None
+        if isinstance(rows, RowXmlSource):
+            rows.bind(encoder)
+            widths = _widths(header, specs, _END)  # no row to look at: header and specs decide
+        else:
+            first = next(rows, _END)  # peeked for the column widths, written first
+            widths = _widths(header, specs, first)
+            carry = None if first is _END else first  # type: ignore[assignment]
+        name = _free_name(sheet.name, taken_names)
+        part = 1
+        while True:
+            index = len(infos)
+            if part > 1:
+                name = names.continuation_name(sheet.name, part, taken_names)
+            taken_names.add(name.casefold())
+            writer = SheetWriter(
+                rows=rows,
+                carry=carry,
+                encoder=encoder,
+                header=header,
+                widths=widths,
+                selected=index == 0,
+                max_rows=max_rows,
+                max_bytes=max_bytes,
+                stats=stats,
+            )
+            stats.sheets += 1
+            zs.add(writer, parts.sheet_path(index), size=SHEET_SIZE_HINT)
+            yield from out.entry(zs.file(), stamp)
+            infos.append(
+                parts.SheetInfo(name, writer.last_row, names.column_letter(len(header) - 1))
+            )
+            if not writer.more:
+                break
+            carry = writer.carry
+            part += 1
+    if not infos:
+        raise XlsxValueError("a workbook needs at least one sheet")
+
+    zs.add(styles.styles_xml(formats), parts.STYLES_PATH)
+    zs.add(theme.THEME_XML, parts.THEME_PATH)
+    zs.add(parts.workbook_xml(infos), parts.WORKBOOK_PATH)
+    zs.add(parts.workbook_rels_xml(len(infos)), parts.WORKBOOK_RELS_PATH)
+    zs.add(parts.core_xml(modified_at), parts.CORE_PATH)
+    zs.add(parts.app_xml(), parts.APP_PATH)
+    zs.add(parts.root_rels_xml(), parts.ROOT_RELS_PATH)
+    zs.add(parts.content_types_xml(len(infos)), parts.CONTENT_TYPES_PATH)
+    while zs.num_queued():
+        yield from out.entry(zs.file(), stamp)
+    yield from out.footer(zs.footer(), stamp)
+
+
+def _row_encoder(
+    header: Sequence[str], specs: Sequence[Column], formats: list[str], stats: WriteStats
+) -> RowEncoder:
+    """The row code of one sheet; its custom number formats are added to the workbook's
+    ``formats`` (styles.xml is written last, with every sheet's)."""
     column_styles = []
     for spec in specs:
         if spec.number_format is None:
             column_styles.append(0)
             continue
         if spec.number_format not in formats:
+            custom = [code for code in formats if code not in styles.DEFAULT_FORMATS]
+            if (
+                spec.number_format not in styles.DEFAULT_FORMATS
+                and len(custom) >= styles.MAX_COLUMN_FORMATS
+            ):
+                raise XlsxValueError(
+                    f"more than {styles.MAX_COLUMN_FORMATS} distinct number formats besides the"
+                    " default date and time formats (Excel's limit per workbook)"
+                )
             formats.append(spec.number_format)
         column_styles.append(styles.FIRST_CUSTOM_STYLE + formats.index(spec.number_format))
     decimals = [dates.second_decimals(s.number_format) if s.number_format else 0 for s in specs]
     letters = [names.column_letter(i) for i in range(len(header))]
     ints = [spec.ints for spec in specs]
-    encoder = RowEncoder(CellEncoder(letters, column_styles, stats, decimals, ints))
+    return RowEncoder(CellEncoder(letters, column_styles, stats, decimals, ints))
 
-    carry: Sequence[object] | None = None
-    if isinstance(rows, RowXmlSource):
-        rows.bind(encoder)
-        widths = _widths(header, specs, _END)  # no row to look at: header and specs decide
-    else:
-        first = next(rows, _END)  # peeked for the column widths, written first
-        widths = _widths(header, specs, first)
-        carry = None if first is _END else first  # type: ignore[assignment]
 
-    zs = ZipStream(compress_type=ZIP_DEFLATED, compress_level=deflate.zip_level(compress_level))
-    out = _Chunker(stats)
-    sheets: list[parts.SheetInfo] = []
-    taken_names: set[str] = set()  # casefolded, as Excel compares sheet names
-    while True:
-        index = len(sheets)
-        if index == 0:
-            name = sheet_name
-        else:
-            name = names.continuation_name(sheet_name, index + 1, taken_names)
-        taken_names.add(name.casefold())
-        writer = SheetWriter(
-            rows=rows,
-            carry=carry,
-            encoder=encoder,
-            header=header,
-            widths=widths,
-            selected=index == 0,
-            max_rows=max_rows,
-            max_bytes=max_bytes,
-            stats=stats,
-        )
-        stats.sheets += 1
-        zs.add(writer, parts.sheet_path(index), size=SHEET_SIZE_HINT)
-        yield from out.entry(zs.file(), stamp)
-        sheets.append(parts.SheetInfo(name, writer.last_row, letters[-1]))
-        if not writer.more:
-            break
-        carry = writer.carry
-
-    zs.add(styles.styles_xml(formats), parts.STYLES_PATH)
-    zs.add(theme.THEME_XML, parts.THEME_PATH)
-    zs.add(parts.workbook_xml(sheets), parts.WORKBOOK_PATH)
-    zs.add(parts.workbook_rels_xml(len(sheets)), parts.WORKBOOK_RELS_PATH)
-    zs.add(parts.core_xml(modified_at), parts.CORE_PATH)
-    zs.add(parts.app_xml(), parts.APP_PATH)
-    zs.add(parts.root_rels_xml(), parts.ROOT_RELS_PATH)
-    zs.add(parts.content_types_xml(len(sheets)), parts.CONTENT_TYPES_PATH)
-    while zs.num_queued():
-        yield from out.entry(zs.file(), stamp)
-    yield from out.footer(zs.footer(), stamp)
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or the first of "<name> (2)", "<name> (3)", ... no sheet of the workbook has."""
+    if name.casefold() not in taken:
+        return name
+    for number in itertools.count(2):
+        candidate = names.continuation_name(name, number, ())
+        if candidate.casefold() not in taken:
+            return candidate
+    raise AssertionError("unreachable: the numbers never run out")
 
 
 class _Chunker:

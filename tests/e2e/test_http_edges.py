@@ -109,7 +109,7 @@ def test_one_request_id_and_the_client_address_in_both_logs(
         summary = re.compile(r"export \d+ completed: .*; request trace-e2e-1\n")
         poll(lambda: summary.search(api.log_text()) is not None, what="the API's summary line")
         started = (
-            r"export \d+ \(request trace-e2e-1\): 500 rows requested by "
+            r"export \d+ \(request trace-e2e-1\): report report \(rowCount\) requested by "
             r"127\.0\.0\.3 via 127\.0\.0\.1\n"
         )
         assert re.search(started, api.log_text()), api.log_text()[-2000:]

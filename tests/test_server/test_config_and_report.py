@@ -19,7 +19,8 @@ from server.config import (
     worker_settings,
 )
 from server.metrics import Metrics, Outcome
-from server.report import column_spec, download_filename, header_for, layout, sql_type
+from server.catalog import builtin_catalog
+from server.report import column_spec, download_filename, layout, sql_type
 from sql.devserver import DevServer
 from sql.report_data import COLUMNS
 from tests.devclient import dev_connect
@@ -82,7 +83,6 @@ def test_password_never_in_repr() -> None:
 
 
 def test_unknown_columns_keep_their_name_and_get_no_spec() -> None:
-    assert header_for("SomethingNew") == "SomethingNew"
     assert layout([("SomethingNew", 0xF1, None, None, None, None, 1)]) == (
         ["SomethingNew"],
         [None],
@@ -137,7 +137,8 @@ def test_column_formats_follow_sql_types(sql_type: str, number_format: str | Non
 
 def test_filename_comes_from_the_clock() -> None:
     moment = datetime.datetime(2026, 2, 7, 14, 30, 22, tzinfo=datetime.UTC)
-    assert download_filename(moment) == "report-2026-02-07-143022.xlsx"
+    assert download_filename("report", moment) == "report-2026-02-07-143022.xlsx"
+    assert download_filename("sales", moment) == "sales-2026-02-07-143022.xlsx"
 
 
 def test_histogram_buckets_are_cumulative_and_counts_add_up() -> None:
@@ -164,7 +165,8 @@ def test_layout_follows_the_types_the_database_reports(devserver_thread: DevServ
     try:
         cursor = conn.cursor()
         cursor.callproc("dbo.spGenerateData", (1,))
-        headers, specs = layout(cursor.description)
+        demo = builtin_catalog().reports["report"].sheets[0]
+        headers, specs = layout(cursor.description, None, demo.columns)
         cursor.fetchall()
     finally:
         conn.close()

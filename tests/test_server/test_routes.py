@@ -32,10 +32,22 @@ from tests.test_server.conftest import (
 
 async def test_unknown_path_is_404_json(start_api: StartApi, http: aiohttp.ClientSession) -> None:
     api = await start_api()
-    async with http.get(url(api, "/export/nothing")) as response:
+    async with http.get(url(api, "/exports/nothing")) as response:
         assert response.status == 404
         body = await response.json()
     assert body == {"error": {"message": "no such resource", "code": "NOT_FOUND"}}
+
+
+@pytest.mark.parametrize("path", ["/export/nothing", "/export/", "/export/report/x", "/export/Report"])
+async def test_an_unknown_report_is_404_unknown_report(
+    start_api: StartApi, http: aiohttp.ClientSession, path: str
+) -> None:
+    api = await start_api()
+    async with http.get(url(api, path)) as response:
+        assert response.status == 404
+        body = await response.json()
+    assert body["error"]["code"] == "UNKNOWN_REPORT"
+    assert "/reports" in body["error"]["message"]
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
@@ -258,8 +270,8 @@ async def test_a_well_formed_request_id_is_echoed_and_logged_else_one_is_made(
         lambda: any(f"request {request_id}" in r.getMessage() for r in _summaries(caplog)),
         what="the summary line",
     )
-    started = [r.getMessage() for r in caplog.records if "rows requested by" in r.getMessage()]
-    assert started == [f"export 1 (request {request_id}): 10 rows requested by 127.0.0.1"]
+    started = [r.getMessage() for r in caplog.records if "requested by" in r.getMessage()]
+    assert started == [f"export 1 (request {request_id}): report report (rowCount) requested by 127.0.0.1"]
     # Every answer carries it, errors included.
     async with http.get(url(api, "/export/report?rowCount=x"), headers=headers) as response:
         assert response.status == 400
@@ -301,5 +313,5 @@ async def test_the_forwarded_client_is_logged_only_from_a_trusted_proxy(
     async with http.get(url(api, "/export/report?rowCount=10"), headers=headers) as response:
         await response.read()
     await wait_idle(api)
-    started = [r.getMessage() for r in caplog.records if "rows requested by" in r.getMessage()]
-    assert started == [f"export 1 (request fwd): 10 rows requested by {logged}"]
+    started = [r.getMessage() for r in caplog.records if "requested by" in r.getMessage()]
+    assert started == [f"export 1 (request fwd): report report (rowCount) requested by {logged}"]

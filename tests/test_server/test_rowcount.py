@@ -1,5 +1,6 @@
-"""The query: rowCount's parser alone, then every bad form over real HTTP with the exact query
-bytes; any parameter other than rowCount is refused."""
+"""The demo report's query: rowCount's parser alone (the catalog's int parameter with the
+demo's bounds), then every bad form over real HTTP with the exact query bytes; any parameter
+other than rowCount is refused."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from server.errors import InvalidRowCount, UnknownParameter
+from server.catalog import builtin_catalog
+from server.errors import InvalidParameter, UnknownParameter
 from server.metrics import Outcome
-from server.rowcount import parse_row_count, reject_unknown
 from sql.devserver import DevServer
 from tests.test_server.conftest import StartApi
 
 MAX = 1_048_576
+DEMO = builtin_catalog(default_row_count=30_000, max_row_count=MAX).reports["report"]
+
+
+def parse_row_count(values: list[str]) -> int:
+    """The @RowCount the demo report sends for these rowCount values."""
+    call = DEMO.bind({"rowCount": values} if values else {})
+    return int(dict((name, value) for name, _, value in call.arguments)["@RowCount"])
 
 
 @pytest.mark.parametrize(
@@ -27,7 +35,7 @@ MAX = 1_048_576
     ],
 )
 def test_accepted(values: list[str], expected: int) -> None:
-    assert parse_row_count(values, default=30_000, maximum=MAX) == expected
+    assert parse_row_count(values) == expected
 
 
 BAD_VALUES = [
@@ -54,15 +62,15 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("value", BAD_VALUES)
 def test_rejected(value: str) -> None:
-    with pytest.raises(InvalidRowCount) as caught:
-        parse_row_count([value], default=30_000, maximum=MAX)
+    with pytest.raises(InvalidParameter) as caught:
+        parse_row_count([value])
     assert caught.value.status == 400
     assert caught.value.code == "INVALID_ROW_COUNT"
 
 
 def test_repeated_parameter_is_rejected_even_when_both_agree() -> None:
-    with pytest.raises(InvalidRowCount, match="at most once"):
-        parse_row_count(["10", "10"], default=30_000, maximum=MAX)
+    with pytest.raises(InvalidParameter, match="at most once"):
+        parse_row_count(["10", "10"])
 
 
 # Raw query strings as a client would send them (percent-encoding included).
@@ -136,8 +144,8 @@ async def test_an_unknown_parameter_is_400_naming_the_accepted_ones(
 
 
 def test_unknown_names_are_refused_before_the_row_count_is_read() -> None:
-    reject_unknown(["rowCount"])
-    reject_unknown([])
+    DEMO.bind({"rowCount": ["5"]})
+    DEMO.bind({})
     with pytest.raises(UnknownParameter) as caught:
-        reject_unknown(["rowCount", "rowcount"])
+        DEMO.bind({"rowCount": ["not a number"], "rowcount": ["5"]})
     assert (caught.value.status, caught.value.code) == (400, "UNKNOWN_PARAMETER")
