@@ -1,7 +1,16 @@
-"""The BFF: one low-level aiohttp handler, a dispatch table, and the download relay (to the
-API :mod:`bff.balancer` picks).
+"""The BFF: one low-level aiohttp handler, a dispatch table, and the relays (to the API
+:mod:`bff.balancer` picks) of downloads and of the report catalog.
 
-HEAD is answered wherever GET is (RFC 9110 section 9.3.2); on ``/exports/report`` it is
+Routes (``bff.routes`` for the URL space under ``/exports/``):
+
+- ``/``, ``/static/page.js``, ``/static/page.css``: the download page.
+- ``POST /exports/ticket``, ``GET /exports/status/<ticket>``: the page's download tickets.
+- ``GET``/``HEAD``/``OPTIONS /exports/<report id>``: a report's download, streamed from the
+  API's ``/export/<report id>`` with the query untouched.
+- ``GET``/``HEAD``/``OPTIONS /reports``: the API's report catalog, relayed whole.
+- ``/healthz``, ``/metrics``.
+
+HEAD is answered wherever GET is (RFC 9110 section 9.3.2); on a download or the catalog it is
 relayed to the API as a HEAD, which answers what its GET would before any database work.
 Connection-level limits and the JSON answers to requests that are not valid HTTP come from
 :class:`httpedge.listener.EdgeServer`; anything a handler did not expect is a JSON 500.
@@ -19,8 +28,10 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from bff.access import FORBIDDEN_ORIGIN_MESSAGE, Gate, Refusal, own_origin, upstream_refusal
 from bff.auth import BearerAuth
 from bff.balancer import Balancer, Lease
+from bff.catalog import fetch_catalog
 from bff.config import DEFAULT_ROW_COUNT, BffConfig
 from bff.cors import CorsPolicy
 from bff.downloads import (
@@ -40,6 +51,14 @@ from bff.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bff.metrics import Metrics
 from bff.page import JSON_CSP, SECURITY_HEADERS, load_assets
 from bff.proxy import Upstream, new_session, relay_body, relayed_headers
+from bff.routes import (
+    EXPORTS_PREFIX,
+    REPORTS_PATH,
+    STATUS_PREFIX,
+    TICKET_PATH,
+    api_export_path,
+    report_id_of,
+)
 from httpedge import forwarded
 from httpedge import responses as edge
 from httpedge.listener import EdgeLimits, EdgeServer, break_off
@@ -56,13 +75,10 @@ def _rss() -> int:
     return int(_psutil.Process().memory_info().rss)
 
 
-_STATUS_PREFIX: Final = "/exports/status/"
-TICKET_PATH: Final = "/exports/ticket"
 # The page's download ticket travels in this cookie (a navigation cannot set headers): set by
 # the ticket's answer, scoped to /exports/, invisible to scripts, cleared by the download
 # request that used it.
 DOWNLOAD_COOKIE: Final = "bff_download"
-API_EXPORT_PATH: Final = "/export/report"
 # How long a stopping server lets running downloads finish before cutting them.
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
 
@@ -71,6 +87,13 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # JSON answers load inside the page's hidden download frame: only our own page may frame them.
 _JSON_HEADERS: Final = {"Content-Security-Policy": JSON_CSP}
+# The catalog is relayed as the API wrote it, with what our own JSON answers carry: it is a
+# per-request answer (and behind a token, maybe), never to be cached or sniffed as HTML.
+_CATALOG_HEADERS: Final = {
+    **_JSON_HEADERS,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def json_response(
@@ -86,6 +109,13 @@ def error_response(
     return edge.error_response(status, code, message, {**_JSON_HEADERS, **(headers or {})})
 
 
+def refusal_response(refusal: Refusal, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A refusal (``bff.access``) as its JSON error, with ``headers`` and its own."""
+    return error_response(
+        refusal.status, refusal.code, refusal.message, {**(headers or {}), **refusal.headers}
+    )
+
+
 class BffApp:
     """Everything one BFF process shares; ``handle`` is the aiohttp low-level handler."""
 
@@ -99,8 +129,8 @@ class BffApp:
         self.metrics = Metrics(rss=_rss)
         self.downloads = DownloadTable()
         self.server: EdgeServer | None = None  # set by start_server
-        self._auth = BearerAuth(config.tokens)
         self._cors = CorsPolicy(config.cors_origins)
+        self._gate = Gate(self._cors, BearerAuth(config.tokens))
         self._limiter = ClientLimiter(config.max_downloads_per_client)
         self._assets = load_assets(default_rows=DEFAULT_ROW_COUNT, max_rows=config.max_row_count)
         self._clock = clock
@@ -108,18 +138,22 @@ class BffApp:
         self._balancer: Balancer | None = None
         self._health: HealthChecker | None = None
         # HEAD wherever GET is: aiohttp sends a HEAD answer's headers without its body.
+        # Fixed paths; a ticket's status and a report's download are matched by prefix after
+        # them (``_methods``).
         self._routes: dict[str, dict[str, Handler]] = {
-            "/exports/report": {
-                "GET": self._export,
-                "HEAD": self._export,
-                "OPTIONS": self._preflight,
-            },
+            REPORTS_PATH: {"GET": self._reports, "HEAD": self._reports, "OPTIONS": self._preflight},
             TICKET_PATH: {"POST": self._ticket},
             "/healthz": {"GET": self._healthz, "HEAD": self._healthz},
             "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
         }
         for path in self._assets:
             self._routes[path] = {"GET": self._asset, "HEAD": self._asset}
+        self._status_methods: dict[str, Handler] = {"GET": self._status, "HEAD": self._status}
+        self._export_methods: dict[str, Handler] = {
+            "GET": self._export,
+            "HEAD": self._export,
+            "OPTIONS": self._preflight,
+        }
 
     async def start(self) -> None:
         self._session = new_session(
@@ -171,11 +205,22 @@ class BffApp:
 
     # -- dispatch ---------------------------------------------------------------------------
 
+    def _methods(self, path: str) -> dict[str, Handler] | None:
+        """The handlers for a (decoded) path: the fixed paths (the ticket's among them), then
+        a ticket's status, then a report's download; None when nothing is there."""
+        methods = self._routes.get(path)
+        if methods is None and path.startswith(STATUS_PREFIX):
+            methods = self._status_methods
+        if methods is None and report_id_of(path) is not None:
+            methods = self._export_methods
+        return methods
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
-        methods = self._routes.get(path)
-        if methods is None and path.startswith(_STATUS_PREFIX):
-            methods = {"GET": self._status, "HEAD": self._status}
+        methods = self._methods(path)
+        if methods is None and path.startswith(EXPORTS_PREFIX):
+            # Not a report id the API could have (``bff.routes``): never asked for.
+            return error_response(404, "UNKNOWN_REPORT", "No report with that id.")
         if methods is None:
             return error_response(404, "NOT_FOUND", "Nothing here.")
         handler = methods.get(request.method)
@@ -203,8 +248,9 @@ class BffApp:
         return json_response(200, {"status": "ok"})
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not self._auth.allows(request.headers.get("Authorization")):
-            return self._unauthorized(request)
+        refusal = self._gate.authenticate(request)
+        if refusal is not None:
+            return refusal_response(refusal)
         text = self.metrics.render()
         if self.server is not None:
             text += self.server.metrics_text("bff")
@@ -227,7 +273,7 @@ class BffApp:
         return response
 
     async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        ticket = request.path[len(_STATUS_PREFIX) :]
+        ticket = request.path[len(STATUS_PREFIX) :]
         download = self.downloads.get(ticket) if is_well_formed(ticket) else None
         if download is None:
             return error_response(404, "UNKNOWN_DOWNLOAD", "No download with that id (yet).")
@@ -242,104 +288,24 @@ class BffApp:
             201,
             {"id": ticket},
             {
-                "Location": f"{_STATUS_PREFIX}{ticket}",
+                "Location": f"{STATUS_PREFIX}{ticket}",
                 "Set-Cookie": f"{DOWNLOAD_COOKIE}={ticket}; Max-Age={TICKET_TTL_S}; "
-                f"Path=/exports/; SameSite=Strict; HttpOnly{secure}",
+                f"Path={EXPORTS_PREFIX}; SameSite=Strict; HttpOnly{secure}",
             },
         )
 
-    def _unauthorized(self, request: web.BaseRequest) -> web.Response:
-        authorization = request.headers.get("Authorization")
-        return error_response(
-            401,
-            "UNAUTHORIZED",
-            "A valid bearer token is required.",
-            {"WWW-Authenticate": self._auth.challenge(authorization)},
-        )
-
-    # -- the download relay ------------------------------------------------------------------
-
-    def _download_for(self, request: web.BaseRequest) -> Download:
-        """The page's tracked download when the request carries a ticket we issued and nobody
-        claimed yet (its id is then the request id); else an untracked one named by the
-        client's X-Request-ID (if well formed) or a new id."""
-        ticket = request.cookies.get(DOWNLOAD_COOKIE)
-        if ticket is not None and request.method == "GET":
-            download = self.downloads.claim(ticket)
-            if download is not None:
-                return download
-        return Download(request_id_of(request.headers))
-
-    @staticmethod
-    def _own_origin(request: web.BaseRequest) -> str:
-        return f"{request.scheme}://{request.host}"
+    # -- what the download relay and the catalog share ---------------------------------------
 
     async def _preflight(self, request: web.BaseRequest) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         method = request.headers.get("Access-Control-Request-Method")
         if origin is None or method is None:
             return error_response(400, "BAD_PREFLIGHT", "Not a CORS preflight request.")
-        if method != "GET" or not self._cors.allows(origin, self._own_origin(request)):
-            return error_response(403, "ORIGIN_NOT_ALLOWED", "This origin may not use this API.")
+        if method != "GET" or not self._cors.allows(origin, own_origin(request)):
+            return error_response(403, "ORIGIN_NOT_ALLOWED", FORBIDDEN_ORIGIN_MESSAGE)
         response = web.Response(status=204)
         response.headers.update(self._cors.preflight_headers(origin))
         return response
-
-    async def _export(self, request: web.BaseRequest) -> web.StreamResponse:
-        """GET relays the download; HEAD goes through the same checks and asks the API for
-        what its GET would answer, without a body, metrics or download state."""
-        head = request.method == "HEAD"
-        download = self._download_for(request)
-        request_id = download.request_id
-        headers = {REQUEST_ID_HEADER: request_id}
-        if not head and DOWNLOAD_COOKIE in request.cookies:
-            headers["Set-Cookie"] = (
-                f"{DOWNLOAD_COOKIE}=; Max-Age=0; Path=/exports/; SameSite=Strict; HttpOnly"
-            )
-        origin = request.headers.get("Origin")
-        own_origin = self._own_origin(request)
-        headers.update(self._cors.response_headers(origin, own_origin))
-
-        def refuse(
-            status: int, code: str, message: str, outcome: str, **extra: str
-        ) -> web.Response:
-            response = error_response(status, code, message, {**headers, **extra})
-            assert isinstance(response.body, bytes)
-            download.fail(status, response.body)
-            if not head:
-                self.metrics.outcome(outcome)
-            log.info("download %s answered %d %s", request_id, status, code)
-            return response
-
-        if not self._cors.allows(origin, own_origin):
-            return refuse(
-                403, "ORIGIN_NOT_ALLOWED", "This origin may not use this API.", "forbidden_origin"
-            )
-        authorization = request.headers.get("Authorization")
-        if not self._auth.allows(authorization):
-            return refuse(
-                401,
-                "UNAUTHORIZED",
-                "A valid bearer token is required.",
-                "unauthorized",
-                **{"WWW-Authenticate": self._auth.challenge(authorization)},
-            )
-        client = request.remote or "unknown"
-        if not self._limiter.try_acquire(client):
-            return refuse(
-                429,
-                "TOO_MANY_DOWNLOADS",
-                f"At most {self.config.max_downloads_per_client} downloads at a time per client; "
-                "wait for one to finish.",
-                "rate_limited",
-                **{"Retry-After": str(self.config.retry_after_s)},
-            )
-        try:
-            if head:
-                return await self._head(request, headers, refuse)
-            return await self._relay(request, download, headers, refuse)
-        finally:
-            self._limiter.release(client)
 
     def _upstream_headers(self, request: web.BaseRequest, request_id: str) -> dict[str, str]:
         """What the API gets from us: the request id, and the client's address appended to
@@ -354,41 +320,162 @@ class BffApp:
             "Accept-Encoding": "identity",
         }
 
-    def _api_path(self, request: web.BaseRequest) -> str:
-        # The query goes upstream untouched: the API decides what is valid.
-        query = request.rel_url.raw_query_string
-        return API_EXPORT_PATH + (f"?{query}" if query else "")
+    @staticmethod
+    def _upstream_failed(
+        what: str, request_id: str, exc: UpstreamTimeout | UpstreamUnavailable
+    ) -> Refusal:
+        """The refusal for an API that gave no usable answer; an unusable one is logged with
+        its cause (a timeout is the API's to log: it knows what it was waiting for)."""
+        if isinstance(exc, UpstreamUnavailable):
+            cause = "" if exc.__cause__ is None else f" ({exc.__cause__!r})"
+            log.warning("%s %s: %s%s", what, request_id, exc, cause)
+        return upstream_refusal(exc)
+
+    @staticmethod
+    def _headers_only(
+        status: int,
+        reason: str | None,
+        relayed: Mapping[str, str],
+        content_length: int | None,
+        headers: Mapping[str, str],
+    ) -> web.StreamResponse:
+        """The answer to a HEAD relayed as a HEAD: the API's status and headers, its length."""
+        response = web.StreamResponse(status=status, reason=reason)
+        response.headers.update(relayed)
+        response.headers.update(headers)
+        if content_length is not None:
+            response.content_length = content_length
+        return response
+
+    # -- the report catalog ------------------------------------------------------------------
+
+    async def _reports(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The API's report catalog (``bff.catalog``), for whoever may download: the same
+        origin and token checks, none of a download's slot, ticket or metrics. The query is
+        not relayed: the catalog has no parameters, and a script's cache-buster must not
+        become the API's 400."""
+        request_id = request_id_of(request.headers)
+        headers = {
+            REQUEST_ID_HEADER: request_id,
+            **self._gate.response_headers(request),
+            **_CATALOG_HEADERS,
+        }
+        refusal = self._gate.check(request)
+        if refusal is None:
+            try:
+                catalog = await fetch_catalog(
+                    self.balancer.lease(download=False),
+                    self._upstream_headers(request, request_id),
+                    method=request.method,
+                )
+            except (UpstreamTimeout, UpstreamUnavailable) as exc:
+                refusal = self._upstream_failed("catalog", request_id, exc)
+        if refusal is not None:
+            log.info("catalog %s answered %d %s", request_id, refusal.status, refusal.code)
+            return refusal_response(refusal, headers)
+        if request.method == "HEAD":
+            return self._headers_only(
+                catalog.status, catalog.reason, catalog.headers, catalog.content_length, headers
+            )
+        response = web.Response(status=catalog.status, reason=catalog.reason, body=catalog.body)
+        response.headers.update(catalog.headers)
+        response.headers.update(headers)
+        return response
+
+    # -- the download relay ------------------------------------------------------------------
+
+    def _download_for(self, request: web.BaseRequest, report: str) -> Download:
+        """The page's tracked download when the request carries a ticket we issued and nobody
+        claimed yet (its id is then the request id); else an untracked one named by the
+        client's X-Request-ID (if well formed) or a new id."""
+        ticket = request.cookies.get(DOWNLOAD_COOKIE)
+        download = None
+        if ticket is not None and request.method == "GET":
+            download = self.downloads.claim(ticket)
+        if download is None:
+            download = Download(request_id_of(request.headers))
+        download.report = report
+        return download
+
+    async def _export(self, request: web.BaseRequest) -> web.StreamResponse:
+        """GET relays the download; HEAD goes through the same checks and asks the API for
+        what its GET would answer, without a body, metrics or download state."""
+        head = request.method == "HEAD"
+        report = report_id_of(request.path)
+        assert report is not None, "dispatched here for report ids only"
+        download = self._download_for(request, report)
+        request_id = download.request_id
+        headers = {REQUEST_ID_HEADER: request_id}
+        if not head and DOWNLOAD_COOKIE in request.cookies:
+            headers["Set-Cookie"] = (
+                f"{DOWNLOAD_COOKIE}=; Max-Age=0; Path={EXPORTS_PREFIX}; SameSite=Strict; HttpOnly"
+            )
+        headers.update(self._gate.response_headers(request))
+
+        def refuse(refusal: Refusal) -> web.Response:
+            response = refusal_response(refusal, headers)
+            assert isinstance(response.body, bytes)
+            download.fail(refusal.status, response.body)
+            if not head:
+                self.metrics.outcome(refusal.outcome)
+            log.info(
+                "download %s of %s answered %d %s", request_id, report, refusal.status, refusal.code
+            )
+            return response
+
+        refusal = self._gate.check(request)
+        if refusal is not None:
+            return refuse(refusal)
+        client = request.remote or "unknown"
+        if not self._limiter.try_acquire(client):
+            return refuse(
+                Refusal(
+                    429,
+                    "TOO_MANY_DOWNLOADS",
+                    f"At most {self.config.max_downloads_per_client} downloads at a time per "
+                    "client; wait for one to finish.",
+                    "rate_limited",
+                    {"Retry-After": str(self.config.retry_after_s)},
+                )
+            )
+        try:
+            path = api_export_path(report, request.rel_url.raw_query_string)
+            if head:
+                return await self._head(request, path, headers, refuse)
+            return await self._relay(request, path, download, headers, refuse)
+        finally:
+            self._limiter.release(client)
 
     async def _head(
         self,
         request: web.BaseRequest,
+        path: str,
         headers: dict[str, str],
-        refuse: Callable[..., web.Response],
+        refuse: Callable[[Refusal], web.Response],
     ) -> web.StreamResponse:
+        request_id = headers[REQUEST_ID_HEADER]
         try:
             upstream = await self.balancer.lease(download=False).open(
-                self._api_path(request),
-                self._upstream_headers(request, headers[REQUEST_ID_HEADER]),
-                method="HEAD",
+                path, self._upstream_headers(request, request_id), method="HEAD"
             )
-        except UpstreamTimeout as exc:
-            return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
-        except UpstreamUnavailable as exc:
-            return refuse(502, "PROXY_ERROR", str(exc), "proxy_error")
+        except (UpstreamTimeout, UpstreamUnavailable) as exc:
+            return refuse(self._upstream_failed("download HEAD", request_id, exc))
         upstream.release()
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.update(relayed_headers(upstream.headers))
-        response.headers.update(headers)
-        if upstream.content_length is not None:
-            response.content_length = upstream.content_length
-        return response
+        return self._headers_only(
+            upstream.status,
+            upstream.reason,
+            relayed_headers(upstream.headers),
+            upstream.content_length,
+            headers,
+        )
 
     async def _relay(
         self,
         request: web.BaseRequest,
+        path: str,
         download: Download,
         headers: dict[str, str],
-        refuse: Callable[..., web.Response],
+        refuse: Callable[[Refusal], web.Response],
     ) -> web.StreamResponse:
         started = self._clock()
         lease = self.balancer.lease()
@@ -396,17 +483,12 @@ class BffApp:
         try:
             try:
                 upstream = await lease.open(
-                    self._api_path(request),
-                    self._upstream_headers(request, download.request_id),
+                    path, self._upstream_headers(request, download.request_id)
                 )
-            except UpstreamTimeout as exc:
-                lease.record("proxy_timeout")
-                return refuse(504, "PROXY_TIMEOUT", str(exc), "proxy_timeout")
-            except UpstreamUnavailable as exc:
-                lease.record("proxy_error")
-                cause = "" if exc.__cause__ is None else f" ({exc.__cause__!r})"
-                log.warning("download %s: %s%s", download.request_id, exc, cause)
-                return refuse(502, "PROXY_ERROR", str(exc), "proxy_error")
+            except (UpstreamTimeout, UpstreamUnavailable) as exc:
+                refusal = self._upstream_failed("download", download.request_id, exc)
+                lease.record(refusal.outcome)
+                return refuse(refusal)
             except asyncio.CancelledError:
                 self._ended(download, CANCELLED, "client_disconnected", started, lease)
                 raise
@@ -492,9 +574,14 @@ class BffApp:
         download.state = state
         self.metrics.outcome(outcome)
         lease.record(outcome)
+        answered = download.status is not None and 200 <= download.status < 300
+        if answered and download.report is not None:
+            # Only ids the API has a report for (``bff.metrics``: why the labels stay few).
+            self.metrics.report_outcome(download.report, outcome)
         log.info(
-            "download %s %s (%s): status=%s bytes=%d seconds=%.2f api=%s",
+            "download %s of %s %s (%s): status=%s bytes=%d seconds=%.2f api=%s",
             download.request_id,
+            download.report,
             state,
             outcome,
             download.status,

@@ -43,6 +43,9 @@ CANCELLED = "cancelled"  # our client went away
 @dataclass
 class Download:
     request_id: str
+    # The report's id, for the log and the per-report metrics; not in the status JSON (the
+    # page that polls it started the download and knows which report it asked for).
+    report: str | None = None
     state: str = WAITING
     status: int | None = None
     size: int = 0  # body bytes relayed so far

@@ -36,3 +36,8 @@ class UpstreamTimeout(BffError, TimeoutError):
 
 class ClientStalled(BffError, ConnectionError):
     """Our client accepted no bytes for the client write timeout: treated as gone."""
+
+
+class UpstreamTooLarge(UpstreamUnavailable):
+    """An answer the BFF buffers whole (the report catalog) is larger than it accepts: no
+    usable answer, so a 502 like any other, without holding the excess in memory."""

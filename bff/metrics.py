@@ -1,4 +1,13 @@
-"""Counters for ``GET /metrics`` in the Prometheus text format (version 0.0.4)."""
+"""Counters for ``GET /metrics`` in the Prometheus text format (version 0.0.4).
+
+Downloads are also counted per report (``bff_report_downloads_total{report=...}``). A label's
+every value is a series kept forever, and anyone can ask for ``/exports/<any slug>``, so the
+requested id alone would let a client grow the metrics without end. A report gets its series
+only once the API answered a download of it with 2xx, that is once the id is in the API's
+catalog (an unknown id gets the API's 404 and no series). A catalog is a handful of reports;
+in case an API answers 2xx for ids without end anyway, at most :data:`MAX_REPORT_SERIES`
+reports are kept apart and any later ones are counted together under :data:`OTHER_REPORTS`.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +40,14 @@ UPSTREAM_OUTCOMES = (
     "proxy_timeout",
 )
 
+# The outcomes a download can have once the API answered it (with 2xx: per-report counts).
+ANSWERED_OUTCOMES = ("completed", "client_disconnected", "client_stalled", "upstream_aborted")
+# Far more reports than a catalog holds (a handful, written by hand), few enough that the
+# per-report series (one per outcome each) stay a small part of a scrape.
+MAX_REPORT_SERIES = 100
+# The label for reports beyond that: not a slug (``bff.routes.REPORT_ID``), so no real id.
+OTHER_REPORTS = "_other"
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -42,12 +59,20 @@ class Metrics:
         self.bytes_relayed = 0
         self.outcomes: Counter[str] = Counter()
         self.upstream_statuses: Counter[str] = Counter()
+        self.reports: dict[str, Counter[str]] = {}  # report id -> outcome -> count
         self._rss = rss
         self.upstreams = upstreams
 
     def outcome(self, name: str) -> None:
         assert name in OUTCOMES, name
         self.outcomes[name] += 1
+
+    def report_outcome(self, report: str, outcome: str) -> None:
+        """How a download the API answered with 2xx ended, counted for its report."""
+        assert outcome in ANSWERED_OUTCOMES, outcome
+        if report not in self.reports and len(self.reports) >= MAX_REPORT_SERIES:
+            report = OTHER_REPORTS
+        self.reports.setdefault(report, Counter())[outcome] += 1
 
     def upstream_status(self, status: int) -> None:
         self.upstream_statuses[f"{status // 100}xx"] += 1
@@ -71,6 +96,16 @@ class Metrics:
         lines += [
             f'bff_upstream_responses_total{{status_class="{c}"}} {self.upstream_statuses[c]}'
             for c in ("2xx", "3xx", "4xx", "5xx")
+        ]
+        lines += [
+            "# HELP bff_report_downloads_total Downloads the API answered with 2xx, by report "
+            "and how they ended.",
+            "# TYPE bff_report_downloads_total counter",
+        ]
+        lines += [
+            f'bff_report_downloads_total{{report="{label_value(report)}",outcome="{o}"}} {n[o]}'
+            for report, n in self.reports.items()
+            for o in ANSWERED_OUTCOMES
         ]
         lines += render_upstreams(self.upstreams)
         if self._rss is not None:

@@ -14,6 +14,7 @@ from bff.errors import (
     UpstreamAborted,
     UpstreamConnectFailed,
     UpstreamTimeout,
+    UpstreamTooLarge,
     UpstreamUnavailable,
 )
 
@@ -160,3 +161,27 @@ async def relay_body(
         except TimeoutError:
             raise ClientStalled(f"client accepted nothing for {write_timeout_s:g} s") from None
         on_chunk(chunk)
+
+
+async def read_bounded(source: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of a small answer, for relaying as one piece; ``UpstreamTooLarge`` as
+    soon as it is known to exceed ``limit`` bytes (from Content-Length, or once that much has
+    arrived), ``UpstreamUnavailable`` when the API breaks it off, ``UpstreamTimeout`` when
+    it falls silent for the session's read timeout. The caller closes ``source`` on error.
+    """
+    too_large = UpstreamTooLarge(
+        f"The export service's answer is larger than the {limit:,} bytes accepted."
+    )
+    if source.content_length is not None and source.content_length > limit:
+        raise too_large
+    body = bytearray()
+    try:
+        while chunk := await source.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except TimeoutError as exc:  # aiohttp's ServerTimeoutError (sock_read) is one
+        raise UpstreamTimeout("The export service stopped sending its answer.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable("The export service broke off its answer.") from exc
+    return bytes(body)

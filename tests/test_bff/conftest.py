@@ -2,10 +2,11 @@
 
 An upstream is an aiohttp low-level server on a real port that plays the API's part in
 whatever way a test needs: stream slowly, stop half-way, hang before headers, answer JSON
-errors, answer /readyz as told. It records what it received (readiness checks apart) and
-whether its client (the BFF) went away. Its port is bound before it listens: until
-``start()`` (and after ``stop()``) connections to it are refused, and no other process can
-take the port meanwhile.
+errors, answer /readyz as told. Like the API it has a catalog of reports (``GET /reports``)
+and downloads each at ``/export/<id>``; an id it does not list is its ``404 UNKNOWN_REPORT``.
+It records what it received (readiness checks apart) and whether its client (the BFF) went
+away. Its port is bound before it listens: until ``start()`` (and after ``stop()``)
+connections to it are refused, and no other process can take the port meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from bff.config import BffConfig
 
 CHUNK = b"x" * 1024
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The fake API's reports: the demo report every older test downloads, and a second one.
+REPORTS = ("report", "sales-by-region")
+CATALOG = {
+    "reports": [
+        {"id": report, "title": report.title(), "description": "A test report.", "parameters": []}
+        for report in REPORTS
+    ]
+}
 
 
 @dataclass
@@ -38,6 +47,12 @@ class Upstream:
     bytes_sent: int = 0
     writing_since: float | None = None  # loop time a still-running write began
     ready_status: int = 200  # what /readyz answers
+    # What /reports answers: status, body (sent with a Content-Length unless chunked), and a
+    # pause before the headers.
+    catalog_status: int = 200
+    catalog_body: bytes = json.dumps(CATALOG).encode()
+    catalog_chunked: bool = False
+    catalog_hang_s: float = 0.0
     readiness_checks: int = 0
     socket: socket.socket | None = None
     runner: web.ServerRunner | None = None
@@ -97,6 +112,30 @@ async def _stream(
     return response
 
 
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    body = {"error": {"message": message, "code": code}}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+async def _catalog(request: web.BaseRequest, state: Upstream) -> web.StreamResponse:
+    if state.catalog_hang_s:
+        await asyncio.sleep(state.catalog_hang_s)
+    response = web.StreamResponse(status=state.catalog_status)
+    response.content_type = "application/json"
+    response.headers["Retry-After"] = "3"
+    response.headers["X-Internal-Debug"] = "secret"
+    if state.catalog_chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(state.catalog_body)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        for start in range(0, len(state.catalog_body), 65536):
+            await response.write(state.catalog_body[start : start + 65536])
+    await response.write_eof()
+    return response
+
+
 def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/readyz":  # the BFF's background check, not a relayed request
@@ -107,6 +146,10 @@ def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.S
             )
         state.requests.append(request)
         state.headers.append(dict(request.headers))
+        if request.path == "/reports":
+            return await _catalog(request, state)
+        if request.path.removeprefix("/export/") not in REPORTS:
+            return _json_error(404, "UNKNOWN_REPORT", "No such report.")
         q = request.query
         try:
             if request.method == "HEAD":  # what the API's HEAD answers: headers, no work
@@ -118,13 +161,10 @@ def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.S
             if "hang" in q:
                 await asyncio.sleep(float(q["hang"]))
             if "status" in q:
-                body = {"error": {"message": q.get("message", "bad"), "code": q.get("code", "X")}}
-                response = web.Response(
-                    status=int(q["status"]), text=json.dumps(body), content_type="application/json"
-                )
+                error = _json_error(int(q["status"]), q.get("code", "X"), q.get("message", "bad"))
                 if "retry" in q:
-                    response.headers["Retry-After"] = q["retry"]
-                return response
+                    error.headers["Retry-After"] = q["retry"]
+                return error
             response = await _stream(
                 request, state, int(q.get("chunks", "4")), float(q.get("delay", "0"))
             )

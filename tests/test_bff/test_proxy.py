@@ -314,8 +314,13 @@ async def test_metrics_count_relays_bytes_and_outcomes(
     ("method", "path", "status", "code", "allow"),
     [
         ("GET", "/nope", 404, "NOT_FOUND", None),
-        ("GET", "/exports/reports", 404, "NOT_FOUND", None),
+        ("GET", "/exports", 404, "NOT_FOUND", None),
+        ("GET", "/report", 404, "NOT_FOUND", None),
+        ("GET", "/exports/Report", 404, "UNKNOWN_REPORT", None),
         ("POST", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("POST", "/exports/sales-by-region", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("POST", "/reports", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
+        ("OPTIONS", "/reports", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
         ("DELETE", "/", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
         # CORS off: no preflight
         ("OPTIONS", "/exports/report", 405, "METHOD_NOT_ALLOWED", "GET, HEAD"),
