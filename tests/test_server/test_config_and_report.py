@@ -11,6 +11,7 @@ import pytest
 import xlsx
 from server.__main__ import OPTIONS, ConfigError, load_config
 from server.app import ExportApi
+from server.catalog import builtin_catalog
 from server.config import (
     ApiConfig,
     DbSettings,
@@ -19,7 +20,6 @@ from server.config import (
     worker_settings,
 )
 from server.metrics import Metrics, Outcome
-from server.catalog import builtin_catalog
 from server.report import column_spec, download_filename, layout, sql_type
 from sql.devserver import DevServer
 from sql.report_data import COLUMNS

@@ -95,7 +95,8 @@ async def test_memory_is_logged_every_n_rows_and_each_export_is_summarised(
         if r.name == "server" and r.getMessage().startswith("export 1 completed")
     ]
     match = re.fullmatch(
-        r"export 1 completed: report report, 3100 rows \(1 sheet\(s\)\), (?P<bytes>\d+) bytes in [\d.]+ s "
+        r"export 1 completed: report report, 3100 rows \(1 sheet\(s\)\), (?P<bytes>\d+) bytes "
+        r"in [\d.]+ s "
         r"\([\d]+ rows/s\), first byte [\d.]+ s, RSS start [\d.]+ MiB peak [\d.]+ MiB; "
         r"database: completed, connection kept; request [0-9a-f]{32}",
         summary,

@@ -38,7 +38,9 @@ async def test_unknown_path_is_404_json(start_api: StartApi, http: aiohttp.Clien
     assert body == {"error": {"message": "no such resource", "code": "NOT_FOUND"}}
 
 
-@pytest.mark.parametrize("path", ["/export/nothing", "/export/", "/export/report/x", "/export/Report"])
+@pytest.mark.parametrize(
+    "path", ["/export/nothing", "/export/", "/export/report/x", "/export/Report"]
+)
 async def test_an_unknown_report_is_404_unknown_report(
     start_api: StartApi, http: aiohttp.ClientSession, path: str
 ) -> None:
@@ -271,7 +273,9 @@ async def test_a_well_formed_request_id_is_echoed_and_logged_else_one_is_made(
         what="the summary line",
     )
     started = [r.getMessage() for r in caplog.records if "requested by" in r.getMessage()]
-    assert started == [f"export 1 (request {request_id}): report report (rowCount) requested by 127.0.0.1"]
+    assert started == [
+        f"export 1 (request {request_id}): report report (rowCount) requested by 127.0.0.1"
+    ]
     # Every answer carries it, errors included.
     async with http.get(url(api, "/export/report?rowCount=x"), headers=headers) as response:
         assert response.status == 400

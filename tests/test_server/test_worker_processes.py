@@ -151,7 +151,10 @@ async def test_the_api_answers_at_once_while_its_workers_are_busy(
                 "curl", "-sSo", os.devnull, api.url("/export/report?rowCount=1000000")
             )
         )
-    await apoll(lambda: api.log.count(b"report report (rowCount) requested by") == 4, what="the four exports to start")
+    await apoll(
+        lambda: api.log.count(b"report report (rowCount) requested by") == 4,
+        what="the four exports to start",
+    )
     http_cpu, workers_cpu = _cpu_s(api.process.pid), sum(map(_cpu_s, workers))
     answers: list[float] = []
     probes: list[float] = []

@@ -153,9 +153,13 @@ def test_an_empty_workbook_and_a_bad_sheet_are_errors_that_end_the_output() -> N
         modified_at=FIXED_TIME,
     )
     out = bytearray()
-    with pytest.raises(xlsx.XlsxValueError, match="invalid sheet name"):
+
+    def drain() -> None:
         for chunk in chunks:
-            out += chunk
+            out.extend(chunk)
+
+    with pytest.raises(xlsx.XlsxValueError, match="invalid sheet name"):
+        drain()
     with pytest.raises(zipfile.BadZipFile):  # what was yielded is never a complete zip
         zipfile.ZipFile(io.BytesIO(bytes(out)))
 
