@@ -3,11 +3,14 @@
 #   curl         - the end-to-end download tests run the real curl binary
 #   freetds-bin  - FreeTDS `tsql`, an independent TDS client checked against the dev server
 #   chromium     - Debian's headless browser for the page tests (no browser download of its own)
+#   libreoffice-calc-nogui - LibreOffice, a second spreadsheet application that must open every
+#                  sheet of a multi-sheet export (headless conversion to CSV)
 set -euo pipefail
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tsql >/dev/null 2>&1 || need+=(freetds-bin)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
