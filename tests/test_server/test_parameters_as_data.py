@@ -14,7 +14,11 @@ import openpyxl
 import pytest
 from openpyxl.utils.escape import unescape
 
+from server.catalog import load_catalog
+from server.db import rpc_parameters
+from server.report import sql_type
 from sql.devserver import DevServer
+from tests.devclient import dev_connect
 from tests.test_server.conftest import StartApi
 
 CATALOG = """
@@ -121,3 +125,34 @@ async def test_every_type_arrives_typed(
         "at": dt.datetime(2024, 2, 29, 13, 37, 42, 123000),  # Excel keeps milliseconds
         "choice": "; DROP TABLE x --",
     }
+
+
+def test_each_parameter_is_sent_as_the_type_the_catalog_declares(
+    devserver_thread: DevServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(textwrap.dedent(CATALOG), encoding="utf-8")
+    call = (
+        load_catalog(path)
+        .reports["echo"]
+        .bind({"count": ["1"], "big": ["2"], "amount": ["3"], "text": ["x"], "choice": ["😀"]})
+    )
+    conn = dev_connect(devserver_thread.port)
+    try:
+        cursor = conn.cursor()
+        cursor.callproc(call.procedure, rpc_parameters(call.bound_values()))
+        types = {column[0]: sql_type(column) for column in cursor.description}
+        sizes = {column[0]: column[3] for column in cursor.description}
+        cursor.fetchall()
+    finally:
+        conn.close()
+    # Small values, yet BIGINT and DECIMAL(18,4) as declared, not what the value would suggest.
+    assert types == {
+        "text": "NVARCHAR",
+        "count": "INT",
+        "big": "BIGINT",
+        "amount": "DECIMAL(18,4)",
+        "choice": "NVARCHAR",
+    }
+    assert sizes["text"] == 4000  # NVARCHAR(4000): pytds gives sizes in characters
+    assert sizes["choice"] == len("; DROP TABLE x --")  # NVARCHAR(the longest enum value)
