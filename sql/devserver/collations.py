@@ -71,6 +71,14 @@ COLLATIONS: dict[str, Collation] = {
 DEFAULT = COLLATIONS["sql_latin1_general_cp1_ci_as"]
 
 
+def by_wire(wire: bytes) -> Collation | None:
+    """The known collation with these 5 TYPE_INFO bytes (a client's RPC parameter), or None."""
+    return _BY_WIRE.get(bytes(wire))
+
+
+_BY_WIRE: dict[bytes, Collation] = {c.wire: c for c in COLLATIONS.values()}
+
+
 def by_name(name: str) -> Collation:
     try:
         return COLLATIONS[name.lower()]

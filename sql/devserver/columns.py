@@ -16,6 +16,10 @@ row of ``rows`` once (so a spec error comes before any byte of the result); the 
 :func:`spec_json` writes a spec from Python (tests use it).  Types and values are
 :mod:`sql.devserver.sqltypes`'; sql/README.md lists them.
 
+The other procedures build their result sets with the same pieces: :func:`spec_result` (a spec
+already read from JSON: spScript's result steps), :func:`parse_columns` and :func:`colmetadata`
+(spSalesOrders' and spEcho's columns), :func:`result` (rows of JSON values: the sales summary).
+
 ``row_tokens`` picks the row token (MS-TDS 2.2.7.19 ROW, 2.2.7.15 NBCROW):
 
 * ``"row"``: ROW always; a NULL is written inline as its type allows;
@@ -113,7 +117,9 @@ class ColumnsResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _ParsedColumn:
+class ParsedColumn:
+    """A column checked and ready to encode: its type, its framing and its inline NULL."""
+
     column: Column
     type: sqltypes.SqlType
     framing: sqltypes.Framing
@@ -121,15 +127,22 @@ class _ParsedColumn:
 
 
 def parse_spec(text: str) -> ColumnsResult:
-    """The result set a spec describes; :class:`SpecError` naming where the spec is wrong."""
+    """The result set a spec's JSON text describes; :class:`SpecError` naming where the spec is
+    wrong."""
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"@Spec is not JSON: {exc}") from None
+    return spec_result(spec)
+
+
+def spec_result(spec: object, where: str = "@Spec") -> ColumnsResult:
+    """The result set a spec, already read from JSON, describes (``where`` names the spec in
+    errors: the parameter, or a script's step)."""
     if not isinstance(spec, dict):
-        raise SpecError("@Spec is a JSON object with columns and rows")
-    _no_other_keys(spec, _SPEC_KEYS, "@Spec")
-    columns = _columns(spec.get("columns"))
+        raise SpecError(f"{where} is a JSON object with columns and rows")
+    _no_other_keys(spec, _SPEC_KEYS, where)
+    columns = parse_columns(spec.get("columns"))
     rows = spec.get("rows")
     if not isinstance(rows, list):
         raise SpecError('"rows" is a list of rows (lists of values)')
@@ -143,11 +156,23 @@ def parse_spec(text: str) -> ColumnsResult:
         chunk=_integer(spec, "plp_chunk", sqltypes.DEFAULT_PLP_CHUNK, 1, sqltypes.MAX_LOB_BYTES),
         unknown_length=_boolean(spec, "plp_unknown_length", False),
     )
+    return result(columns, rows, repeat=repeat, row_tokens=row_tokens, plp=plp)
+
+
+def result(
+    columns: Sequence[ParsedColumn],
+    rows: Sequence[object],
+    *,
+    repeat: int = 1,
+    row_tokens: str = "auto",
+    plp: sqltypes.PlpOptions = sqltypes.DEFAULT_PLP,
+) -> ColumnsResult:
+    """A result set of ``rows`` (lists of JSON values, as in a spec) sent ``repeat`` times."""
     encoded = tuple(
         _row(number, values, columns, row_tokens, plp)
         for number, values in enumerate(rows, start=1)
     )
-    return ColumnsResult(_colmetadata(columns), encoded, repeat)
+    return ColumnsResult(colmetadata(columns), encoded, repeat)
 
 
 def _no_other_keys(obj: Mapping[str, object], known: frozenset[str], where: str) -> None:
@@ -170,7 +195,8 @@ def _boolean(spec: Mapping[str, object], key: str, default: bool) -> bool:
     return value
 
 
-def _columns(raw: object) -> tuple[_ParsedColumn, ...]:
+def parse_columns(raw: object) -> tuple[ParsedColumn, ...]:
+    """A spec's ``"columns"`` (a JSON list of column objects), checked."""
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_COLUMNS:
         raise SpecError(f'"columns" is a list of 1 to {MAX_COLUMNS} columns')
     out = []
@@ -196,11 +222,11 @@ def _columns(raw: object) -> tuple[_ParsedColumn, ...]:
             raise SpecError(f"{where}: {exc}") from None
         column = Column(name, typ.declaration, nullable, collation)
         framing = typ.framing(nullable)
-        out.append(_ParsedColumn(column, typ, framing, sqltypes.null_cell(framing)))
+        out.append(ParsedColumn(column, typ, framing, sqltypes.null_cell(framing)))
     return tuple(out)
 
 
-def _colmetadata(columns: Sequence[_ParsedColumn]) -> bytes:
+def colmetadata(columns: Sequence[ParsedColumn]) -> bytes:
     """COLMETADATA (MS-TDS 2.2.7.4): UserType 0, flags (fNullable), TYPE_INFO, name."""
     out = bytearray((tokens.COLMETADATA,)) + len(columns).to_bytes(2, "little")
     for c in columns:
@@ -213,7 +239,7 @@ def _colmetadata(columns: Sequence[_ParsedColumn]) -> bytes:
 def _row(
     number: int,
     values: object,
-    columns: Sequence[_ParsedColumn],
+    columns: Sequence[ParsedColumn],
     row_tokens: str,
     plp: sqltypes.PlpOptions,
 ) -> bytes:

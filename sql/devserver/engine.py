@@ -5,8 +5,10 @@ login, a SQL batch, an RPC or a transaction-manager request as a :data:`Reply`: 
 (bytes) and :class:`Rows` placeholders that the I/O shell streams with backpressure.  What a
 batch or RPC *means* is :mod:`sql.devserver.tsql`'s; this module only turns its statements and
 errors into tokens.  The shapes follow SQL Server's: a procedure's result set is COLMETADATA,
-ROW/NBCROW..., DONEINPROC (MORE|COUNT), RETURNSTATUS, DONEPROC; every DONE* but the message's
-last has MORE.
+ROW/NBCROW..., DONEINPROC (MORE|COUNT); counts (DONEINPROC), messages (INFO) and more result
+sets may come before and after; then RETURNSTATUS, the RETURNVALUEs of OUTPUT parameters and
+DONEPROC.  Every DONE* but the message's last has MORE.  :func:`procedure_reply` turns a
+procedure's tokens and row sources, in order, into a reply.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sql.devserver import columns, requests, tokens, tsql
+from sql import sales_data
+from sql.devserver import columns, echo, requests, sales, sqltypes, tokens, tsql
 from sql.devserver.errors import SpecError
 from sql.devserver.resultset import ReportEncoder, ReportRows, colmetadata
-from sql.devserver.rowsource import RowSource
+from sql.devserver.rowsource import FirstRows, RowSource
+from sql.devserver.script import Count, Info, Message
 from sql.devserver.tsql import ROW_COUNT_MESSAGE as ROW_COUNT_MESSAGE
 from sql.devserver.tsql import StatementError
 
@@ -45,13 +49,15 @@ TDS_VERSIONS = (0x74000004, 0x730B0003, 0x730A0003)
 @dataclass(frozen=True, slots=True)
 class Rows:
     """Stream the rows of ``source``, then ``trailer``; on a mid-stream error send
-    :meth:`Session.error_trailer` instead (``last`` says whether it ends the message;
-    ``proc`` names the procedure the rows come from)."""
+    :meth:`Session.error_trailer` instead and skip the ``skip_on_error`` parts that follow (the
+    rest of the procedure: an error inside a SELECT ends it).  ``last`` says whether the
+    procedure ends the message; ``proc`` names the procedure the rows come from."""
 
     source: RowSource
     trailer: bytes
     proc: str
     last: bool = False
+    skip_on_error: int = 0
 
     @property
     def count(self) -> int:
@@ -81,16 +87,36 @@ def _done_with_more_cleared(payload: bytes) -> bytes:
 
 
 def finish_reply(parts: Reply) -> Reply:
-    """Make the reply's last DONE* token final (no MORE)."""
+    """Make the reply's last DONE* token final (no MORE), and mark the Rows of the procedure
+    that ends the reply (a mid-stream error's DONEPROC is then the last token)."""
     if not parts:
         return [tokens.done(tokens.DONE, tokens.DONE_FINAL)]
+    end = len(parts) - 1
+    for i, part in enumerate(parts):
+        if isinstance(part, Rows) and i + part.skip_on_error == end:
+            parts[i] = dataclasses.replace(part, last=True)
     last = parts[-1]
     if isinstance(last, Rows):
-        parts[-1] = dataclasses.replace(
-            last, trailer=_done_with_more_cleared(last.trailer), last=True
-        )
+        parts[-1] = dataclasses.replace(last, trailer=_done_with_more_cleared(last.trailer))
     else:
         parts[-1] = _done_with_more_cleared(last)
+    return parts
+
+
+def procedure_reply(proc: str, items: Sequence[bytes | RowSource]) -> Reply:
+    """A procedure's reply from its tokens and row sources in the order they go out: each
+    source becomes a :class:`Rows` whose trailer is the tokens up to the next source, and which
+    knows how many parts of the procedure follow it (skipped if its rows end in an error)."""
+    head = bytearray()
+    sources: list[tuple[RowSource, bytearray]] = []
+    for item in items:
+        if isinstance(item, bytes):
+            (sources[-1][1] if sources else head).extend(item)
+        else:
+            sources.append((item, bytearray()))
+    parts: Reply = [bytes(head)] if head else []
+    for i, (source, trailer) in enumerate(sources):
+        parts.append(Rows(source, bytes(trailer), proc, skip_on_error=len(sources) - 1 - i))
     return parts
 
 
@@ -107,19 +133,118 @@ def _stats_result(counters: Mapping[str, int]) -> bytes:
     row = struct.pack(
         f"<B{len(STATS_COLUMNS)}q", tokens.ROW, *(counters.get(n, 0) for n in STATS_COLUMNS)
     )
-    return bytes(meta) + row + _proc_trailer(1)
+    return bytes(meta) + row + _done_select(1) + _proc_end()
 
 
-def _proc_trailer(count: int) -> bytes:
-    """What follows a procedure's one result set: DONEINPROC with the row count, RETURNSTATUS 0,
-    DONEPROC (MORE set: :func:`finish_reply` clears it on a message's last token)."""
+def _done_count(count: int, curcmd: int) -> bytes:
+    """DONEINPROC with a row count: a statement of the procedure (SET NOCOUNT OFF)."""
+    return tokens.done(tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, curcmd, count)
+
+
+def _done_select(count: int) -> bytes:
+    """What follows a result set's rows: DONEINPROC with the row count."""
+    return _done_count(count, tokens.CMD_SELECT)
+
+
+def _proc_end(status: int = 0, return_values: bytes = b"") -> bytes:
+    """What ends a procedure: RETURNSTATUS, its RETURNVALUEs, DONEPROC (MORE set:
+    :func:`finish_reply` clears it on a message's last token)."""
     return (
-        tokens.done(
-            tokens.DONEINPROC, tokens.DONE_MORE | tokens.DONE_COUNT, tokens.CMD_SELECT, count
-        )
-        + tokens.returnstatus(0)
+        tokens.returnstatus(status)
+        + return_values
         + tokens.done(tokens.DONEPROC, tokens.DONE_MORE, tokens.CMD_EXECUTE)
     )
+
+
+def statement_error(proc: str, rows_sent: int, number: int, text: str, *, last: bool) -> bytes:
+    """A statement error after ``rows_sent`` rows, where SQL Server raises it: inside the
+    SELECT (DONEINPROC with ERROR), after which the procedure returns (``last``: its DONEPROC
+    ends the message)."""
+    status = tokens.DONE_ERROR | (0 if last else tokens.DONE_MORE)
+    return (
+        tokens.error(number, text, proc=proc)
+        + tokens.done(
+            tokens.DONEINPROC,
+            tokens.DONE_MORE | tokens.DONE_ERROR | tokens.DONE_COUNT,
+            tokens.CMD_SELECT,
+            rows_sent,
+        )
+        + tokens.returnstatus(RETURN_STATUS_AFTER_ERROR)
+        + tokens.done(tokens.DONEPROC, status, tokens.CMD_EXECUTE)
+    )
+
+
+def _info(message: Message, proc: str) -> bytes:
+    return tokens.info(message.number, message.text, severity=message.severity, proc=proc)
+
+
+def _sales_orders(call: tsql.SalesOrders) -> Reply:
+    """INSERT INTO #Orders (its count), PRINT, SELECT the orders, SELECT the summary."""
+    orders = sales.order_rows(call.start, call.end, call.region)
+    summary = sales.summary_rows(call.start, call.end, call.region)
+    text = sales_data.print_message(orders.count, call.start, call.end)
+    return procedure_reply(
+        tsql.SALES_ORDERS,
+        [
+            _done_count(orders.count, tokens.CMD_INSERT)
+            + tokens.info(0, text, proc=tsql.SALES_ORDERS),
+            sales.ORDER_COLMETADATA,
+            orders,
+            _done_select(orders.count) + summary.colmetadata,
+            summary,
+            _done_select(summary.count) + _proc_end(),
+        ],
+    )
+
+
+def _echo(call: tsql.Echo) -> Reply:
+    """One row of the arguments; no result set for no arguments (a SELECT needs a column)."""
+    if not call.params:
+        return [_proc_end()]
+    try:
+        result = echo.result(call.params)
+    except SpecError as exc:
+        raise tsql.thrown(tsql.ECHO, str(exc)) from None
+    return [result + _done_select(1) + _proc_end()]
+
+
+def _script(call: tsql.RunScript) -> Reply:
+    """The script's steps in order; an error after some rows of a result ends the procedure
+    there (its later steps, return status and outputs are not sent)."""
+    script = call.script
+    proc = tsql.SCRIPT
+    items: list[bytes | RowSource] = []
+    for step in script.steps:
+        if isinstance(step, Count):
+            items.append(_done_count(step.rows, tokens.CMD_INSERT))
+        elif isinstance(step, Info):
+            items.append(_info(step.message, proc))
+        else:
+            items.append(step.result.colmetadata)
+            if (error := step.error_after_rows) is not None:
+                items.append(FirstRows(step.result, error.rows))
+                items.append(
+                    statement_error(proc, error.rows, error.number, error.text, last=False)
+                )
+                return procedure_reply(proc, items)
+            items.append(step.result)
+            if step.info_after_rows is not None:
+                items.append(_info(step.info_after_rows, proc))
+            items.append(_done_select(step.result.count))
+    # OUTPUT parameters the caller passed by reference, large (PLP) ones last as SQL Server
+    # orders them (MS-TDS 2.2.7.19).
+    returned = sorted(
+        (o for o in script.outputs if o.name.lower() in call.ordinals),
+        key=lambda o: o.type.framing(True) is sqltypes.Framing.PLP,
+    )
+    values = b"".join(
+        tokens.returnvalue(
+            call.ordinals[o.name.lower()], o.name, o.type.type_info(True), o.value_cell()
+        )
+        for o in returned
+    )
+    items.append(_proc_end(script.return_status, values))
+    return procedure_reply(proc, items)
 
 
 @functools.cache
@@ -279,7 +404,7 @@ class Session:
         return self._call(statement)
 
     def _call(self, call: tsql.Call) -> Reply:
-        """A procedure's result set (without the message's final DONE)."""
+        """A procedure's reply (without the message's final DONE)."""
         if isinstance(call, tsql.ServerStats):
             return [_stats_result(self.counters())]
         if isinstance(call, tsql.Columns):
@@ -287,27 +412,26 @@ class Session:
                 result = columns.parse_spec(call.spec)
             except SpecError as exc:
                 raise tsql.thrown(tsql.COLUMNS, f"{tsql.SPEC_PARAM}: {exc}") from None
-            return [result.colmetadata, Rows(result, _proc_trailer(result.count), tsql.COLUMNS)]
+            return procedure_reply(
+                tsql.COLUMNS,
+                [result.colmetadata, result, _done_select(result.count) + _proc_end()],
+            )
+        if isinstance(call, tsql.SalesOrders):
+            return _sales_orders(call)
+        if isinstance(call, tsql.Echo):
+            return _echo(call)
+        if isinstance(call, tsql.RunScript):
+            return _script(call)
         count = call.row_count
         rows = ReportRows(count, _report_encoder())
-        return [colmetadata(), Rows(rows, _proc_trailer(count), tsql.GENERATE_DATA)]
+        return procedure_reply(
+            tsql.GENERATE_DATA, [colmetadata(), rows, _done_select(count) + _proc_end()]
+        )
 
     @staticmethod
     def error_trailer(rows: Rows, rows_sent: int, number: int, text: str) -> bytes:
-        """A statement error after ``rows_sent`` rows, where SQL Server raises it: inside the
-        SELECT (DONEINPROC with ERROR), after which the procedure returns."""
-        status = tokens.DONE_ERROR | (0 if rows.last else tokens.DONE_MORE)
-        return (
-            tokens.error(number, text, proc=rows.proc)
-            + tokens.done(
-                tokens.DONEINPROC,
-                tokens.DONE_MORE | tokens.DONE_ERROR | tokens.DONE_COUNT,
-                tokens.CMD_SELECT,
-                rows_sent,
-            )
-            + tokens.returnstatus(RETURN_STATUS_AFTER_ERROR)
-            + tokens.done(tokens.DONEPROC, status, tokens.CMD_EXECUTE)
-        )
+        """A statement error after ``rows_sent`` rows of ``rows`` (an injected fault)."""
+        return statement_error(rows.proc, rows_sent, number, text, last=rows.last)
 
     # -- transactions -----------------------------------------------------------------------
 

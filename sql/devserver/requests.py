@@ -7,11 +7,11 @@ read; the protocol core turns that into a TDS error reply rather than a dropped 
 
 from __future__ import annotations
 
-import decimal
 import struct
 from dataclasses import dataclass
 
-from sql.devserver.errors import DevServerError
+from sql.devserver import collations, sqltypes
+from sql.devserver.errors import DevServerError, SpecError
 
 
 class RequestError(DevServerError, ValueError):
@@ -157,11 +157,38 @@ def parse_transaction(payload: bytes) -> Transaction:
     return Transaction(request=request, begin_new=begin_new, descriptor=descriptor)
 
 
+# RPC parameter status flags (MS-TDS 2.2.6.6, ParameterData's StatusFlags).
+BY_REF_VALUE = 0x01  # fByRefValue: an OUTPUT parameter, whose value comes back in RETURNVALUE
+DEFAULT_VALUE = 0x02  # fDefaultValue: use the procedure's default, not the value sent
+
+
 @dataclass(frozen=True, slots=True)
 class RpcParam:
+    """One argument of a call: an RPC parameter, or (built by :mod:`sql.devserver.tsql`) a
+    literal of ``EXEC`` in a batch."""
+
     name: str  # "" for positional parameters
     type_name: str  # SQL Server's name of the sent type, for conversion error messages
-    value: object  # None for NULL; int, float, bool, str, Decimal or bytes
+    # None for NULL; else what pytds would read for it (sqltypes.SqlType.value): int, bool,
+    # float, Decimal, date, time, datetime, UUID, str or bytes.
+    value: object
+    status: int = 0  # BY_REF_VALUE | DEFAULT_VALUE
+    # The type as the client declared it (precision, scale, length, collation); None: the plain
+    # type of type_name.
+    sql_type: sqltypes.SqlType | None = None
+    # The value's bytes exactly as they came (no length prefix, PLP chunks joined); None for
+    # NULL or for an argument that was not read off the wire.
+    data: bytes | None = None
+
+    @property
+    def by_ref(self) -> bool:
+        """Passed as OUTPUT."""
+        return bool(self.status & BY_REF_VALUE)
+
+    @property
+    def wants_default(self) -> bool:
+        """Passed as DEFAULT: the parameter takes the procedure's default."""
+        return bool(self.status & DEFAULT_VALUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,28 +198,12 @@ class Rpc:
     params: tuple[RpcParam, ...]
 
 
-_FIXED_TYPES: dict[int, tuple[str, str]] = {
-    # type id: (name, struct format of the value)
-    0x30: ("tinyint", "<B"),
-    0x32: ("bit", "<B"),
-    0x34: ("smallint", "<h"),
-    0x38: ("int", "<i"),
-    0x7F: ("bigint", "<q"),
-    0x3B: ("real", "<f"),
-    0x3E: ("float", "<d"),
-}
-_INTN_NAMES = {1: "tinyint", 2: "smallint", 4: "int", 8: "bigint"}
-_INTN_FORMATS = {1: "<B", 2: "<h", 4: "<i", 8: "<q"}
-_BYTELEN_TYPES = {0x24: "uniqueidentifier", 0x6E: "money", 0x6F: "datetime"}
-_SCALED_TYPES = {0x29: "time", 0x2A: "datetime2", 0x2B: "datetimeoffset"}
-_USHORT_TEXT = {
-    0xA7: ("varchar", "cp1252"),
-    0xAF: ("char", "cp1252"),
-    0xE7: ("nvarchar", "utf-16-le"),
-    0xEF: ("nchar", "utf-16-le"),
-}
-_USHORT_BINARY = {0xA5: "varbinary", 0xAD: "binary"}
+NULLTYPE = 0x1F  # a parameter of no type: NULL (SQL Server types it INT)
 PLP_NULL = 0xFFFFFFFFFFFFFFFF
+_USHORT_NULL = 0xFFFF
+_MAX_LENGTH = 0xFFFF  # a USHORTLEN type's max length meaning MAX (the value is PLP)
+# Nullable ids whose TYPE_INFO is one length byte, which says the type (INTN of 4: int).
+_SIZED_IDS = frozenset(type_id for type_id, _size in sqltypes.SIZED_KINDS)
 
 
 class _Reader:
@@ -210,9 +221,6 @@ class _Reader:
         self.pos = end
         return chunk
 
-    def unpack(self, fmt: str) -> tuple[object, ...]:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
     def u8(self) -> int:
         return self.take(1)[0]
 
@@ -226,7 +234,7 @@ class _Reader:
         return int.from_bytes(self.take(8), "little")
 
     def ucs2(self, chars: int) -> str:
-        return self.take(2 * chars).decode("utf-16-le", errors="replace")
+        return self.take(2 * chars).decode("utf-16-le", errors="surrogatepass")
 
 
 def _plp(r: _Reader) -> bytes | None:
@@ -241,62 +249,73 @@ def _plp(r: _Reader) -> bytes | None:
         parts.append(r.take(size))
 
 
-def _param_value(r: _Reader, type_id: int) -> tuple[str, object]:
-    """Reads TYPE_INFO and the value of one RPC parameter: (SQL type name, Python value)."""
-    if type_id in _FIXED_TYPES:
-        name, fmt = _FIXED_TYPES[type_id]
-        return name, r.unpack(fmt)[0]
-    if type_id == 0x1F:
-        return "null", None
-    if type_id in (0x26, 0x68, 0x6D):  # INTN, BITN, FLTN
-        r.u8()  # max length
-        size = r.u8()
-        if type_id == 0x26:
-            name = _INTN_NAMES.get(size, "int")
-            return name, None if size == 0 else r.unpack(_INTN_FORMATS[size])[0]
-        if type_id == 0x68:
-            return "bit", None if size == 0 else bool(r.u8())
-        return "float", None if size == 0 else r.unpack("<f" if size == 4 else "<d")[0]
-    if type_id in (0x6A, 0x6C):  # DECIMALN, NUMERICN
-        r.u8()
-        r.u8()  # precision
-        scale = r.u8()
-        size = r.u8()
-        if size == 0:
-            return "decimal", None
-        sign = r.u8()
-        magnitude = int.from_bytes(r.take(size - 1), "little")
-        value = decimal.Decimal(magnitude if sign else -magnitude).scaleb(-scale)
-        return "decimal", value
-    if type_id in _BYTELEN_TYPES:
-        r.u8()
-        size = r.u8()
-        return _BYTELEN_TYPES[type_id], None if size == 0 else r.take(size)
-    if type_id == 0x28:  # DATEN
-        size = r.u8()
-        return "date", None if size == 0 else r.take(size)
-    if type_id in _SCALED_TYPES:
-        r.u8()  # scale
-        size = r.u8()
-        return _SCALED_TYPES[type_id], None if size == 0 else r.take(size)
-    if type_id in _USHORT_TEXT or type_id in _USHORT_BINARY:
-        max_len = r.u16()
-        if type_id in _USHORT_TEXT:
-            r.take(5)  # collation
-            name, codec = _USHORT_TEXT[type_id]
-        else:
-            name, codec = _USHORT_BINARY[type_id], ""
-        if max_len == 0xFFFF:
-            raw = _plp(r)
-        else:
-            size = r.u16()
-            raw = None if size == 0xFFFF else r.take(size)
-        if raw is None:
-            return name, None
-        return name, raw.decode(codec, errors="replace") if codec else raw
-    raise RequestError(
+def _unsupported(type_id: int) -> RequestError:
+    return RequestError(
         f"RPC parameter of TDS type {type_id:#04x} is not supported by the dev server"
     )
+
+
+def _param_type(r: _Reader, type_id: int) -> sqltypes.SqlType:
+    """An RPC parameter's TYPE_INFO (MS-TDS 2.2.5.6) as the type T-SQL would declare."""
+    collation = None
+    if type_id == NULLTYPE:
+        declaration = "int"
+    elif type_id in sqltypes.FIXED_KINDS:
+        declaration = sqltypes.FIXED_KINDS[type_id]
+    elif type_id in _SIZED_IDS:
+        size = r.u8()
+        if (type_id, size) not in sqltypes.SIZED_KINDS:
+            raise RequestError(f"RPC parameter of TDS type {type_id:#04x} has length {size}")
+        declaration = sqltypes.SIZED_KINDS[type_id, size]
+    elif (kind := sqltypes.DECLARED_KINDS.get(type_id)) is None:
+        raise _unsupported(type_id)
+    elif kind in ("decimal", "numeric"):
+        _size, precision, scale = r.take(3)
+        declaration = f"{kind}({precision},{scale})"
+    elif kind == "date":
+        declaration = kind
+    elif kind in ("time", "datetime2", "datetimeoffset"):
+        declaration = f"{kind}({r.u8()})"
+    else:  # char, varchar, nchar, nvarchar, binary, varbinary
+        max_len = r.u16()
+        if kind in ("char", "varchar", "nchar", "nvarchar"):
+            known = collations.by_wire(r.take(5))
+            collation = known.name if known is not None else None
+        units = max_len // 2 if kind.startswith("n") else max_len
+        declaration = f"{kind}({'max' if max_len == _MAX_LENGTH else units})"
+    try:
+        return sqltypes.parse_type(declaration, collation)
+    except SpecError as exc:
+        raise RequestError(f"RPC parameter type {declaration}: {exc}") from None
+
+
+def _param_data(r: _Reader, typ: sqltypes.SqlType, fixed: bool) -> bytes | None:
+    """The bytes of one parameter's value, framed as its type is on the wire (None: NULL)."""
+    if fixed:
+        return r.take(sqltypes.FIXED_SIZES[typ.kind])
+    framing = typ.framing(nullable=True)
+    if framing is sqltypes.Framing.PLP:
+        return _plp(r)
+    if framing is sqltypes.Framing.USHORTLEN:
+        size = r.u16()
+        return None if size == _USHORT_NULL else r.take(size)
+    size = r.u8()  # BYTELEN
+    return None if size == 0 else r.take(size)
+
+
+def _param(r: _Reader) -> RpcParam:
+    """ParameterData (MS-TDS 2.2.6.6): name, status flags, TYPE_INFO, value."""
+    name = r.ucs2(r.u8())
+    status = r.u8()
+    type_id = r.u8()
+    typ = _param_type(r, type_id)
+    data = None if type_id == NULLTYPE else _param_data(r, typ, type_id in sqltypes.FIXED_KINDS)
+    try:
+        value = None if data is None else typ.value(data)
+    except (SpecError, ValueError, OverflowError) as exc:
+        raise RequestError(f"RPC parameter {name or '(positional)'} is not a {typ.declaration}: "
+                           f"{exc}") from None  # fmt: skip
+    return RpcParam(name, typ.kind, value, status, typ, data)
 
 
 def parse_rpc(payload: bytes) -> Rpc:
@@ -312,8 +331,5 @@ def parse_rpc(payload: bytes) -> Rpc:
     while r.pos < len(payload):
         if payload[r.pos] in (0x80, 0xFF, 0xFE):
             raise RequestError("batched RPC requests are not supported by the dev server")
-        name = r.ucs2(r.u8())
-        r.u8()  # status flags (by-ref, default value)
-        type_name, value = _param_value(r, r.u8())
-        params.append(RpcParam(name=name, type_name=type_name, value=value))
+        params.append(_param(r))
     return Rpc(proc_name=proc_name, proc_id=proc_id, params=tuple(params))

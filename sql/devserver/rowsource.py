@@ -2,12 +2,14 @@
 
 The server never holds a whole result: it asks its :class:`RowSource` for the next chunk of
 ROW/NBCROW tokens, frames it into packets, writes it and waits for the socket to drain before
-asking again.  Every procedure that returns rows (``spGenerateData``, ``spColumns``) is a source,
-so backpressure, attention and fault injection behave the same for all of them.
+asking again.  Every procedure that returns rows (``spGenerateData``, ``spColumns``,
+``spSalesOrders``, ``spScript``) is a source, so backpressure, attention and fault injection
+behave the same for all of them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 # Bytes of tokens a source encodes per chunk (a row larger than this is a chunk of its own): a
@@ -27,3 +29,14 @@ class RowSource(Protocol):
         """ROW/NBCROW tokens of rows ``first``, ``first + 1``, ...: at least one row and at most
         ``limit`` (> 0), about :data:`CHUNK_BYTES`.  Returns (rows encoded, bytes)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRows:
+    """The first ``count`` rows of ``source``: a result set that an error ends early."""
+
+    source: RowSource
+    count: int
+
+    def encode(self, first: int, limit: int) -> tuple[int, bytes]:
+        return self.source.encode(first, min(limit, self.count - first))

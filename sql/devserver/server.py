@@ -249,13 +249,16 @@ class _Connection:
 
     async def _stream(self, reply: engine.Reply) -> None:
         packetizer = self.core.packetizer()
+        skip = 0  # parts of a procedure that a mid-stream error ended
         for part in reply:
             if self._attention_pending():
                 break
-            if isinstance(part, bytes):
+            if skip:
+                skip -= 1
+            elif isinstance(part, bytes):
                 await self._send(packetizer.add(part))
-            else:
-                await self._rows(part, packetizer)
+            elif not await self._rows(part, packetizer):
+                skip = part.skip_on_error
         if self._attention_pending():
             # Stop at a token boundary and acknowledge: DONE with ATTN ends the message.
             self.attentions_answered = self.attentions_received
@@ -265,15 +268,16 @@ class _Connection:
             return
         await self._send(packetizer.finish())
 
-    async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> None:
+    async def _rows(self, rows: engine.Rows, packetizer: packets.Packetizer) -> bool:
         """Stream a result's rows (with the faults the server is set to inject), then its
-        trailer; an ATTENTION stops it between chunks."""
+        trailer; an ATTENTION stops it between chunks.  False when an error ended the rows
+        (and with them the procedure)."""
         stats = self.stats
         server = self.server
         for step in faults.steps(rows.source, server.faults, server.rows_per_chunk):
             if isinstance(step, faults.Chunk):
                 if self._attention_pending():
-                    return
+                    return True  # _stream answers the attention
                 data = packetizer.add(step.payload)
                 stats.rows_sent += step.rows
                 if data:
@@ -285,16 +289,18 @@ class _Connection:
             elif isinstance(step, faults.Fail):
                 trailer = self.session.error_trailer(rows, step.rows_sent, step.number, step.text)
                 await self._send(packetizer.add(trailer))
-                return
+                return False
             else:
                 # Deliver the rows produced so far, then close without a reply's end.
                 await self._send(packetizer.flush())
                 raise _Dropped(f"dropped after {step.rows_sent} rows")
         await self._send(packetizer.add(rows.trailer))
+        return True
 
 
 class DevServer:
-    """A TDS 7.4 server for ``dbo.spGenerateData``, on one asyncio event loop."""
+    """A TDS 7.4 server for ``dbo.spGenerateData`` and the test procedures, on one asyncio
+    event loop."""
 
     def __init__(
         self,

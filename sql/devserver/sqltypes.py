@@ -15,6 +15,12 @@ ROW (:func:`cell`), the way SQL Server sends them:
   Timestamp), NULL is a zero-length text pointer;
 * SQL_VARIANT values are SSVARIANT_INSTANCEs (2.2.5.5.4) of a base type named in the value.
 
+The other way round, :meth:`SqlType.value` reads a value's bytes into the Python value pytds
+would return (the dev server decodes RPC parameters with it), and :data:`FIXED_KINDS`,
+:data:`SIZED_KINDS` and :data:`DECLARED_KINDS` name the type a client's TYPE_INFO declares.
+:func:`frame` frames value bytes for a ROW or a RETURNVALUE (spEcho sends its arguments' bytes
+through it unchanged).
+
 Every error is a :class:`~sql.devserver.errors.SpecError` saying why, without a location: the
 caller (:mod:`sql.devserver.columns`) adds the row and column.
 """
@@ -95,6 +101,9 @@ class PlpOptions:
 
     chunk: int = DEFAULT_PLP_CHUNK
     unknown_length: bool = False
+
+
+DEFAULT_PLP = PlpOptions()  # SQL Server's own chunks, the length announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,16 +301,87 @@ class SqlType:
             return MAX_LOB_BYTES - 1 if self.kind == "ntext" else MAX_LOB_BYTES
         return self.length * 2 if self.kind in _UNICODE else self.length
 
+    def value(self, data: bytes) -> object:
+        """The Python value of a non-NULL value's bytes (as :meth:`data` writes them and as
+        clients send them in RPC parameters), as pytds returns it: int, bool, float, Decimal,
+        date, time, datetime (aware for datetimeoffset), UUID, str or bytes.  Temporal types
+        keep microseconds (Python's precision): a 100 ns tick is cut off; DATETIME's 1/300 s
+        rounds to the nearest microsecond.  Character data decodes with the collation's code
+        page (undecodable bytes become U+FFFD); UTF-16 keeps lone surrogates."""
+        kind = self.kind
+        if kind in _INT_RANGES:
+            return int.from_bytes(data, "little", signed=kind != "tinyint")
+        if kind == "bit":
+            return data != b"\x00"
+        if kind in ("real", "float"):
+            return float(struct.unpack("<f" if len(data) == 4 else "<d", data)[0])
+        if kind in ("money", "smallmoney"):
+            if len(data) == 8:  # the high 32 bits first (MS-TDS 2.2.5.5.1.4)
+                high, low = struct.unpack("<iI", data)
+                units = (high << 32) | low
+            else:
+                units = int.from_bytes(data, "little", signed=True)
+            return decimal.Decimal(units).scaleb(-4)
+        if kind in ("decimal", "numeric"):
+            magnitude = int.from_bytes(data[1:], "little")
+            return decimal.Decimal(magnitude if data[0] else -magnitude).scaleb(-self.scale)
+        if kind == "date":
+            return _day(int.from_bytes(data, "little"))
+        if kind in _SCALED:
+            return self._scaled_value(data)
+        if kind == "datetime":
+            days, ticks = struct.unpack("<iI", data)
+            micros, rest = divmod(ticks * 1_000_000, _DATETIME_TICKS_PER_SECOND)
+            micros += rest * 2 >= _DATETIME_TICKS_PER_SECOND  # to the nearest microsecond
+            return datetime.datetime.combine(_day(days + _DAYS_TO_1900), datetime.time()) + (
+                datetime.timedelta(microseconds=micros)
+            )
+        if kind == "smalldatetime":
+            days, minutes = struct.unpack("<HH", data)
+            return datetime.datetime.combine(
+                _day(days + _DAYS_TO_1900), datetime.time()
+            ) + datetime.timedelta(minutes=minutes)
+        if kind == "uniqueidentifier":
+            return uuid.UUID(bytes_le=data)
+        if kind in _UNICODE:
+            return data.decode("utf-16-le", "surrogatepass")
+        if kind in _CHARACTER:
+            return data.decode((self.collation or collations.DEFAULT).codec, "replace")
+        if kind in _BINARY:
+            return data
+        raise SpecError(f"the dev server does not read values of {self.declaration}")
+
+    def _scaled_value(self, data: bytes) -> object:
+        """TIME, DATETIME2, DATETIMEOFFSET (MS-TDS 2.2.5.5.1.8): the time in 10**-scale s
+        units, then (but TIME) days since 0001-01-01, then (DATETIMEOFFSET) the offset in
+        minutes; DATETIMEOFFSET's date and time are UTC."""
+        size = _time_size(self.scale)
+        ticks = int.from_bytes(data[:size], "little") * _TICKS_PER_UNIT[self.scale]
+        moment = datetime.timedelta(microseconds=ticks // 10)
+        if self.kind == "time":
+            return (datetime.datetime.min + moment).time()
+        stamp = datetime.datetime.combine(
+            _day(int.from_bytes(data[size : size + 3], "little")), datetime.time()
+        )
+        if self.kind == "datetime2":
+            return stamp + moment
+        offset = datetime.timedelta(minutes=int.from_bytes(data[size + 3 :], "little", signed=True))
+        utc = (stamp + moment).replace(tzinfo=datetime.UTC)
+        return utc.astimezone(datetime.timezone(offset))
+
 
 def cell(typ: SqlType, nullable: bool, value: object, plp: PlpOptions) -> bytes:
     """A column's bytes in a ROW: the value framed as its type asks (None: the NULL)."""
-    framing = typ.framing(nullable)
-    if value is None:
+    return frame(typ.framing(nullable), None if value is None else typ.data(value), plp)
+
+
+def frame(framing: Framing, data: bytes | None, plp: PlpOptions) -> bytes:
+    """A value's bytes (:meth:`SqlType.data`; None: NULL) framed for a ROW or RETURNVALUE."""
+    if data is None:
         null = null_cell(framing)
         if null is None:
             raise SpecError("NULL in a NOT NULL column")
         return null
-    data = typ.data(value)
     if framing is Framing.FIXED:
         return data
     if framing is Framing.BYTELEN:
@@ -400,6 +480,23 @@ _PLAIN = frozenset({*_FIXED, "date", "uniqueidentifier", "text", "ntext", "image
 
 _DECLARATION = re.compile(r"\s*(?P<kind>[A-Za-z_][A-Za-z_0-9]*)\s*(?:\((?P<args>[^)]*)\))?\s*")
 KINDS = tuple(sorted({*_PLAIN, *_SCALED, *_SHORT, "decimal", "numeric"}))
+
+# The other way round, for the TYPE_INFO of a client's RPC parameter: the type a fixed-length id
+# means, the type a nullable id of a given size means (INTN of 4 bytes: int), and the type of the
+# ids whose TYPE_INFO carries a precision, scale or length.
+FIXED_KINDS: dict[int, str] = {fixed: kind for kind, (fixed, _n, _size) in _FIXED.items()}
+FIXED_SIZES: dict[str, int] = {kind: size for kind, (_fixed, _n, size) in _FIXED.items()}
+SIZED_KINDS: dict[tuple[int, int], str] = {
+    **{(n_id, size): kind for kind, (_fixed, n_id, size) in _FIXED.items()},
+    (GUID, 16): "uniqueidentifier",
+}
+DECLARED_KINDS: dict[int, str] = {
+    DECIMALN: "decimal",
+    NUMERICN: "numeric",
+    DATEN: "date",
+    **{type_id: kind for kind, type_id in _SCALED.items()},
+    **{type_id: kind for kind, (type_id, _units) in _SHORT.items()},
+}
 
 
 def parse_type(declaration: str, collation: str | None = None) -> SqlType:
@@ -555,6 +652,11 @@ _DATETIME = re.compile(rf"{_DATE_PART}[ T](?P<h>\d{{2}}):(?P<mi>\d{{2}}):(?P<s>\
                        r"(?:\.(?P<ms>\d{1,3}))?")  # fmt: skip
 _SMALLDATETIME = re.compile(rf"{_DATE_PART}[ T](?P<h>\d{{2}}):(?P<mi>\d{{2}})"
                             r"(?::(?P<s>\d{2})(?:\.(?P<ms>\d{1,3}))?)?")  # fmt: skip
+
+
+def _day(days: int) -> datetime.date:
+    """The date ``days`` after 0001-01-01."""
+    return datetime.date.fromordinal(days + 1)
 
 
 def _date_days(text: str, kind: str) -> int:

@@ -11,6 +11,7 @@ COLMETADATA = 0x81
 ROW = 0xD1
 NBCROW = 0xD2
 RETURNSTATUS = 0x79
+RETURNVALUE = 0xAC
 ERROR = 0xAA
 INFO = 0xAB
 LOGINACK = 0xAD
@@ -42,6 +43,7 @@ ENV_ROLLBACK_TRAN = 10
 
 # Current-command codes SQL Server puts in DONE tokens (the statement kind).
 CMD_SELECT = 0xC1
+CMD_INSERT = 0xC3  # also what a count of affected rows (SET NOCOUNT OFF) is reported under here
 CMD_EXECUTE = 0xE0
 CMD_SET = 0xB9  # seen for SET statements; clients ignore curcmd
 CMD_NONE = 0x00
@@ -59,14 +61,22 @@ _DONE = struct.Struct("<BHHQ")
 _U16 = struct.Struct("<H")
 
 
+def ucs2(text: str) -> bytes:
+    """UTF-16LE as TDS carries it: UCS-2 code units, so a lone surrogate (which a client may
+    send in a name or value) passes through rather than failing the reply."""
+    return text.encode("utf-16-le", "surrogatepass")
+
+
 def b_varchar(text: str) -> bytes:
-    """B_VARCHAR: a one-byte character count, then UTF-16LE."""
-    return bytes((len(text),)) + text.encode("utf-16-le")
+    """B_VARCHAR: a one-byte count of UTF-16 code units (a character outside the BMP is two),
+    then UTF-16LE."""
+    encoded = ucs2(text)
+    return bytes((len(encoded) // 2,)) + encoded
 
 
 def us_varchar(text: str) -> bytes:
-    """US_VARCHAR: a two-byte character count, then UTF-16LE."""
-    encoded = text.encode("utf-16-le")
+    """US_VARCHAR: a two-byte count of UTF-16 code units, then UTF-16LE."""
+    encoded = ucs2(text)
     return _U16.pack(len(encoded) // 2) + encoded
 
 
@@ -121,9 +131,10 @@ def error(number: int, text: str, *, state: int = 1, proc: str = "", line: int =
     return message(ERROR, number, text, state=state, severity=16, proc=proc, line=line)
 
 
-def info(number: int, text: str) -> bytes:
-    """INFO token of severity 0 (e.g. 5701 "Changed database context ...")."""
-    return message(INFO, number, text, severity=0)
+def info(number: int, text: str, *, severity: int = 0, proc: str = "", line: int = 1) -> bytes:
+    """INFO token (e.g. 5701 "Changed database context ...", or number 0 for a PRINT): severity
+    0 to 10, a message rather than an error."""
+    return message(INFO, number, text, severity=severity, proc=proc, line=line)
 
 
 def loginack(version: int = TDS74) -> bytes:
@@ -138,3 +149,20 @@ def loginack(version: int = TDS74) -> bytes:
 
 def returnstatus(value: int) -> bytes:
     return struct.pack("<Bi", RETURNSTATUS, value)
+
+
+# RETURNVALUE status (MS-TDS 2.2.7.19): the value of an OUTPUT parameter of a procedure (0x02
+# would be a user-defined function's result).
+RETURNVALUE_OUTPUT = 0x01
+
+
+def returnvalue(ordinal: int, name: str, type_info: bytes, value: bytes) -> bytes:
+    """RETURNVALUE (MS-TDS 2.2.7.19): the parameter's position in the RPC, its name, status,
+    UserType 0, Flags (fNullable), TYPE_INFO, and the value framed as in a ROW."""
+    return (
+        struct.pack("<BH", RETURNVALUE, ordinal)
+        + b_varchar(name)
+        + struct.pack("<BIH", RETURNVALUE_OUTPUT, 0, 0x0001)
+        + type_info
+        + value
+    )

@@ -215,3 +215,142 @@ class RawClient:
                 dones = done_tokens(tail)
                 rows = next((r for t, s, r in dones if t == 0xFF and s & 0x10), 0)
                 return total, rows, tail
+
+
+def rpc_params_message(name: str, *params: bytes, packet_size: int = 4096) -> bytes:
+    """An RPC call with parameters written out by the caller (ParameterData: name, status
+    flags, TYPE_INFO, value; MS-TDS 2.2.6.6)."""
+    body = ALL_HEADERS + struct.pack("<H", len(name)) + name.encode("utf-16-le") + b"\x00\x00"
+    return packets(0x03, body + b"".join(params), packet_size)
+
+
+# -- a token walker for the types the procedures' tests use ---------------------------------
+
+# TYPE_INFO of fixed-length types: id -> value size (MS-TDS 2.2.5.4.1).
+_FIXED_SIZES = {0x30: 1, 0x32: 1, 0x34: 2, 0x38: 4, 0x7F: 8, 0x3B: 4, 0x3E: 8}
+_BYTELEN_WITH_MAX = {0x26, 0x68, 0x6D, 0x24}  # INTN, BITN, FLTN, GUID: 1-byte max length
+_USHORT_CHARS = {0xE7, 0xEF, 0xA7, 0xAF}  # NVARCHAR, NCHAR, BIGVARCHAR, BIGCHAR (+ collation)
+
+
+@dataclass
+class _Column:
+    type_id: int
+    fixed: int = 0  # value size of a fixed-length type
+    plp: bool = False
+    ushort: bool = False
+
+
+class TokenReader:
+    """Walks a reply's tokens: DONE*, INFO, ERROR, ENVCHANGE, RETURNSTATUS, RETURNVALUE,
+    COLMETADATA, ROW and NBCROW of the fixed types, INTN/BITN/FLTN/GUID, DECIMALN/NUMERICN,
+    DATEN, TIMEN/DATETIME2N/DATETIMEOFFSETN and (N)(VAR)CHAR, PLP included; value bytes are
+    returned as they are on the wire (without their length)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.data = payload
+        self.pos = 0
+        self.columns: list[_Column] = []
+
+    def take(self, n: int) -> bytes:
+        out = self.data[self.pos : self.pos + n]
+        assert len(out) == n, "token stream is truncated"
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack("<H", self.take(2))[0])
+
+    def text(self, chars: int) -> str:
+        return self.take(2 * chars).decode("utf-16-le", "surrogatepass")
+
+    def type_info(self) -> _Column:
+        type_id = self.u8()
+        if type_id in _FIXED_SIZES:
+            return _Column(type_id, fixed=_FIXED_SIZES[type_id])
+        if type_id in _BYTELEN_WITH_MAX:
+            self.u8()
+        elif type_id in (0x6A, 0x6C):  # DECIMALN, NUMERICN: size, precision, scale
+            self.take(3)
+        elif type_id in (0x29, 0x2A, 0x2B):  # TIMEN, DATETIME2N, DATETIMEOFFSETN: scale
+            self.u8()
+        elif type_id in _USHORT_CHARS:
+            max_len = self.u16()
+            self.take(5)  # collation
+            return _Column(type_id, plp=max_len == 0xFFFF, ushort=max_len != 0xFFFF)
+        elif type_id != 0x28:  # DATEN has no TYPE_INFO beyond its id
+            raise AssertionError(f"the walker does not know type {type_id:#x}")
+        return _Column(type_id)
+
+    def value(self, column: _Column) -> bytes | None:
+        if column.fixed:
+            return self.take(column.fixed)
+        if column.plp:
+            total = struct.unpack("<Q", self.take(8))[0]
+            if total == 0xFFFFFFFFFFFFFFFF:
+                return None
+            parts = []
+            while size := struct.unpack("<I", self.take(4))[0]:
+                parts.append(self.take(size))
+            return b"".join(parts)
+        if column.ushort:
+            size = self.u16()
+            return None if size == 0xFFFF else self.take(size)
+        size = self.u8()
+        return None if size == 0 else self.take(size)
+
+    def tokens(self) -> list[tuple[object, ...]]:
+        """Every token as (name, details...)."""
+        out: list[tuple[object, ...]] = []
+        while self.pos < len(self.data):
+            token = self.u8()
+            if token in (0xFD, 0xFE, 0xFF):
+                status, cmd, rows = struct.unpack("<HHQ", self.take(12))
+                name = {0xFD: "DONE", 0xFE: "DONEPROC", 0xFF: "DONEINPROC"}[token]
+                out.append((name, status, cmd, rows))
+            elif token in (0xAA, 0xAB):
+                end = self.pos + 2 + self.u16()
+                number, _state, severity = struct.unpack("<iBB", self.take(6))
+                text = self.text(self.u16())
+                self.text(self.u8())  # server
+                proc = self.text(self.u8())
+                self.pos = end
+                out.append(("ERROR" if token == 0xAA else "INFO", number, severity, text, proc))
+            elif token == 0xE3:
+                self.take(self.u16())
+                out.append(("ENVCHANGE",))
+            elif token == 0x79:
+                out.append(("RETURNSTATUS", struct.unpack("<i", self.take(4))[0]))
+            elif token == 0xAC:
+                ordinal = self.u16()
+                name = self.text(self.u8())
+                status = self.u8()
+                self.take(6)  # UserType, Flags
+                value = self.value(self.type_info())
+                out.append(("RETURNVALUE", ordinal, name, status, value))
+            elif token == 0x81:
+                count = self.u16()
+                self.columns, names = [], []
+                for _ in range(count):
+                    self.take(6)  # UserType, Flags
+                    self.columns.append(self.type_info())
+                    names.append(self.text(self.u8()))
+                out.append(("COLMETADATA", tuple(names)))
+            elif token == 0xD1:
+                out.append(("ROW", tuple(self.value(c) for c in self.columns)))
+            elif token == 0xD2:
+                bitmap = self.take((len(self.columns) + 7) // 8)
+                values = tuple(
+                    None if bitmap[i // 8] & (1 << (i % 8)) else self.value(c)
+                    for i, c in enumerate(self.columns)
+                )
+                out.append(("ROW", values))
+            else:
+                raise AssertionError(f"unexpected token {token:#x} at {self.pos - 1}")
+        return out
+
+
+def reply_tokens(payload: bytes) -> list[tuple[object, ...]]:
+    return TokenReader(payload).tokens()

@@ -6,6 +6,7 @@ import datetime
 import decimal
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import sqlglot
 from sqlglot import exp
 
 from sql import report_data as rd
+from sql import sales_data as sd
 from sql.devserver import DevServer
 from sql.devserver.engine import ROW_COUNT_MESSAGE
 from tests.devclient import dev_connect
@@ -31,12 +33,20 @@ def parse_batches() -> list[exp.Expression]:
 
 
 @functools.cache  # parsed once; read, never changed
-def result_select() -> exp.Select:
+def select_with(*aliases: str, computed: bool = False) -> exp.Select:
+    """The first SELECT of schema.sql whose projections have all these names (``computed``:
+    and every projection is an expression named with AS)."""
     for statement in parse_batches():
         for select in statement.find_all(exp.Select):
-            if any(isinstance(e, exp.Alias) and e.alias == "ColInt" for e in select.expressions):
+            if set(aliases) <= {e.alias_or_name for e in select.expressions} and (
+                not computed or all(isinstance(e, exp.Alias) for e in select.expressions)
+            ):
                 return select
-    raise AssertionError("no SELECT with the report's columns in schema.sql")
+    raise AssertionError(f"no SELECT of {aliases} in schema.sql")
+
+
+def result_select() -> exp.Select:
+    return select_with("ColInt")
 
 
 def normalized(type_text: str) -> str:
@@ -46,10 +56,12 @@ def normalized(type_text: str) -> str:
 def test_the_script_creates_database_and_procedure() -> None:
     statements = parse_batches()
     creates = [s for s in statements if isinstance(s, exp.Create)]
-    assert any(s.args.get("kind") == "PROCEDURE" for s in creates)
+    procedures = [c.this.this.name for c in creates if c.args.get("kind") == "PROCEDURE"]
+    assert procedures == ["spGenerateData", "spSalesOrders"]
     text = SCHEMA.read_text(encoding="utf-8")
     assert "CREATE DATABASE ExportDemo" in text
     assert "SET NOCOUNT ON" in text
+    assert "SET NOCOUNT OFF" in text  # spSalesOrders: counts and a PRINT before its rows
     assert re.search(r"\bTHROW\s+50000\b", text)
     assert f"N'{ROW_COUNT_MESSAGE}'" in text
     assert f"@RowCount > {rd.MAX_ROW_COUNT}" in text
@@ -179,10 +191,12 @@ def _cast(value: object, to: exp.DataType) -> object:
     raise AssertionError(f"no CAST to {kind} in the evaluator")
 
 
-def _eval(node: exp.Expression, n: int) -> Any:
+Env = Mapping[str, Any]  # the values of the columns an expression reads, by name
+
+
+def _eval(node: exp.Expression, n: Env) -> Any:
     if isinstance(node, exp.Column):
-        assert node.name == "n"
-        return n
+        return n[node.name]
     if isinstance(node, exp.Literal):
         return node.name if node.is_string else int(node.name)
     if isinstance(node, exp.National):
@@ -240,4 +254,105 @@ def test_the_script_computes_the_values_the_dev_server_sends(rows: range) -> Non
     """Every formula of schema.sql, evaluated with SQL Server's rules, equals row_values(n)."""
     projections = [p.this for p in result_select().expressions]
     for n in rows:
-        assert tuple(_eval(p, n) for p in projections) == rd.row_values(n), n
+        assert tuple(_eval(p, {"n": n}) for p in projections) == rd.row_values(n), n
+
+
+# -- spSalesOrders ----------------------------------------------------------------------------
+
+
+def orders_cte() -> exp.Select:
+    """The CTE that computes an order's columns from n."""
+    return select_with("OrderId", "Customer", "UnitPrice", computed=True)
+
+
+def orders_insert() -> exp.Select:
+    """The SELECT of INSERT INTO #Orders: the CTE's columns and Amount."""
+    insert = next(i for s in parse_batches() for i in s.find_all(exp.Insert))
+    select = insert.expression
+    assert isinstance(select, exp.Select)
+    return select
+
+
+def summary_select() -> exp.Select:
+    return select_with("Orders", "Amount")
+
+
+def test_the_sales_procedure_checks_and_counts_as_sales_data_says() -> None:
+    text = SCHEMA.read_text(encoding="utf-8")
+    procedure = text[text.index("dbo.spSalesOrders") :]
+    for message in (sd.NULL_MESSAGE, sd.ORDER_MESSAGE, sd.BOUNDS_MESSAGE, sd.LENGTH_MESSAGE):
+        assert f"THROW 50000, N'{message}', 1;" in procedure
+    assert f"CAST('{sd.MIN_DATE.isoformat()}' AS DATE)" in procedure
+    assert f"CAST('{sd.MAX_DATE.isoformat()}' AS DATE)" in procedure
+    assert f"DATEDIFF(DAY, @From, @To) + 1 > {sd.MAX_DAYS}" in procedure
+    # @First and @Count: the range's first order and its number of orders.
+    assert procedure.count(f"AS BIGINT) * {sd.ORDERS_PER_DAY};") == 2
+    assert f"CAST('{sd.EPOCH.isoformat()}' AS DATE), @From)" in procedure
+    assert "@Region NVARCHAR(20) = NULL" in procedure
+    assert "WHERE @Region IS NULL OR Region = @Region" in procedure
+    assert not re.search(r"\bWHILE\b|\bCURSOR\b", procedure, re.IGNORECASE)  # set-based
+    start, end = sd.PRINT_FORMAT.split("{count}")[0], sd.PRINT_FORMAT.split("{end}")[1]
+    assert f"PRINT CONCAT(N'{start}', @Orders, N' orders from '" in procedure
+    assert f"N' to ', CONVERT(CHAR(10), @To, 23), N'{end}');" in procedure
+    assert sd.PRINT_FORMAT == "Sales orders: {count} orders from {start} to {end}."
+
+
+def test_the_orders_table_and_the_results_have_sales_datas_columns_and_types() -> None:
+    table = next(
+        c.this
+        for s in parse_batches()
+        for c in s.find_all(exp.Create)
+        if c.args.get("kind") == "TABLE" and c.this.this.name == "Orders"  # #Orders
+    )
+    defs = [(d.name, d.args["kind"].sql("tsql")) for d in table.find_all(exp.ColumnDef)]
+    assert defs == [(name, normalized(typ)) for name, typ in sd.ORDER_COLUMNS]
+    # The CTE computes each column in the table's type; the result sets read the table.
+    computed = [(p.alias, p.this.to.sql("tsql")) for p in orders_cte().expressions]
+    assert computed == [(name, normalized(typ)) for name, typ in sd.ORDER_COLUMNS[:-1]]
+    amount = orders_insert().expressions[-1]
+    assert (amount.alias, amount.this.to.sql("tsql")) == ("Amount", normalized("DECIMAL(12,2)"))
+    results = [
+        [p.alias_or_name for p in s.expressions]
+        for s in parse_batches()[-1].find_all(exp.Select)
+        if any(t.name == "Orders" and t.this.args.get("temporary") for t in s.find_all(exp.Table))
+    ]
+    assert [n for n, _ in sd.ORDER_COLUMNS] in results
+    assert [n for n, _ in sd.SUMMARY_COLUMNS] in results
+
+
+def test_the_summary_is_typed_as_sales_data_says() -> None:
+    region, orders, quantity, amount = summary_select().expressions
+    assert region.name == "Region"
+    assert isinstance(orders.this, exp.Coalesce) and isinstance(orders.this.this, exp.Count)  # noqa: PT018
+    assert [c.to.sql("tsql") for c in quantity.find_all(exp.Cast)] == [normalized("BIGINT")]
+    assert [c.to.sql("tsql") for c in amount.find_all(exp.Cast)] == [normalized("DECIMAL(18,2)")]
+    assert dict(sd.SUMMARY_COLUMNS)["Orders"] == "INT"  # COUNT(*) is an INT
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        range(4000),  # the first 100 days: every formula's period, a leap day ahead
+        range(60_760, 60_840),  # 2024-02-28 .. 2024-03-01
+        range(
+            len(sd.order_numbers(sd.MIN_DATE, sd.MAX_DATE)) - 400,
+            len(sd.order_numbers(sd.MIN_DATE, sd.MAX_DATE)),
+        ),
+    ],
+    ids=["first-orders", "leap-day", "last-orders"],
+)
+def test_the_script_computes_the_orders_the_dev_server_sends(numbers: range) -> None:
+    """The CTE's formulas and the INSERT's Amount, evaluated with SQL Server's rules, equal
+    sales_data.order_row(n)."""
+    cte = [(p.alias, p.this) for p in orders_cte().expressions]
+    insert = orders_insert().expressions
+    for n in numbers:
+        computed = {name: _eval(formula, {"n": n}) for name, formula in cte}
+        row = tuple(_eval(p.this if isinstance(p, exp.Alias) else p, computed) for p in insert)
+        assert row == sd.order_row(n), n
+
+
+def test_the_grants_a_reporting_role_needs_name_every_procedure() -> None:
+    text = SCHEMA.read_text(encoding="utf-8")
+    for procedure in ("spGenerateData", "spSalesOrders"):
+        assert f"--   GRANT EXECUTE ON OBJECT::dbo.{procedure} TO report_exporter;" in text
