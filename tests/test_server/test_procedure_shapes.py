@@ -23,6 +23,7 @@ import pytest
 
 import xlsx
 from server import report
+from server.app import ExportApi
 from server.catalog import ReportCall, load_catalog
 from server.db import rpc_parameters
 from sql.devserver import DevServer
@@ -191,6 +192,17 @@ def catalog_path(tmp_path: Path) -> Path:
     return path
 
 
+def export(http: aiohttp.ClientSession, api: ExportApi, text: str, report_id: str = "shape") -> Any:
+    """``GET /export/{report_id}?script=...`` (an aiohttp request context)."""
+    return http.get(f"http://127.0.0.1:{api.port}/export/{report_id}", params={"script": text})
+
+
+async def exports_cleanly(http: aiohttp.ClientSession, api: ExportApi) -> bool:
+    """The connection an export left behind is usable: another export completes."""
+    async with export(http, api, SHAPES["several result sets, one empty"]) as response:
+        return is_valid_zip(await response.read())
+
+
 def bind(path: Path, report_id: str, text: str) -> ReportCall:
     return load_catalog(path).reports[report_id].bind({"script": [text]})
 
@@ -204,9 +216,7 @@ async def test_each_shape_gives_the_sheets_of_pytds_tuples_on_every_row_path(
 ) -> None:
     api = await start_api(catalog=str(catalog_path), **row_path)
     for name, text in SHAPES.items():
-        async with http.get(
-            f"http://127.0.0.1:{api.port}/export/shape", params={"script": text}
-        ) as response:
+        async with export(http, api, text) as response:
             assert response.status == 200, name
             body = await response.read()
         call = bind(catalog_path, "shape", text)
@@ -237,19 +247,13 @@ async def test_an_error_in_the_second_result_set_breaks_the_download_off(
         {"result": OTHER, "error_after_rows": {"rows": 120, "number": 50000, "text": "boom"}},
         {"result": EMPTY},
     )
-    async with http.get(
-        f"http://127.0.0.1:{api.port}/export/shape", params={"script": failing}
-    ) as response:
+    async with export(http, api, failing) as response:
         assert response.status == 200
         body, aborted = await read_until_aborted(response)
     assert aborted
     assert not is_valid_zip(body)
     # The connection was settled: the next export on it works.
-    async with http.get(
-        f"http://127.0.0.1:{api.port}/export/shape",
-        params={"script": SHAPES["several result sets, one empty"]},
-    ) as response:
-        assert is_valid_zip(await response.read())
+    assert await exports_cleanly(http, api)
 
 
 async def test_no_result_set_at_all_is_a_json_error_before_the_first_byte(
@@ -257,9 +261,7 @@ async def test_no_result_set_at_all_is_a_json_error_before_the_first_byte(
 ) -> None:
     api = await start_api(catalog=str(catalog_path))
     nothing = script({"count": 2}, {"print": "no rows today"}, {"return": 0})
-    async with http.get(
-        f"http://127.0.0.1:{api.port}/export/shape", params={"script": nothing}
-    ) as response:
+    async with export(http, api, nothing) as response:
         assert response.status == 500
         error = (await response.json())["error"]
     assert error == {
@@ -267,11 +269,7 @@ async def test_no_result_set_at_all_is_a_json_error_before_the_first_byte(
         "message": "the report's procedure returned no result set",
     }
     # The connection went back to the pool clean: the next export reuses it.
-    async with http.get(
-        f"http://127.0.0.1:{api.port}/export/shape",
-        params={"script": SHAPES["several result sets, one empty"]},
-    ) as response:
-        assert is_valid_zip(await response.read())
+    assert await exports_cleanly(http, api)
     assert devserver.stats.connections_total == 1
 
 
@@ -284,9 +282,7 @@ async def test_first_result_only_writes_one_sheet_and_cancels_the_rest(
 ) -> None:
     api = await start_api(catalog=str(catalog_path), **row_path)
     text = SHAPES["several result sets, one empty"]
-    async with http.get(
-        f"http://127.0.0.1:{api.port}/export/shape-first", params={"script": text}
-    ) as response:
+    async with export(http, api, text, "shape-first") as response:
         assert response.status == 200
         body = await response.read()
     sheets = cells(body)

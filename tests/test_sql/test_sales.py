@@ -19,7 +19,7 @@ import pytest
 from sql import sales_data as sd
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, columns, run_in_thread
 from sql.devserver import sales as wire
-from tests.devclient import AFTER_ATTENTION, dev_connect
+from tests.devclient import AFTER_ATTENTION
 from tests.test_sql import tdsclient
 from tests.test_sql.test_other_clients import run_tsql
 
@@ -136,12 +136,6 @@ def fetch_into(cur: Any, rows: list[tuple[Any, ...]]) -> None:
 def server() -> Iterator[DevServer]:
     with run_in_thread(host="127.0.0.1", port=0) as srv:
         yield srv
-
-
-@pytest.fixture
-def conn(server: DevServer) -> Iterator[Any]:
-    with dev_connect(server.port, timeout=30) as c:
-        yield c
 
 
 def call(conn: Any, *args: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:

@@ -15,7 +15,6 @@ from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, run_i
 from sql.devserver.columns import Column, spec_json
 from sql.devserver.errors import SpecError
 from sql.devserver.script import Count, Info, Message, Result, parse_script
-from tests.devclient import dev_connect
 from tests.test_sql import tdsclient
 from tests.test_sql.columns_client import literal
 
@@ -38,12 +37,6 @@ WARNING = {"number": 8153, "class": 10, "text": "Warning: Null value is eliminat
 def server() -> Iterator[DevServer]:
     with run_in_thread(host="127.0.0.1", port=0) as srv:
         yield srv
-
-
-@pytest.fixture
-def conn(server: DevServer) -> Iterator[Any]:
-    with dev_connect(server.port, timeout=30) as c:
-        yield c
 
 
 def messages(cur: Any) -> list[tuple[int, str]]:
