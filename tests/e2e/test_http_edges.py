@@ -114,6 +114,9 @@ def test_one_request_id_and_the_client_address_in_both_logs(
         )
         assert re.search(started, api.log_text()), api.log_text()[-2000:]
         assert "203.0.113.5" not in api.log_text()
-        poll(lambda: "download trace-e2e-1 completed" in bff.log_text(), what="the BFF's line")
+        poll(
+            lambda: "download trace-e2e-1 of report completed" in bff.log_text(),
+            what="the BFF's line",
+        )
     finally:
         api.stop()
