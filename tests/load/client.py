@@ -2,7 +2,8 @@
 
 Each client is one aiohttp request on its own TCP connection (like a browser's download), read
 according to its behaviour, and every 200 body is checked as it arrives
-(:class:`~tests.load.verify.XlsxStreamChecker`), never stored.
+(:class:`~tests.load.verify.XlsxStreamChecker`), never stored, then against what the run's
+report must hold (:func:`~tests.load.expect.check_download`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
 from tests.load.errors import InvalidDownload
+from tests.load.expect import Expectation, check_download
 from tests.load.plan import Behaviour, Request
 from tests.load.verify import XlsxStreamChecker
 
@@ -32,12 +33,12 @@ READ_SIZE = 64 * 1024
 
 
 class Outcome(enum.StrEnum):
-    COMPLETED = "completed"  # 200, whole body, a valid workbook with the rows asked for
+    COMPLETED = "completed"  # 200, whole body, a valid workbook holding what was asked for
     INVALID = "invalid"  # 200 and the body ended, but it is not that workbook
     ABORTED = "aborted"  # the client went away on purpose
     TIMEOUT = "timeout"  # the harness's per-request time limit cut it
     BROKEN = "broken"  # the server or the network ended it early (connection error)
-    REFUSED_AS_EXPECTED = "refused_as_expected"  # a bad rowCount answered 400 INVALID_ROW_COUNT
+    REFUSED_AS_EXPECTED = "refused_as_expected"  # a bad request answered 400 with its code
     ERROR = "error"  # any other status, or a 400 with another code
 
 
@@ -52,7 +53,7 @@ class AbortPhase(enum.StrEnum):
 class Result:
     index: int
     behaviour: Behaviour
-    requested_rows: str
+    query: str  # as sent
     started_s: float  # since the start of the run
     ended_s: float = 0.0
     outcome: Outcome = Outcome.BROKEN
@@ -60,7 +61,8 @@ class Result:
     code: str | None = None  # the JSON error code, if any
     bytes: int = 0
     first_byte_s: float | None = None  # from the request's start to its first body byte
-    rows: int = 0  # data rows in a verified workbook
+    rows: int = 0  # data rows in a verified workbook, over all its sheets
+    refusal: str | None = None  # a bad request's: the code its 400 must carry
     abort_phase: AbortPhase | None = None
     abort_not_reached: bool = False  # an aborting client whose download completed first
     detail: str = ""
@@ -96,15 +98,16 @@ class ClientSettings:
     slow_rate_bps: int
     request_timeout_s: float
     verify: bool = True
+    xml_check: bool = True  # parse each sheet's XML (see tests.load.sheets)
+    expected: Expectation | None = None  # what a download must hold (None: structure only)
 
 
 class _Abort(Exception):
     """The planned number of bytes arrived: go away now."""
 
 
-def request_url(settings: ClientSettings, row_count: str) -> URL:
-    """The export URL with ``row_count`` percent-encoded exactly as given (bad ones too)."""
-    query = "rowCount=" + quote(row_count, safe="")
+def request_url(settings: ClientSettings, query: str) -> URL:
+    """The export URL with ``query`` (already percent-encoded) sent exactly as given."""
     return URL(f"{settings.base_url.rstrip('/')}{settings.path}?{query}", encoded=True)
 
 
@@ -117,7 +120,8 @@ async def run_request(
 ) -> Result:
     loop = asyncio.get_running_loop()
     start = loop.time()
-    result = Result(request.index, request.behaviour, request.row_count, start - clock_zero)
+    result = Result(request.index, request.behaviour, request.query, start - clock_zero)
+    result.refusal = request.refusal
     planned_s = request.abort_after_seconds
     limit_s = settings.request_timeout_s
     planned_first = planned_s is not None and planned_s < limit_s
@@ -126,7 +130,7 @@ async def run_request(
     live.in_flight += 1
     try:
         async with asyncio.timeout_at(deadline):
-            async with session.get(request_url(settings, request.row_count)) as response:
+            async with session.get(request_url(settings, request.query)) as response:
                 headers_seen = True
                 result.status = response.status
                 if response.status != 200:
@@ -163,8 +167,8 @@ async def _read_error(response: aiohttp.ClientResponse, request: Request, result
     with contextlib.suppress(ValueError, AttributeError, TypeError):
         result.code = str(json.loads(body)["error"]["code"])
         result.detail = str(json.loads(body)["error"]["message"])
-    expected = request.behaviour is Behaviour.BAD
-    if expected and response.status == 400 and result.code == "INVALID_ROW_COUNT":
+    refusal = request.refusal
+    if refusal is not None and response.status == 400 and result.code == refusal:
         result.outcome = Outcome.REFUSED_AS_EXPECTED
     else:
         result.outcome = Outcome.ERROR
@@ -179,7 +183,7 @@ async def _read_body(
     start: float,
 ) -> None:
     loop = asyncio.get_running_loop()
-    checker = XlsxStreamChecker() if settings.verify else None
+    checker = XlsxStreamChecker(xml_check=settings.xml_check) if settings.verify else None
     slow = request.behaviour is Behaviour.SLOW
     piece = max(1, int(settings.slow_rate_bps * SLOW_READ_INTERVAL_S)) if slow else READ_SIZE
     abort_at = request.abort_after_bytes
@@ -212,21 +216,18 @@ async def _read_body(
                 await asyncio.sleep(ahead)
     if request.behaviour is Behaviour.BAD:
         result.outcome = Outcome.ERROR
-        result.detail = "an invalid rowCount was accepted"
+        result.detail = "a request the API must refuse was answered with a body"
         return
     if checker is None:
         result.outcome = Outcome.COMPLETED
         return
     try:
         verdict = checker.finish()
+        if settings.expected is not None:
+            check_download(verdict, settings.expected)
     except InvalidDownload as exc:
         result.outcome = Outcome.INVALID
         result.detail = str(exc)
-        return
-    expected = int(request.row_count)
-    if verdict.data_rows != expected:
-        result.outcome = Outcome.INVALID
-        result.detail = f"{verdict.data_rows:,} data rows, {expected:,} asked for"
         return
     result.rows = verdict.data_rows
     live.rows_verified += verdict.data_rows

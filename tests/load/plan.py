@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tests.load.errors import LoadError
@@ -19,13 +20,15 @@ class Behaviour(enum.StrEnum):
     NORMAL = "normal"  # downloads as fast as it can
     SLOW = "slow"  # reads at a throttled rate
     ABORT = "abort"  # goes away after some bytes or some seconds
-    BAD = "bad"  # sends an invalid rowCount
+    BAD = "bad"  # sends parameters the API must refuse
 
 
-# rowCount values the API must refuse with 400 INVALID_ROW_COUNT (the README's rules: ASCII
-# digits only, 1 to the maximum): letters, a sign, zero, an exponent, hex, a decimal, an empty
-# value, a space, a non-ASCII digit (fullwidth 5). Sent percent-encoded.
-BAD_ROW_COUNTS: tuple[str, ...] = ("abc", "-1", "0", "1e3", "0x10", "12.5", "", " 7", "\uff15")
+@dataclass(frozen=True)
+class BadRequest:
+    """A query string the API must refuse with 400 and ``code`` (see tests.load.reports)."""
+
+    query: str
+    code: str
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,10 @@ class AbortRange:
 class Request:
     index: int
     behaviour: Behaviour
-    row_count: str  # as sent in the query string (a bad one for BAD)
+    query: str  # the query string as sent, percent-encoded (a bad one for BAD)
     abort_after_bytes: int | None = None
     abort_after_seconds: float | None = None
+    refusal: str | None = None  # BAD: the code the API's 400 must carry
 
 
 def apportion(total: int, shares: dict[Behaviour, float]) -> dict[Behaviour, int]:
@@ -97,14 +101,18 @@ def apportion(total: int, shares: dict[Behaviour, float]) -> dict[Behaviour, int
 def make_plan(
     *,
     requests: int,
-    rows: int,
+    query: str,
+    bad: Sequence[BadRequest],
     shares: Shares,
     aborts: AbortRange,
     expected_size: int,
     seed: int,
 ) -> list[Request]:
-    """``requests`` requests for ``rows`` rows each; ``expected_size`` (bytes of one file)
-    is the default upper end of the abort byte range."""
+    """``requests`` requests sending ``query``, the bad ones one of ``bad`` each (drawn
+    uniformly); ``expected_size`` (bytes of one file) is the default upper end of the abort
+    byte range."""
+    if shares.bad and not bad:
+        raise LoadError("a bad share, but no bad request to send")
     rng = random.Random(seed)
     counts = apportion(requests, shares.by_behaviour())
     order = [b for b, n in counts.items() for _ in range(n)]
@@ -113,15 +121,16 @@ def make_plan(
     plan = []
     for index, behaviour in enumerate(order):
         if behaviour is Behaviour.BAD:
-            plan.append(Request(index, behaviour, rng.choice(BAD_ROW_COUNTS)))
+            refused = rng.choice(bad)
+            plan.append(Request(index, behaviour, refused.query, refusal=refused.code))
         elif behaviour is Behaviour.ABORT:
             by = aborts.by if aborts.by != "mixed" else rng.choice(("bytes", "seconds"))
             if by == "bytes":
                 after = rng.randint(aborts.min_bytes, max_bytes)
-                plan.append(Request(index, behaviour, str(rows), abort_after_bytes=after))
+                plan.append(Request(index, behaviour, query, abort_after_bytes=after))
             else:
                 seconds = round(rng.uniform(aborts.min_seconds, aborts.max_seconds), 3)
-                plan.append(Request(index, behaviour, str(rows), abort_after_seconds=seconds))
+                plan.append(Request(index, behaviour, query, abort_after_seconds=seconds))
         else:
-            plan.append(Request(index, behaviour, str(rows)))
+            plan.append(Request(index, behaviour, query))
     return plan

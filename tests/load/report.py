@@ -2,9 +2,9 @@
 
 The checks are the run's verdict. Errors the scenario is meant to provoke (503 beyond the
 pool, 429 per-client limits) are reported, not failed; what must never happen is failed: a
-completed transfer that is not the workbook asked for, a bad rowCount not refused with 400
-INVALID_ROW_COUNT, a query left running after its client went away, an API that does not
-become idle, connections or threads left behind.
+completed transfer that is not the workbook asked for, a bad request not refused with 400 and
+its code (INVALID_ROW_COUNT, INVALID_PARAMETER...), a query left running after its client went
+away, an API that does not become idle, connections or threads left behind.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.load.client import AbortPhase, Outcome, Result
+from tests.load.expect import Expectation
 from tests.load.monitor import Probe, ProcessSeries
 from tests.load.plan import Behaviour
+from tests.load.reports import ReportQuery
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -64,7 +66,8 @@ class Measurements:
 
     config: dict[str, Any]
     planned: int
-    rows: int
+    report: ReportQuery
+    expected: Expectation  # what each download must hold
     abort_margin: int
     results: list[Result]
     wall_s: float
@@ -84,8 +87,8 @@ class Measurements:
 
 
 def expected_size(results: Iterable[Result], rows: int, estimate_per_row: int) -> int:
-    """The size of one complete file: the largest completed download of these rows (sizes
-    vary by a few bytes with timestamps), else an estimate."""
+    """The size of one complete file: the largest completed download (all ask for the same
+    report and parameters; sizes vary by a few bytes with timestamps), else an estimate."""
     sizes = [r.bytes for r in results if r.outcome is Outcome.COMPLETED]
     return max(sizes) if sizes else rows * estimate_per_row
 
@@ -172,7 +175,7 @@ def _result_json(r: Result) -> dict[str, Any]:
     return {
         "index": r.index,
         "behaviour": r.behaviour.value,
-        "row_count": r.requested_rows,
+        "query": r.query,
         "outcome": r.outcome.value,
         "status": r.status,
         "code": r.code,
@@ -199,7 +202,7 @@ def build_report(m: Measurements, *, estimate_per_row: int) -> dict[str, Any]:
         for r in results
         if r.outcome in (Outcome.ERROR, Outcome.BROKEN, Outcome.INVALID)
     )
-    size = expected_size(results, m.rows, estimate_per_row)
+    size = expected_size(results, m.expected.data_rows, estimate_per_row)
     aborts = classify_aborts(results, size, m.abort_margin)
     total_bytes = sum(r.bytes for r in results)
     total_rows = sum(r.rows for r in results)
@@ -211,6 +214,13 @@ def build_report(m: Measurements, *, estimate_per_row: int) -> dict[str, Any]:
     }
     report: dict[str, Any] = {
         "config": m.config,
+        "expected": {
+            "report": m.report.report,
+            "params": dict(m.report.params),
+            "rows": m.expected.data_rows,
+            "sheets": m.expected.for_json(),
+            "summary": f"report {m.report.describe()}: {m.expected.describe()}",
+        },
         "requests": {
             "planned": m.planned,
             "started": len(results),
@@ -301,11 +311,12 @@ def checks(m: Measurements, report: Mapping[str, Any]) -> list[Check]:
     )
     bad = [r for r in results if r.behaviour is Behaviour.BAD]
     refused = sum(r.outcome is Outcome.REFUSED_AS_EXPECTED for r in bad)
+    codes = sorted({r.refusal for r in bad if r.refusal})
     out.append(
         Check(
-            "bad rowCount refused with 400 INVALID_ROW_COUNT",
+            "bad requests refused with 400 and their code",
             refused == len(bad),
-            f"{refused} of {len(bad)}",
+            f"{refused} of {len(bad)}" + (f" ({', '.join(codes)})" if codes else ""),
         )
     )
     database = report["database"]
@@ -375,9 +386,9 @@ def render(report: Mapping[str, Any]) -> str:
     cfg = report["config"]
     lines.append(
         f"load: {req['started']} of {req['planned']} requests, {cfg['concurrency']} at once, "
-        f"{cfg['rows']:,} rows each, via {cfg['target']}"
-        + (f" (scenario {cfg['scenario']})" if cfg.get("scenario") else "")
+        f"via {cfg['target']}" + (f" (scenario {cfg['scenario']})" if cfg.get("scenario") else "")
     )
+    lines.append(f"{report['expected']['summary']} each")
     lines.append("")
     outcomes = sorted({o for row in req["by_behaviour"].values() for o in row})
     lines.append("| behaviour | " + " | ".join(outcomes) + " |")

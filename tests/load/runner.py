@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from scripts.stack import DEV_DATABASE, DEV_PASSWORD, DEV_USER, HOST, StackError, running_stack
-from tests.load import dbstats
+from tests.load import dbstats, reports
 from tests.load.client import ClientSettings, Live, run_load
 from tests.load.dbstats import DbTarget
 from tests.load.errors import LoadError
@@ -32,7 +32,7 @@ from tests.load.monitor import (
     poll_until,
     read_metrics,
 )
-from tests.load.options import ESTIMATED_BYTES_PER_ROW, KIB, LoadConfig
+from tests.load.options import KIB, LoadConfig
 from tests.load.plan import make_plan
 from tests.load.report import EXECUTOR_THREADS, Measurements, build_report
 
@@ -176,12 +176,15 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
     )
     api_pid = targets.pids.get("api")
     threads_before = _threads(api_pid)
+    expected = reports.expectation(config.report)
+    per_row = reports.bytes_per_row(config.report)
     plan = make_plan(
         requests=config.requests,
-        rows=config.rows,
+        query=config.report.query_string(),
+        bad=reports.bad_requests(config.report),
         shares=config.shares,
         aborts=config.aborts,
-        expected_size=config.rows * ESTIMATED_BYTES_PER_ROW,
+        expected_size=expected.data_rows * per_row,
         seed=config.seed,
     )
     base_url = targets.bff_url if config.target == "bff" else targets.api_url
@@ -192,6 +195,8 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
         slow_rate_bps=config.slow_rate_kib * KIB,
         request_timeout_s=config.request_timeout_s,
         verify=config.verify,
+        xml_check=config.xml_check,
+        expected=expected,
     )
     zero = time.monotonic()
     live = Live()
@@ -251,7 +256,8 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
     measurements = Measurements(
         config=config.for_json(),
         planned=len(plan),
-        rows=config.rows,
+        report=config.report,
+        expected=expected,
         abort_margin=config.abort_margin,
         results=results,
         wall_s=wall,
@@ -273,4 +279,4 @@ def measure(config: LoadConfig, targets: Targets) -> dict[str, Any]:
         ),
         db_connections_settled=settled,
     )
-    return build_report(measurements, estimate_per_row=ESTIMATED_BYTES_PER_ROW)
+    return build_report(measurements, estimate_per_row=per_row)

@@ -12,14 +12,32 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.load.client import AbortPhase, ClientSettings, Live, Outcome, Result, run_load
+from tests.load.expect import Expectation
 from tests.load.plan import Behaviour, Request
-from tests.load.test_verify import workbook
+from tests.load.reports import INVALID_ROW_COUNT, ReportQuery, expectation
+from tests.load.test_verify import (
+    SALES_FROM,
+    SALES_TO,
+    break_a_tag,
+    rezip,
+    sales_workbook,
+    without_row,
+    workbook,
+)
 
 ROWS = 300
+QUERY = ReportQuery("report", (("rowCount", str(ROWS)),))
+ASKED = QUERY.query_string()
 BOOK = workbook(ROWS)
 SHORT_BOOK = workbook(ROWS - 1)
 FLIPPED = bytearray(BOOK)
 FLIPPED[len(BOOK) // 3] ^= 0x10
+SALES = ReportQuery("sales", (("from", SALES_FROM.isoformat()), ("to", SALES_TO.isoformat())))
+SALES_BOOK = sales_workbook(SALES_FROM, SALES_TO, max_rows_per_sheet=150)
+# The summary sheet without its last region: every sheet valid, one short of its rows.
+SALES_SHORT = rezip(SALES_BOOK, "xl/worksheets/sheet4.xml", without_row(6))
+# The first sheet with one cell's end tag misspelt: rows, counts and zip all as they should be.
+SALES_BROKEN_XML = rezip(SALES_BOOK, "xl/worksheets/sheet1.xml", break_a_tag)
 
 
 async def send(
@@ -71,6 +89,9 @@ ROUTES: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
     "/late": late_headers,
     "/refused": refused,
     "/bad": bad_row_count,
+    "/sales": serving(SALES_BOOK),
+    "/sales-short": serving(SALES_SHORT),
+    "/sales-broken-xml": serving(SALES_BROKEN_XML),
 }
 
 
@@ -92,14 +113,18 @@ async def one(
     *,
     slow_rate_bps: int = 64 * 1024,
     timeout_s: float = 30.0,
+    expected: Expectation | None = None,
+    xml_check: bool = True,
 ) -> Result:
     settings = ClientSettings(
         base_url=str(server.make_url("")),
         path=path,
         slow_rate_bps=slow_rate_bps,
         request_timeout_s=timeout_s,
+        xml_check=xml_check,
+        expected=expected or expectation(QUERY),
     )
-    plan = [request or Request(0, Behaviour.NORMAL, str(ROWS))]
+    plan = [request or Request(0, Behaviour.NORMAL, ASKED)]
     results, _ = await run_load(plan, settings, concurrency=1, duration_s=None, live=Live())
     assert len(results) == 1
     return results[0]
@@ -118,7 +143,7 @@ async def test_a_good_workbook_is_completed_with_its_rows(server: TestServer) ->
     [
         ("/truncated", "truncated"),
         ("/flipped", ""),
-        ("/short", f"{ROWS - 1} data rows, {ROWS} asked for"),
+        ("/short", f"sheet 'Report': {ROWS - 1} data rows, {ROWS} expected"),
     ],
 )
 async def test_a_damaged_body_that_ended_normally_is_invalid(
@@ -128,6 +153,26 @@ async def test_a_damaged_body_that_ended_normally_is_invalid(
     assert result.outcome is Outcome.INVALID
     assert detail in result.detail
     assert result.rows == 0
+
+
+async def test_a_workbook_of_several_sheets_is_checked_sheet_by_sheet(server: TestServer) -> None:
+    sales = expectation(SALES)
+    request = Request(0, Behaviour.NORMAL, SALES.query_string())
+    result = await one(server, "/sales", request, expected=sales)
+    assert result.outcome is Outcome.COMPLETED, result.detail
+    assert result.rows == sales.data_rows == 400 + 5  # the orders' and the summary's
+    short = await one(server, "/sales-short", request, expected=sales)
+    assert short.outcome is Outcome.INVALID
+    assert short.detail == "sheet 'Summary by region': 4 data rows, 5 expected"
+    # The report's workbook is not the sales report's, though both are valid workbooks.
+    other = await one(server, "/good", request, expected=sales)
+    assert other.outcome is Outcome.INVALID
+    assert "expected 'Orders' as sheet 1" in other.detail
+    broken = await one(server, "/sales-broken-xml", request, expected=sales)
+    assert broken.outcome is Outcome.INVALID
+    assert "sheet1.xml is not well-formed XML: mismatched tag" in broken.detail
+    unparsed = await one(server, "/sales-broken-xml", request, expected=sales, xml_check=False)
+    assert unparsed.outcome is Outcome.COMPLETED
 
 
 async def test_a_transfer_broken_off_by_the_server_is_broken_not_completed(
@@ -142,27 +187,32 @@ async def test_error_answers_are_grouped_by_status_and_code(server: TestServer) 
     refused_result = await one(server, "/refused")
     assert refused_result.outcome is Outcome.ERROR
     assert refused_result.error_key == "503 TOO_MANY_EXPORTS"
-    bad = await one(server, "/bad", Request(0, Behaviour.BAD, "abc"))
+    bad = await one(
+        server, "/bad", Request(0, Behaviour.BAD, "rowCount=abc", refusal=INVALID_ROW_COUNT)
+    )
     assert bad.outcome is Outcome.REFUSED_AS_EXPECTED
     # A normal download refused as a bad request is an error, not an expected refusal.
     assert (await one(server, "/bad")).outcome is Outcome.ERROR
+    # So is a bad request refused with another code than its own.
+    other = Request(0, Behaviour.BAD, "from=abc", refusal="INVALID_PARAMETER")
+    assert (await one(server, "/bad", other)).outcome is Outcome.ERROR
     # A bad request that is answered with a workbook is an error too.
-    accepted = await one(server, "/good", Request(0, Behaviour.BAD, "abc"))
+    accepted = await one(
+        server, "/good", Request(0, Behaviour.BAD, "rowCount=abc", refusal=INVALID_ROW_COUNT)
+    )
     assert accepted.outcome is Outcome.ERROR
-    assert "accepted" in accepted.detail
+    assert "answered with a body" in accepted.detail
 
 
 async def test_an_abort_after_bytes_closes_at_that_byte(server: TestServer) -> None:
-    result = await one(
-        server, "/good", Request(0, Behaviour.ABORT, str(ROWS), abort_after_bytes=5000)
-    )
+    result = await one(server, "/good", Request(0, Behaviour.ABORT, ASKED, abort_after_bytes=5000))
     assert result.outcome is Outcome.ABORTED
     assert result.abort_phase is AbortPhase.IN_BODY
     assert result.bytes == 5000
 
 
 async def test_an_abort_point_past_the_end_is_a_completed_download(server: TestServer) -> None:
-    request = Request(0, Behaviour.ABORT, str(ROWS), abort_after_bytes=len(BOOK) + 1)
+    request = Request(0, Behaviour.ABORT, ASKED, abort_after_bytes=len(BOOK) + 1)
     result = await one(server, "/good", request)
     assert result.outcome is Outcome.COMPLETED
     assert result.abort_not_reached
@@ -171,9 +221,7 @@ async def test_an_abort_point_past_the_end_is_a_completed_download(server: TestS
 async def test_an_abort_before_the_response_and_a_timeout_are_told_apart(
     server: TestServer,
 ) -> None:
-    early = await one(
-        server, "/late", Request(0, Behaviour.ABORT, str(ROWS), abort_after_seconds=0.2)
-    )
+    early = await one(server, "/late", Request(0, Behaviour.ABORT, ASKED, abort_after_seconds=0.2))
     assert (early.outcome, early.abort_phase) == (Outcome.ABORTED, AbortPhase.BEFORE_HEADERS)
     assert early.duration_s < 4
     timed_out = await one(server, "/late", timeout_s=0.3)
@@ -185,7 +233,7 @@ async def test_an_abort_before_the_response_and_a_timeout_are_told_apart(
 
 async def test_a_slow_reader_keeps_to_its_rate(server: TestServer) -> None:
     rate = 40 * 1024
-    result = await one(server, "/good", Request(0, Behaviour.SLOW, str(ROWS)), slow_rate_bps=rate)
+    result = await one(server, "/good", Request(0, Behaviour.SLOW, ASKED), slow_rate_bps=rate)
     assert result.outcome is Outcome.COMPLETED
     assert result.first_byte_s is not None
     # It cannot be faster than its rate allows (slower is possible on a loaded machine).
@@ -194,7 +242,7 @@ async def test_a_slow_reader_keeps_to_its_rate(server: TestServer) -> None:
 
 async def test_no_request_starts_after_the_duration(server: TestServer) -> None:
     settings = ClientSettings(str(server.make_url("")), "/late", 64 * 1024, 30.0)
-    plan = [Request(i, Behaviour.ABORT, str(ROWS), abort_after_seconds=0.3) for i in range(50)]
+    plan = [Request(i, Behaviour.ABORT, ASKED, abort_after_seconds=0.3) for i in range(50)]
     results, wall = await run_load(plan, settings, concurrency=2, duration_s=0.5, live=Live())
     assert 2 <= len(results) <= 6  # two at a time, 0.3 s each, none started after 0.5 s
     assert wall < 2

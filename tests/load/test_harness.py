@@ -4,6 +4,7 @@ cancelled it and the database says so, the stack ends idle."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,10 @@ import pytest
 
 from scripts.stack import Service, start_api, start_bff
 from sql.devserver import DevServer, run_in_thread
+from tests.load import options, reports
 from tests.load.__main__ import main
+from tests.load.plan import AbortRange, Shares, make_plan
+from tests.load.reports import ReportQuery
 
 
 @dataclass
@@ -179,3 +183,69 @@ def test_more_downloads_than_the_pool_are_refused_and_reported(tmp_path: Path) -
     refused = report["requests"]["errors"].get("503 TOO_MANY_EXPORTS", 0)
     assert refused >= 1
     assert outcomes.get("completed", 0) + refused == 4
+
+
+SALES_JANUARY = ["--report", "sales", "--param", "from=2024-01-01", "--param", "to=2024-01-31"]
+REFUSALS = {"INVALID_PARAMETER", "UNKNOWN_PARAMETER"}
+
+
+def seed_sending(codes: set[str], query: ReportQuery, requests: int, bad_share: float) -> int:
+    """The first seed whose plan sends bad requests of each of ``codes`` (the same plan the
+    run makes from the same settings)."""
+    for seed in itertools.count(1):
+        plan = make_plan(
+            requests=requests,
+            query=query.query_string(),
+            bad=reports.bad_requests(query),
+            shares=Shares(bad=bad_share),
+            aborts=AbortRange(),
+            expected_size=0,
+            seed=seed,
+        )
+        if {r.refusal for r in plan if r.refusal} == codes:
+            return seed
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("target", ["bff", "api"])
+def test_the_sales_report_with_refused_parameters(
+    stack: Stack, tmp_path: Path, target: str
+) -> None:
+    args = [*SALES_JANUARY, "--param", "region=East", "--target", target]
+    query = options.parse(args).report
+    seed = seed_sending(REFUSALS, query, requests=8, bad_share=0.5)
+    load = ["--requests", "8", "--concurrency", "4", "--bad-share", "0.5", "--seed", str(seed)]
+    status, report = run([*stack.args(), *args, *load], tmp_path)
+    assert status == 0, report["checks"]
+    assert report["requests"]["by_outcome"] == {"completed": 4, "refused_as_expected": 4}
+    refusals = {r["code"] for r in report["results"] if r["outcome"] == "refused_as_expected"}
+    assert refusals == REFUSALS
+    expected = report["expected"]
+    assert expected["report"] == "sales"
+    assert expected["params"] == {"from": "2024-01-01", "to": "2024-01-31", "region": "East"}
+    assert set(expected["sheets"]) == {"Orders", "Summary by region"}
+    assert expected["sheets"]["Summary by region"] == 1
+    completed = [r for r in report["results"] if r["outcome"] == "completed"]
+    assert all(r["rows"] == expected["rows"] for r in completed)
+    assert report["config"]["xml_check"]
+
+
+def test_a_sales_report_rolled_over_to_several_sheets(tmp_path: Path) -> None:
+    # 1,240 orders at 500 rows a sheet: "Orders", "Orders (2)", "Orders (3)", then the summary.
+    status, report = run(
+        [
+            "--start-stack",
+            "--api-env",
+            "API_MAX_ROWS_PER_SHEET=500",
+            *SALES_JANUARY,
+            "--requests",
+            "2",
+            "--concurrency",
+            "2",
+        ],
+        tmp_path,
+    )
+    assert status == 0, report["checks"]
+    assert report["requests"]["by_outcome"] == {"completed": 2}
+    assert report["expected"]["sheets"] == {"Orders": 1240, "Summary by region": 5}
+    assert all(r["rows"] == 1245 for r in report["results"])

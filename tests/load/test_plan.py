@@ -7,23 +7,20 @@ from collections import Counter
 
 import pytest
 
-from tests.load import options
+from tests.load import options, reports
 from tests.load.errors import LoadError
-from tests.load.plan import (
-    BAD_ROW_COUNTS,
-    AbortRange,
-    Behaviour,
-    Shares,
-    apportion,
-    make_plan,
-)
+from tests.load.plan import AbortRange, Behaviour, Shares, apportion, make_plan
+from tests.load.reports import BAD_ROW_COUNTS, INVALID_ROW_COUNT, ReportQuery, encode_query
 from tests.load.targets import check_url, is_loopback_host
+
+QUERY = ReportQuery("report", (("rowCount", "1000"),))
 
 
 def plan(seed: int = 1, requests: int = 200, **kw: object) -> list:  # type: ignore[type-arg]
     settings: dict = {  # type: ignore[type-arg]
         "requests": requests,
-        "rows": 1000,
+        "query": QUERY.query_string(),
+        "bad": reports.bad_requests(QUERY),
         "shares": Shares(slow=0.1, abort=0.3, bad=0.05),
         "aborts": AbortRange(),
         "expected_size": 77_000,
@@ -66,11 +63,19 @@ def test_abort_points_stay_in_their_ranges() -> None:
 
 
 def test_bad_requests_use_the_documented_bad_values_and_others_the_row_count() -> None:
+    bad_queries = {encode_query([("rowCount", value)]) for value in BAD_ROW_COUNTS}
     for request in plan():
         if request.behaviour is Behaviour.BAD:
-            assert request.row_count in BAD_ROW_COUNTS
+            assert request.query in bad_queries
+            assert request.refusal == INVALID_ROW_COUNT
         else:
-            assert request.row_count == "1000"
+            assert request.query == "rowCount=1000"
+            assert request.refusal is None
+
+
+def test_a_bad_share_without_bad_requests_is_refused() -> None:
+    with pytest.raises(LoadError, match="no bad request"):
+        plan(bad=())
 
 
 @pytest.mark.parametrize(
@@ -90,7 +95,7 @@ def test_a_scenario_sets_defaults_that_explicit_options_override() -> None:
     assert config.requests == 200
     assert config.concurrency == 20
     assert config.shares.abort == 0.3
-    assert config.rows == 1234
+    assert config.report == ReportQuery("report", (("rowCount", "1234"),))
 
 
 def test_start_stack_passes_the_load_settings_to_the_services() -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import statistics
 
 import pytest
 
+from sql import sales_data
 from tests.load.client import AbortPhase, Outcome, Result
 from tests.load.monitor import parse_metrics
 from tests.load.plan import Behaviour
 from tests.load.report import Measurements, build_report, classify_aborts, percentile, render
+from tests.load.reports import ReportQuery, expectation
 
 SIZE = 5_000_000
 MARGIN = 1_000_000
@@ -25,7 +28,7 @@ def result(
     phase: AbortPhase | None = None,
     **fields: object,
 ) -> Result:
-    r = Result(index, behaviour, "1000", started_s=0.0, ended_s=1.0, outcome=outcome)
+    r = Result(index, behaviour, "rowCount=1000", started_s=0.0, ended_s=1.0, outcome=outcome)
     r.bytes = received
     r.abort_phase = phase
     for name, value in fields.items():
@@ -71,11 +74,15 @@ def test_aborts_are_classified_by_where_they_landed() -> None:
     }
 
 
+ROWS_1000 = ReportQuery("report", (("rowCount", "1000"),))
+
+
 def measurements(results: list[Result], **fields: object) -> Measurements:
     m = Measurements(
-        config={"concurrency": 2, "rows": 1000, "target": "bff", "scenario": None},
+        config={"concurrency": 2, "target": "bff", "scenario": None},
         planned=len(results),
-        rows=1000,
+        report=ROWS_1000,
+        expected=expectation(ROWS_1000),
         abort_margin=MARGIN,
         results=results,
         wall_s=2.0,
@@ -97,7 +104,14 @@ def stats(attentions: int) -> dict[str, int]:
 def test_a_clean_run_passes_and_the_counts_add_up() -> None:
     results = [
         result(0, Behaviour.NORMAL, Outcome.COMPLETED, received=SIZE, rows=1000),
-        result(1, Behaviour.BAD, Outcome.REFUSED_AS_EXPECTED, status=400, code="INVALID_ROW_COUNT"),
+        result(
+            1,
+            Behaviour.BAD,
+            Outcome.REFUSED_AS_EXPECTED,
+            status=400,
+            code="INVALID_ROW_COUNT",
+            refusal="INVALID_ROW_COUNT",
+        ),
         result(2, Behaviour.ABORT, Outcome.ABORTED, received=10, phase=AbortPhase.IN_BODY),
         result(3, Behaviour.NORMAL, Outcome.ERROR, status=503, code="TOO_MANY_EXPORTS"),
     ]
@@ -131,7 +145,7 @@ def test_a_clean_run_passes_and_the_counts_add_up() -> None:
         (
             [result(0, Behaviour.BAD, Outcome.ERROR, status=200)],
             {},
-            "bad rowCount refused with 400 INVALID_ROW_COUNT",
+            "bad requests refused with 400 and their code",
         ),
         (
             [
@@ -171,6 +185,26 @@ def test_what_must_never_happen_fails_the_run(
     assert verdicts[failed] is False
     assert not report["ok"]
     assert [name for name, ok in verdicts.items() if ok is False] == [failed]
+
+
+def test_the_report_names_the_report_its_parameters_and_the_rows_expected() -> None:
+    sales = ReportQuery("sales", (("from", "2024-01-01"), ("to", "2024-01-10"), ("region", "East")))
+    orders = sum(1 for _ in sales_data.orders(dt.date(2024, 1, 1), dt.date(2024, 1, 10), "East"))
+    m = measurements([result(0, Behaviour.NORMAL, Outcome.COMPLETED, received=SIZE)])
+    m.report, m.expected = sales, expectation(sales)
+    report = build_report(m, estimate_per_row=50)
+    rows = f"{orders + 1} rows (Orders {orders}, Summary by region 1)"
+    assert report["expected"] == {
+        "report": "sales",
+        "params": {"from": "2024-01-01", "to": "2024-01-10", "region": "East"},
+        "rows": orders + 1,
+        "sheets": {"Orders": orders, "Summary by region": 1},
+        "summary": f"report sales (from=2024-01-01, to=2024-01-10, region=East): {rows}",
+    }
+    lines = render(report).splitlines()
+    assert f"report sales (from=2024-01-01, to=2024-01-10, region=East): {rows} each" in lines
+    default = build_report(measurements([]), estimate_per_row=77)
+    assert "report report (rowCount=1000): 1,000 rows each" in render(default).splitlines()
 
 
 def test_unanswered_attentions_fail_the_cancel_check() -> None:

@@ -2,15 +2,19 @@
 
 The body is never held in memory. :class:`XlsxStreamChecker` parses the zip as a stream
 (APPNOTE.TXT 6.3.10: local file headers, data, data descriptors, then the central directory
-and its end record), inflates each deflated entry with :func:`zlib.decompressobj`, checks its
-CRC-32 and sizes against the descriptor and the central directory, and counts the ``<row``
-elements of every worksheet as the XML streams by. Only headers are buffered; entry data goes
-straight through the decompressor in bounded pieces.
+and its end record), inflates each deflated entry with :func:`zlib.decompressobj` and checks
+its CRC-32 and sizes against the descriptor and the central directory. Only headers are
+buffered; entry data goes straight through the decompressor in bounded pieces.
 
-Counting ``<row `` is exact for SpreadsheetML written by our writer: every row element carries
-an ``r`` attribute, and text in cells is XML-escaped, so ``<`` inside a value is ``&lt;``. The
-CRC-32 proves the XML is the one the writer produced; the XML itself is checked by the
-writer's own tests with independent readers.
+The workbook inside, whatever its number of sheets: every worksheet part is fed as it inflates
+to a :class:`~tests.load.sheets.SheetScan` (well-formed XML, rows numbered 1, 2, 3... without a
+gap, a header row of text); ``xl/workbook.xml`` and its relationships (small, read whole) must
+list exactly the worksheet parts the zip holds, each once, under distinct names. The
+:class:`Verdict` gives each sheet in the workbook's order with its rows and sample rows; what
+they should be for a given report is :mod:`tests.load.expect`'s business.
+
+A CRC-32 only proves the bytes are the ones the writer produced, which is why the XML is
+parsed too: a writer (or a row source) that produced a broken sheet gets a matching CRC.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tests.load.errors import InvalidDownload
+from tests.load.sheets import FIRST_DATA_ROW, MAX_PART_BYTES, Row, SheetScan, listed_sheets
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"
@@ -47,10 +52,14 @@ MAX_INFLATE_CHUNK = 256 * 1024
 # the cap keeps a corrupted length field from making us buffer the rest of the body.
 MAX_HEADER_BYTES = 3 * _MAX16 + 64
 
-WORKSHEET_RE = re.compile(r"xl/worksheets/sheet[1-9][0-9]*\.xml")
-REQUIRED_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
-_ROW_TAG = b"<row "
-_SHEET_END = b"</worksheet>"
+# Parts scanned as worksheets: any XML file directly in xl/worksheets/ (our writer names them
+# sheet1.xml, sheet2.xml...; whether each is a sheet the workbook shows is checked at the end).
+WORKSHEET_RE = re.compile(r"xl/worksheets/[^/]+\.xml")
+WORKBOOK_PART = "xl/workbook.xml"
+WORKBOOK_RELS_PART = "xl/_rels/workbook.xml.rels"
+REQUIRED_PARTS = ("[Content_Types].xml", WORKBOOK_PART, WORKBOOK_RELS_PART)
+# Parts read whole (each at most sheets.MAX_PART_BYTES) to find the sheets.
+_PARTS_READ = (WORKBOOK_PART, WORKBOOK_RELS_PART)
 
 
 @dataclass
@@ -66,30 +75,50 @@ class Entry:
     compressed: int = 0
     size: int = 0
     zip64: bool = False
-    rows: int = 0
-    tail: bytes = b""  # the last bytes of a worksheet's XML
+    scan: SheetScan | None = None  # a worksheet's
+    content: bytearray | None = None  # a part read whole (_PARTS_READ)
 
 
-@dataclass
+@dataclass(frozen=True)
+class SheetVerdict:
+    """One sheet of a valid download, as the workbook lists it."""
+
+    name: str
+    part: str  # its worksheet part, xl/worksheets/sheetN.xml
+    rows: int  # the header row included
+    columns: int  # cells in the header row
+    first_row: Row | None  # the first data row (row 2); None without data rows or not kept
+    last_row: Row | None  # the last row when it is a data row; None as above
+
+    @property
+    def data_rows(self) -> int:
+        return self.rows - 1
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What a valid download held."""
 
     bytes: int
     entries: int
-    sheets: int
-    rows_per_sheet: list[int] = field(default_factory=list)
+    sheets: tuple[SheetVerdict, ...]  # in the workbook's order
+
+    @property
+    def rows_per_sheet(self) -> list[int]:
+        return [sheet.rows for sheet in self.sheets]
 
     @property
     def data_rows(self) -> int:
         """Rows below the header row of each sheet, summed over the sheets."""
-        return sum(rows - 1 for rows in self.rows_per_sheet)
+        return sum(sheet.data_rows for sheet in self.sheets)
 
 
 class XlsxStreamChecker:
     """Feed the body with :meth:`feed` as it arrives; :meth:`finish` returns the verdict or
     raises :class:`InvalidDownload` saying what is wrong and at which byte."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, xml_check: bool = True) -> None:
+        self._xml_check = xml_check  # parse each worksheet's XML (see sheets.SheetScan)
         self._buffer = bytearray()
         self._offset = 0  # bytes of the body consumed so far (excluding the buffer)
         self._state = self._local_header
@@ -122,26 +151,21 @@ class XlsxStreamChecker:
                 f"truncated: the body ended inside the {where} "
                 f"after {self._offset + len(self._buffer):,} bytes"
             )
-        names = [entry.name for entry in self._entries]
+        by_name = {entry.name: entry for entry in self._entries}
         for part in REQUIRED_PARTS:
-            if part not in names:
+            if part not in by_name:
                 raise InvalidDownload(f"not a workbook: no {part}")
-        sheets = sorted(
-            (e for e in self._entries if WORKSHEET_RE.fullmatch(e.name)),
-            key=lambda e: int(e.name[len("xl/worksheets/sheet") : -len(".xml")]),
-        )
-        if not sheets:
+        scans = {name: e.scan for name, e in by_name.items() if e.scan is not None}
+        if not scans:
             raise InvalidDownload("not a workbook: no worksheet")
-        for sheet in sheets:
-            if not sheet.tail.rstrip().endswith(_SHEET_END):
-                raise InvalidDownload(f"{sheet.name} does not end with {_SHEET_END.decode()}")
-            if sheet.rows < 1:
-                raise InvalidDownload(f"{sheet.name} has no header row")
+        workbook, rels = (bytes(by_name[part].content or b"") for part in _PARTS_READ)
+        listed = listed_sheets(workbook, rels)
         return Verdict(
             bytes=self._offset,
             entries=len(self._entries),
-            sheets=len(sheets),
-            rows_per_sheet=[sheet.rows for sheet in sheets],
+            sheets=tuple(
+                _sheet_verdict(name, scans[part]) for name, part in _matched(listed, scans)
+            ),
         )
 
     # -- states: each returns True when it made progress and parsing can go on ------------------
@@ -180,13 +204,18 @@ class XlsxStreamChecker:
         elif crc != 0 or csize not in (0, _MAX32) or usize not in (0, _MAX32):
             # APPNOTE 4.4.4: with bit 3 set these are zero here and follow the data.
             raise self._error(f"{name}: sizes or CRC in a local header that defers them")
+        if any(e.name == name for e in self._entries):
+            raise self._error(f"{name} is in the zip twice")
+        if WORKSHEET_RE.fullmatch(name):
+            entry.scan = SheetScan(name, xml_check=self._xml_check)
+        elif name in _PARTS_READ:
+            entry.content = bytearray()
         self._take(total)
         self._entries.append(entry)
         self._entry = entry
         self._crc = 0
         self._in = 0
         self._out = 0
-        self._carry = b""
         if method == _DEFLATED:
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         else:
@@ -360,15 +389,24 @@ class XlsxStreamChecker:
         assert entry is not None
         self._crc = zlib.crc32(out, self._crc)
         self._out += len(out)
-        if WORKSHEET_RE.fullmatch(entry.name):
-            window = self._carry + out
-            entry.rows += window.count(_ROW_TAG)
-            self._carry = window[-(len(_ROW_TAG) - 1) :]
-            entry.tail = (entry.tail + out[-64:])[-64:]
+        if entry.scan is not None:
+            try:
+                entry.scan.feed(out)
+            except InvalidDownload as exc:
+                raise self._error(str(exc)) from None
+        elif entry.content is not None:
+            entry.content += out
+            if len(entry.content) > MAX_PART_BYTES:
+                raise self._error(f"{entry.name} is larger than {MAX_PART_BYTES:,} bytes")
 
     def _end_of_data(self) -> None:
         entry = self._entry
         assert entry is not None
+        if entry.scan is not None:
+            try:
+                entry.scan.close()
+            except InvalidDownload as exc:
+                raise self._error(str(exc)) from None
         if entry.flags & _FLAG_DESCRIPTOR:
             self._state = self._descriptor
         else:
@@ -395,6 +433,38 @@ class XlsxStreamChecker:
 
     def _error(self, what: str) -> InvalidDownload:
         return InvalidDownload(f"{what} (at byte {self._offset:,})")
+
+
+def _matched(listed: list[tuple[str, str]], scans: dict[str, SheetScan]) -> list[tuple[str, str]]:
+    """The workbook's sheets, each checked to point to a worksheet part of the zip; every
+    worksheet part listed exactly once; no two sheets named alike (Excel compares names
+    case-insensitively and refuses the file otherwise)."""
+    parts = [part for _, part in listed]
+    names = [name.casefold() for name, _ in listed]
+    for name, part in listed:
+        if part not in scans:
+            raise InvalidDownload(f"sheet {name!r} is {part}, which the zip does not hold")
+        if parts.count(part) > 1:
+            raise InvalidDownload(f"{part} is listed as more than one sheet")
+        if not name.strip() or names.count(name.casefold()) > 1:
+            raise InvalidDownload(f"sheet name {name!r} is empty or used twice")
+    unlisted = sorted(set(scans) - set(parts))
+    if unlisted:
+        raise InvalidDownload(f"{', '.join(unlisted)} not listed in {WORKBOOK_PART}")
+    return listed
+
+
+def _sheet_verdict(name: str, scan: SheetScan) -> SheetVerdict:
+    header = scan.header()
+    has_data = scan.rows > 1
+    return SheetVerdict(
+        name=name,
+        part=scan.part,
+        rows=scan.rows,
+        columns=len(header.cells),
+        first_row=scan.row(FIRST_DATA_ROW) if has_data else None,
+        last_row=scan.last_row() if has_data else None,
+    )
 
 
 def _zip64_extra(extra: bytes) -> bytes | None:
@@ -425,9 +495,9 @@ def _zip64_central(data: bytes, usize: int, csize: int, offset: int) -> tuple[in
     return out[0], out[1], out[2]
 
 
-def check_bytes(body: bytes, *, piece: int = 65536) -> Verdict:
+def check_bytes(body: bytes, *, piece: int = 65536, xml_check: bool = True) -> Verdict:
     """Check a body already in memory (tests), fed in ``piece``-byte chunks."""
-    checker = XlsxStreamChecker()
+    checker = XlsxStreamChecker(xml_check=xml_check)
     for start in range(0, len(body), piece):
         checker.feed(body[start : start + piece])
     return checker.finish()
