@@ -1,6 +1,7 @@
-"""BFF configuration: a frozen record with named defaults, parsed from a mapping.
+"""BFF configuration: a frozen record with named defaults, and its table of options
+(:mod:`httpedge.options`: flag over environment variable over default).
 
-Nothing here reads ``os.environ``; ``bff.__main__`` passes the environment in.
+Nothing here reads ``os.environ``; ``bff.__main__`` passes argv and the environment in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bff.errors import ConfigError
+from httpedge import options
+from httpedge.options import Option
 
 # Loopback by default: the dev stack must not be reachable from the network by accident;
 # containers pass --host 0.0.0.0 explicitly.
@@ -61,28 +64,6 @@ DEFAULT_HEADER_TIMEOUT_S = 15.0
 # clients leaves room for those, log files and the runtime.
 DEFAULT_MAX_CONNECTIONS = 512
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-_ENV_NAMES = {
-    "host": "BFF_HOST",
-    "port": "BFF_PORT",
-    "cors_origins": "BFF_CORS_ORIGINS",
-    "tokens": "BFF_TOKENS",
-    "max_downloads_per_client": "BFF_MAX_DOWNLOADS_PER_CLIENT",
-    "retry_after_s": "BFF_RETRY_AFTER",
-    "upstream_headers_timeout_s": "BFF_UPSTREAM_HEADERS_TIMEOUT",
-    "upstream_read_timeout_s": "BFF_UPSTREAM_READ_TIMEOUT",
-    "upstream_connect_timeout_s": "BFF_UPSTREAM_CONNECT_TIMEOUT",
-    "upstream_max_connections": "BFF_UPSTREAM_MAX_CONNECTIONS",
-    "client_write_timeout_s": "BFF_CLIENT_WRITE_TIMEOUT",
-    "max_row_count": "BFF_MAX_ROW_COUNT",
-    "log_level": "BFF_LOG_LEVEL",
-    "header_timeout_s": "BFF_HEADER_TIMEOUT",
-    "max_connections": "BFF_MAX_CONNECTIONS",
-    "health_interval_s": "BFF_HEALTH_INTERVAL",
-    "health_timeout_s": "BFF_HEALTH_TIMEOUT",
-}
-
 # An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 
@@ -110,29 +91,6 @@ class BffConfig:
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
 
 
-def _int(name: str, raw: str, *, minimum: int) -> int:
-    if not re.fullmatch(r"[0-9]+", raw.strip()):
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}")
-    value = int(raw)
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
-    return value
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
 def parse_api_url(raw: str, name: str = "API_URL") -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -144,7 +102,7 @@ def parse_api_url(raw: str, name: str = "API_URL") -> str:
 
 def parse_api_urls(raw: str, name: str = "API_URLS") -> tuple[str, ...]:
     """Comma-separated API base URLs, each checked as API_URL is; at least one, none twice."""
-    urls = tuple(parse_api_url(item, f"{name} entry") for item in _list(raw))
+    urls = tuple(parse_api_url(item, f"{name} entry") for item in options.comma_list(raw))
     if not urls:
         raise ConfigError(f"{name} must list at least one URL, got {raw!r}")
     repeated = sorted({url for url in urls if urls.count(url) > 1})
@@ -169,47 +127,159 @@ def _upstreams(single: str | None, several: str | None, names: tuple[str, str]) 
 
 
 def parse_origins(raw: str) -> tuple[str, ...]:
-    origins = _list(raw)
+    origins = options.comma_list(raw)
     for origin in origins:
         if origin != "*" and not _ORIGIN_RE.match(origin):
-            raise ConfigError(f"BFF_CORS_ORIGINS entry is not an origin: {origin!r}")
+            raise ValueError(f"must list origins (scheme://host[:port]), not {origin!r}")
     return origins
 
 
-def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
-    """Build a config from environment-style strings; ``overrides`` (flags) win over ``env``."""
-    values: dict[str, object] = {}
-    for key, name in _ENV_NAMES.items():
-        raw = env.get(name)
-        if raw is None or raw == "":
-            continue
-        if key == "port":
-            port = _int(name, raw, minimum=0)
-            if port > 65535:
-                raise ConfigError(f"{name} is not a TCP port: {raw}")
-            values[key] = port
-        elif key in ("upstream_max_connections", "max_row_count", "max_connections"):
-            values[key] = _int(name, raw, minimum=1)
-        elif key in ("max_downloads_per_client", "retry_after_s"):
-            values[key] = _int(name, raw, minimum=0)
-        elif key.endswith("_s"):
-            values[key] = _seconds(name, raw)
-        elif key == "cors_origins":
-            values[key] = parse_origins(raw)
-        elif key == "tokens":
-            values[key] = _list(raw)
-        elif key == "log_level":
-            if raw.upper() not in _LOG_LEVELS:
-                raise ConfigError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
-            values[key] = raw.upper()
-        else:
-            values[key] = raw
+# Every setting of the BFF but the API URLs (API_URL or API_URLS, checked together below).
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "BFF_HOST", options.text, "address to listen on"),
+    Option("port", "--port", "BFF_PORT", options.port, "TCP port to listen on (0: any free)"),
+    Option(
+        "cors_origins",
+        "--cors-origins",
+        "BFF_CORS_ORIGINS",
+        parse_origins,
+        "comma-separated origins (or *) allowed to call the API from a browser",
+        default_text="none: CORS off",
+    ),
+    Option(
+        "tokens",
+        None,
+        "BFF_TOKENS",
+        options.comma_list,
+        "comma-separated bearer tokens; downloads and /metrics then need one",
+        default_text="none: auth off",
+        secret=True,
+    ),
+    Option(
+        "max_downloads_per_client",
+        "--max-downloads-per-client",
+        "BFF_MAX_DOWNLOADS_PER_CLIENT",
+        options.whole(0),
+        "concurrent downloads per client address (0: no limit)",
+    ),
+    Option(
+        "retry_after_s",
+        "--retry-after",
+        "BFF_RETRY_AFTER",
+        options.whole(0),
+        "Retry-After seconds on 429 answers",
+    ),
+    Option(
+        "upstream_headers_timeout_s",
+        "--upstream-headers-timeout",
+        "BFF_UPSTREAM_HEADERS_TIMEOUT",
+        options.seconds,
+        "seconds to wait for an API's response headers",
+    ),
+    Option(
+        "upstream_read_timeout_s",
+        "--upstream-read-timeout",
+        "BFF_UPSTREAM_READ_TIMEOUT",
+        options.seconds,
+        "longest silence between an API's body chunks",
+    ),
+    Option(
+        "upstream_connect_timeout_s",
+        "--upstream-connect-timeout",
+        "BFF_UPSTREAM_CONNECT_TIMEOUT",
+        options.seconds,
+        "seconds to connect to an API",
+    ),
+    Option(
+        "upstream_max_connections",
+        "--upstream-max-connections",
+        "BFF_UPSTREAM_MAX_CONNECTIONS",
+        options.whole(1),
+        "connections to the APIs at most",
+    ),
+    Option(
+        "client_write_timeout_s",
+        "--client-write-timeout",
+        "BFF_CLIENT_WRITE_TIMEOUT",
+        options.seconds,
+        "seconds a client may accept no data before its download is cut",
+    ),
+    Option(
+        "max_row_count",
+        "--max-row-count",
+        "BFF_MAX_ROW_COUNT",
+        options.whole(1),
+        "the page's largest row count (keep equal to the API's)",
+    ),
+    Option("log_level", "--log-level", "BFF_LOG_LEVEL", options.log_level, "how much to log"),
+    Option(
+        "header_timeout_s",
+        "--header-timeout",
+        "BFF_HEADER_TIMEOUT",
+        options.seconds,
+        "seconds a connection may take to send a request's headers (also the keep-alive idle)",
+    ),
+    Option(
+        "max_connections",
+        "--max-connections",
+        "BFF_MAX_CONNECTIONS",
+        options.whole(1),
+        "open client connections; more are closed at once",
+    ),
+    Option(
+        "health_interval_s",
+        "--health-interval",
+        "BFF_HEALTH_INTERVAL",
+        options.seconds,
+        "seconds between readiness checks of each API",
+    ),
+    Option(
+        "health_timeout_s",
+        "--health-timeout",
+        "BFF_HEALTH_TIMEOUT",
+        options.seconds,
+        "a readiness check's limit to connect, and again to answer",
+    ),
+)
+# The API URLs: one (API_URL) or several (API_URLS), never both from one source.
+API_URL_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "api_url",
+        "--api-url",
+        "API_URL",
+        options.text,
+        "base URL of the one export API",
+        default_text=DEFAULT_API_URL,
+    ),
+    Option(
+        "api_urls",
+        "--api-urls",
+        "API_URLS",
+        options.text,
+        "comma-separated base URLs of several export APIs to spread downloads over",
+        default_text="none",
+    ),
+)
+
+
+def default_of(option: Option) -> object:
+    """The default of an option: BffConfig's."""
+    return getattr(BffConfig(), option.field, None)
+
+
+def config_from(env: Mapping[str, str], **flags: object) -> BffConfig:
+    """The configuration from environment-style strings and flags by field name (text as
+    argparse gives it, or values already typed); a flag wins over its variable."""
+    try:
+        values = options.resolve(OPTIONS, flags, env)
+    except options.OptionError as exc:
+        raise ConfigError(str(exc)) from None
     # One API or several (API_URL / API_URLS, --api-url / --api-urls). Flags that name any
     # win over the environment as a whole, as every flag wins over its variable.
     env_urls = _upstreams(
         env.get("API_URL") or None, env.get("API_URLS") or None, ("API_URL", "API_URLS")
     )
-    flag_single, flag_several = overrides.pop("api_url", None), overrides.pop("api_urls", None)
+    flag_single, flag_several = flags.get("api_url"), flags.get("api_urls")
     flag_urls = _upstreams(
         flag_single if isinstance(flag_single, str) else None,
         flag_several if isinstance(flag_several, str) else None,
@@ -217,14 +287,4 @@ def config_from(env: Mapping[str, str], **overrides: object) -> BffConfig:
     )
     if flag_urls or env_urls:
         values["api_urls"] = flag_urls or env_urls
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("header_timeout_s", "max_connections"):  # flags arrive as text, like the env
-        flag = overrides.get(key)
-        if isinstance(flag, str):
-            flag_name = "--" + key.removesuffix("_s").replace("_", "-")
-            values[key] = (
-                _seconds(flag_name, flag)
-                if key.endswith("_s")
-                else _int(flag_name, flag, minimum=1)
-            )
-    return BffConfig(**values)  # type: ignore[arg-type]
+    return BffConfig(**values)

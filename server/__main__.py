@@ -8,257 +8,210 @@ and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+from httpedge import options
 from httpedge.forwarded import parse_networks
+from httpedge.options import Option
 from server.app import ExportApi
 from server.catalog import Catalog, CatalogError, catalog_for
 from server.config import ApiConfig, DbSettings
 from server.workers import WorkersFailed
 
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: where it goes (``db.`` prefix for DbSettings), its flag, env var and type."""
-
-    field: str
-    flag: str
-    env: str
-    kind: Callable[[str], Any]
-    help: str
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"must be more than 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"not a TCP port: {value}")
-    return value
-
-
-def _on_off(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("on", "1", "true", "yes"):
-        return True
-    if value in ("off", "0", "false", "no"):
-        return False
-    raise ValueError(f"expected on or off, not {text!r}")
-
-
-def _log_level(text: str) -> str:
-    level = text.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError(f"unknown log level {text!r}")
-    return level
-
-
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "API_HOST", str, "address to listen on"),
-    Option("port", "--port", "API_PORT", _port, "TCP port to listen on (0: any free port)"),
-    Option("db.host", "--mssql-host", "MSSQL_HOST", str, "SQL Server host"),
-    Option("db.port", "--mssql-port", "MSSQL_PORT", _port, "SQL Server TCP port"),
-    Option("db.user", "--mssql-user", "MSSQL_USER", str, "SQL Server login"),
-    Option("db.password", "--mssql-password", "MSSQL_PASSWORD", str, "password (prefer the env)"),
-    Option("db.database", "--mssql-database", "MSSQL_DATABASE", str, "database name"),
+    Option("host", "--host", "API_HOST", options.text, "address to listen on"),
+    Option("port", "--port", "API_PORT", options.port, "TCP port to listen on (0: any free port)"),
+    Option("db.host", "--mssql-host", "MSSQL_HOST", options.text, "SQL Server host"),
+    Option("db.port", "--mssql-port", "MSSQL_PORT", options.port, "SQL Server TCP port"),
+    Option("db.user", "--mssql-user", "MSSQL_USER", options.text, "SQL Server login"),
+    Option(
+        "db.password",
+        "--mssql-password",
+        "MSSQL_PASSWORD",
+        options.text,
+        "password (prefer the env)",
+        secret=True,
+    ),
+    Option("db.database", "--mssql-database", "MSSQL_DATABASE", options.text, "database name"),
     Option(
         "db.login_timeout_s",
         "--mssql-login-timeout",
         "MSSQL_LOGIN_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds for connect plus login",
     ),
     Option(
         "db.packet_size",
         "--mssql-packet-size",
         "MSSQL_PACKET_SIZE",
-        _positive_int,
+        options.whole(1),
         "TDS packet size asked for at login",
     ),
     Option(
         "catalog",
         "--catalog",
         "API_CATALOG",
-        str,
-        "the report catalog, a TOML file (docs/catalog.md); SIGHUP reloads it."
-        " Without it: the built-in demo reports",
+        options.text,
+        "the report catalog, a TOML file (docs/catalog.md); SIGHUP reloads it",
+        default_text="the built-in demo reports",
     ),
     Option(
         "procedure",
         "--procedure",
         "API_PROCEDURE",
-        str,
+        options.text,
         "the built-in demo report's procedure (a catalog file names its own)",
     ),
-    Option("pool_min", "--pool-min", "API_POOL_MIN", _non_negative_int, "idle connections kept"),
+    Option("pool_min", "--pool-min", "API_POOL_MIN", options.whole(0), "idle connections kept"),
     Option(
-        "pool_max", "--pool-max", "API_POOL_MAX", _positive_int, "max connections = max exports"
+        "pool_max", "--pool-max", "API_POOL_MAX", options.whole(1), "max connections = max exports"
     ),
     Option(
         "pool_idle_timeout_s",
         "--pool-idle-timeout",
         "API_POOL_IDLE_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds before an idle connection above the minimum is closed",
     ),
     Option(
         "default_row_count",
         "--default-row-count",
         "API_DEFAULT_ROW_COUNT",
-        _positive_int,
+        options.whole(1),
         "the built-in demo report's rowCount when absent",
     ),
     Option(
         "max_row_count",
         "--max-row-count",
         "API_MAX_ROW_COUNT",
-        _positive_int,
+        options.whole(1),
         "the built-in demo report's largest rowCount",
     ),
     Option(
         "max_rows_per_sheet",
         "--max-rows-per-sheet",
         "API_MAX_ROWS_PER_SHEET",
-        _positive_int,
+        options.whole(1),
         "rows per worksheet (header included) before rolling over to a new sheet",
     ),
     Option(
         "first_row_timeout_s",
         "--first-row-timeout",
         "API_FIRST_ROW_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds to wait for the first row",
     ),
     Option(
         "row_timeout_s",
         "--row-timeout",
         "API_ROW_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds of database silence allowed between rows",
     ),
     Option(
         "client_write_timeout_s",
         "--client-write-timeout",
         "API_CLIENT_WRITE_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds a client may accept no data before the export is aborted",
     ),
     Option(
         "cancel_timeout_s",
         "--cancel-timeout",
         "API_CANCEL_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds to wait for the database to acknowledge a cancel",
     ),
     Option(
         "poll_interval_s",
         "--poll-interval",
         "API_POLL_INTERVAL",
-        _positive_float,
+        options.seconds,
         "seconds between cancel/timeout checks while a database read waits",
     ),
     Option(
         "fetch_batch_rows",
         "--fetch-batch-rows",
         "API_FETCH_BATCH_ROWS",
-        _positive_int,
+        options.whole(1),
         "rows per fetch between cancel checks",
     ),
     Option(
         "fast_rows",
         "--fast-rows",
         "API_FAST_ROWS",
-        _on_off,
+        options.on_off,
         "decode rows with the fast row path where the result set allows (on/off)",
     ),
     Option(
         "compiled_rows",
         "--compiled-rows",
         "API_COMPILED_ROWS",
-        _on_off,
+        options.on_off,
         "write the fast path's rows with the compiled row code where it is built (on/off)",
     ),
     Option(
         "queue_chunks",
         "--queue-chunks",
         "API_QUEUE_CHUNKS",
-        _positive_int,
+        options.whole(1),
         "~64 KiB chunks buffered between the database reader and the client",
     ),
     Option(
         "workers",
         "--workers",
         "API_WORKERS",
-        _non_negative_int,
+        options.whole(0),
         "worker processes running the exports (0: on threads of this process, for debugging)",
+        default_text="one per core",
     ),
     Option(
         "memory_log_every_rows",
         "--memory-log-every",
         "API_MEMORY_LOG_EVERY",
-        _non_negative_int,
+        options.whole(0),
         "log RSS every N rows (0: only at start and end)",
     ),
     Option(
         "retry_after_s",
         "--retry-after",
         "API_RETRY_AFTER",
-        _positive_int,
+        options.whole(1),
         "Retry-After seconds on 503 answers",
     ),
     Option(
         "shutdown_grace_s",
         "--shutdown-grace",
         "API_SHUTDOWN_GRACE",
-        _positive_float,
+        options.seconds,
         "seconds running exports get to finish after SIGTERM",
     ),
     Option(
         "header_timeout_s",
         "--header-timeout",
         "API_HEADER_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds a connection may take to send a request's headers (also the keep-alive idle)",
     ),
     Option(
         "max_connections",
         "--max-connections",
         "API_MAX_CONNECTIONS",
-        _positive_int,
+        options.whole(1),
         "open client connections; more are closed at once",
     ),
     Option(
         "readiness_timeout_s",
         "--readiness-timeout",
         "API_READINESS_TIMEOUT",
-        _positive_float,
+        options.seconds,
         "seconds /readyz waits for a database round trip",
     ),
     Option(
@@ -267,8 +220,11 @@ OPTIONS: tuple[Option, ...] = (
         "API_TRUSTED_PROXIES",
         parse_networks,
         "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is logged",
+        default_text="none",
     ),
-    Option("log_level", "--log-level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR"),
+    Option(
+        "log_level", "--log-level", "LOG_LEVEL", options.log_level, "DEBUG, INFO, WARNING, ERROR"
+    ),
 )
 
 
@@ -284,38 +240,22 @@ def _default(option: Option) -> Any:
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
     """Flags over environment over defaults; raises :class:`ConfigError` naming the culprit."""
-    parser = argparse.ArgumentParser(
-        prog="python -m server",
-        description="Export API: streams a stored procedure's rows as an .xlsx download.",
-    )
-    for option in OPTIONS:
-        env_note = f" [env {option.env}; default {_default(option)!r}]"
-        if option.field == "db.password":
-            env_note = f" [env {option.env}; required]"
-        elif option.field == "workers":
-            env_note = f" [env {option.env}; default: one per core]"
-        parser.add_argument(option.flag, dest=option.field, help=option.help + env_note)
-    args = vars(parser.parse_args(list(argv)))
-    api_values: dict[str, Any] = {}
-    db_values: dict[str, Any] = {}
-    for option in OPTIONS:
-        raw = args[option.field]
-        source = option.flag
-        if raw is None:
-            raw = environ.get(option.env)
-            source = option.env
-        if raw is None:
-            continue
-        try:
-            value = option.kind(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        section, _, name = option.field.rpartition(".")
-        (db_values if section == "db" else api_values)[name] = value
+    try:
+        given = options.read(
+            OPTIONS,
+            argv,
+            environ,
+            prog="python -m server",
+            description="Export API: streams stored procedures' results as .xlsx downloads.",
+            defaults=_default,
+        )
+    except options.OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    db_values = {k.removeprefix("db."): v for k, v in given.items() if k.startswith("db.")}
+    api_values = {k: v for k, v in given.items() if not k.startswith("db.")}
     if not db_values.get("password"):
         raise ConfigError("MSSQL_PASSWORD (or --mssql-password) is required")
-    settings = replace(DbSettings(), **db_values)
-    config = replace(ApiConfig(), db=settings, **api_values)
+    config = replace(ApiConfig(), db=replace(DbSettings(), **db_values), **api_values)
     if config.pool_min > config.pool_max:
         raise ConfigError(f"pool minimum {config.pool_min} exceeds maximum {config.pool_max}")
     if config.default_row_count > config.max_row_count:

@@ -19,8 +19,7 @@ from typing import Any
 
 import yaml
 
-from bff.__main__ import parse_args as bff_parse_args
-from bff.config import config_from as bff_config_from
+from bff.__main__ import load_config as bff_load_config
 from server.__main__ import load_config as api_load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,8 +197,7 @@ def load_api(argv: list[str], env: Mapping[str, str]) -> Any:
 
 
 def load_bff(argv: list[str], env: Mapping[str, str]) -> Any:
-    # As bff.__main__.main does: the parsed flags override the environment.
-    return bff_config_from(env, **vars(bff_parse_args(argv)))
+    return bff_load_config(argv, env)
 
 
 Loader = Callable[[list[str], Mapping[str, str]], Any]
