@@ -254,7 +254,7 @@ def connect(
         )
     except OSError as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to the database at {where}: {exc.strerror or exc}"
+            "the database cannot be reached", detail=f"connect to {where}: {detail_of(exc)}"
         ) from exc
     sock = WatchedSocket(raw, poll_interval_s=poll_interval_s, cancel_timeout_s=cancel_timeout_s)
     try:
@@ -276,7 +276,8 @@ def connect(
         if is_server_error(exc):  # the server answered the login with an ERROR token
             raise _login_refused(_error_number(exc)) from exc
         raise DatabaseUnavailable(
-            f"cannot log in to the database at {where}: {_what(exc)}"
+            f"cannot log in to the database: {_what(exc)}",
+            detail=f"login at {where}: {detail_of(exc)}",
         ) from exc
     return DbConnection(conn, sock, created_at=clock())
 
@@ -316,13 +317,18 @@ def translate(exc: BaseException) -> ExportError:
         return _login_refused(number)
     if is_server_error(exc):
         return DatabaseError(f"the database reported error {number}")
-    return DatabaseUnavailable(f"lost the database connection: {_what(exc)}")
+    return DatabaseUnavailable(f"lost the database connection: {_what(exc)}", detail=detail_of(exc))
 
 
 def _what(exc: BaseException) -> str:
-    """What went wrong with the connection, in words (a client never sees our class names)."""
-    if isinstance(exc, DatabaseStalled):
+    """What went wrong with the connection, in words of our own: a client never sees our
+    class names, the database's address or the operating system's error text (those are
+    :func:`detail_of`'s, for the log)."""
+    if isinstance(exc, DatabaseStalled | TimeoutError):
         return "the database stopped answering"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()  # the operating system's words, e.g. connection reset
     return "the connection broke off"
+
+
+def detail_of(exc: BaseException) -> str:
+    """The exception as the log shows it: its class and text (the OS's words, the driver's)."""
+    return f"{type(exc).__name__}: {exc}"

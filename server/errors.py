@@ -2,7 +2,9 @@
 
 One base, :class:`ExportError`, which is also a ``RuntimeError``; handlers turn any of them
 into ``{"error": {"message": ..., "code": ...}}``. Messages are written for the person reading
-the JSON: no tracebacks, no driver internals, never a password.
+the JSON: no tracebacks, no driver internals, no addresses or operating-system error text,
+never a password. What only an operator needs (the database's address, the socket's error)
+goes in ``detail``, which the log shows and no answer carries.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ class ExportError(RuntimeError):
     # True for 503s: the response adds a Retry-After header (its value is configuration).
     retry_later = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
+
+    @property
+    def for_log(self) -> str:
+        """The message and, in parentheses, the detail (the log's words, never a client's)."""
+        return f"{self.message} ({self.detail})" if self.detail else self.message
 
     @property
     def headers(self) -> Mapping[str, str]:

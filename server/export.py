@@ -110,7 +110,7 @@ class ExportJob:
         except _Stop:
             self.db_result = CANCELLED
         except ExportError as exc:
-            self.db_result = f"failed: {exc.message}"
+            self.db_result = f"failed: {exc.for_log}"  # the log's line; the client gets the message
             self._report(exc)
         except Exception as exc:
             logger.exception("export %d: unexpected error in the worker", self.export_id)

@@ -83,7 +83,9 @@ def round_trip(pool: ConnectionPool[DbConnection], timeout_s: float) -> None:
         except Exception as exc:
             if is_server_error(exc):
                 raise DatabaseError("the database answered a test query with an error") from exc
-            raise DatabaseUnavailable("the database did not answer a test query") from exc
+            raise DatabaseUnavailable(
+                "the database did not answer a test query", detail=db.detail_of(exc)
+            ) from exc
         if conn.socket.attention_reason is not None or rows != [(1,)]:
             raise DatabaseUnavailable(f"the database did not answer within {timeout_s:g} s")
         clean = conn.is_idle()
@@ -162,7 +164,7 @@ class Worker:
             channel.close()
             rss = self._memory.rss()
             summary = ExportSummary(
-                export_id, 0, 0, f"failed: {exc.message}", False, False, rss, rss
+                export_id, 0, 0, f"failed: {exc.for_log}", False, False, rss, rss
             )
             self._end(summary.message())
             return
@@ -187,6 +189,8 @@ class Worker:
             round_trip(self.pool, self.settings.readiness_timeout_s)
         except ExportError as exc:
             error = {"code": exc.code, "message": exc.message}
+            if exc.detail:  # the answer says what failed; the log also says where and how
+                logger.warning("worker %d: readiness check: %s", self.index, exc.for_log)
         except Exception:
             logger.exception("worker %d: readiness check failed unexpectedly", self.index)
             error = {"code": "INTERNAL_ERROR", "message": "the readiness check failed"}

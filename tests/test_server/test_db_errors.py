@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import re
 import socket
 import time
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
+from server import db
 from server.app import ExportApi
 from server.metrics import Outcome
 from sql.devserver import DevServer
@@ -56,6 +58,35 @@ async def test_database_down_is_503_with_retry_after(
         assert (await _json_error(response))[0] == "DATABASE_UNAVAILABLE"
     await wait_idle(api)
     assert api.metrics.requests(Outcome.DB_ERROR) == 1
+
+
+async def test_an_unreachable_database_is_named_to_clients_without_address_or_os_text(
+    start_api: StartApi,
+    http: aiohttp.ClientSession,
+    refused_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Clients learn that the database cannot be reached, not where it is or what the
+    operating system said; the log keeps both for the operator."""
+    caplog.set_level(logging.INFO)
+    api = await start_api(db_port=refused_port)
+    for path in ("/export/report?rowCount=10", "/readyz"):
+        async with http.get(url(api, path)) as response:
+            assert response.status == 503, path
+            code, message = await _json_error(response)
+        assert (code, message) == ("DATABASE_UNAVAILABLE", "the database cannot be reached"), path
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for detail in (f"127.0.0.1:{refused_port}", "ConnectionRefusedError", "Connection refused"):
+        assert detail in logged, detail
+    await wait_idle(api)
+
+
+def test_a_broken_connection_is_told_in_words_of_our_own() -> None:
+    """A socket error mid-stream: the client's words are ours; the OS's go to the log."""
+    error = db.translate(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+    assert error.message == "lost the database connection: the connection broke off"
+    assert "reset" not in error.message
+    assert "Connection reset by peer" in error.for_log
 
 
 async def test_wrong_password_is_500_without_retry_after_and_leaks_nothing(
