@@ -22,13 +22,14 @@ import collections
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed (types-psutil)
 
@@ -58,6 +59,16 @@ _REAP_POLL_S = 0.05
 _REAP_TIMEOUT_S = 5.0
 # An export channel holds about this many writer chunks (the writer's chunk size).
 _CHUNK_BYTES = 64 * 1024
+
+
+# Variables a worker must not inherit: secrets (the password reaches a worker over its control
+# channel only).
+SECRET_VARIABLES = frozenset({"MSSQL_PASSWORD"})
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The HTTP process's environment without its secrets, for a worker process."""
+    return {name: value for name, value in environ.items() if name not in SECRET_VARIABLES}
 
 
 class WorkersFailed(RuntimeError):
@@ -247,6 +258,9 @@ class WorkerSet:
                 [sys.executable, "-m", "server.worker", "--control-fd", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # The settings, password included, come over the control channel: the worker's
+                # environment holds no secret, so /proc/PID/environ shows none.
+                env=worker_environment(os.environ),
             )
         except OSError:
             logger.exception("cannot start export worker %d", handle.index)
