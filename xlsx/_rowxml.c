@@ -20,8 +20,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+
+/* The float formatter and the tick serials need 128-bit integers: GCC and Clang have them on
+ * 64-bit targets. Elsewhere the build stops here, setup.py goes on without this module, and
+ * every row is written by the Python encoders (the same bytes, slower). */
+#ifndef __SIZEOF_INT128__
+#error "xlsx._rowxml needs unsigned __int128 (GCC or Clang on a 64-bit target)"
+#endif
 
 /* Largest integer a double holds exactly: the writer's MAX_EXACT_INT. */
 #define MAX_EXACT_INT ((int64_t)9007199254740991LL)
@@ -46,6 +54,7 @@ enum op {
     OP_TICKS = 7,         /* a datetime serial from a tick count */
     OP_BYTE_TEXT = 8,     /* ASCII text (bytes of an ASCII-compatible code page) */
     OP_UTF16_TEXT = 9,    /* UTF-16LE text */
+    OP_LAST = OP_UTF16_TEXT
 };
 
 /* Why encode() stopped before `rows`. */
@@ -137,9 +146,17 @@ put_int(out_t *o, int64_t v)
     put(o, end - n, n);
 }
 
-/* 10**k for k = 0..20 (10**20 > 2**64: 128 bits), filled at import. */
+/* 10**k for k = 0..20 (10**20 > 2**64: 128 bits). */
 #define MAX_POW10 20
-static unsigned __int128 POW10[MAX_POW10 + 1];
+#define E19 UINT64_C(10000000000000000000)
+static const unsigned __int128 POW10[MAX_POW10 + 1] = {
+    UINT64_C(1), UINT64_C(10), UINT64_C(100), UINT64_C(1000), UINT64_C(10000),
+    UINT64_C(100000), UINT64_C(1000000), UINT64_C(10000000), UINT64_C(100000000),
+    UINT64_C(1000000000), UINT64_C(10000000000), UINT64_C(100000000000),
+    UINT64_C(1000000000000), UINT64_C(10000000000000), UINT64_C(100000000000000),
+    UINT64_C(1000000000000000), UINT64_C(10000000000000000), UINT64_C(100000000000000000),
+    UINT64_C(1000000000000000000), E19, (unsigned __int128)E19 * 10,
+};
 
 static inline unsigned __int128
 pow10_128(int k)
@@ -355,12 +372,15 @@ typedef struct {
 } text_state;
 
 /* One character of plain text, as UTF-8; -1 (the text is declined) for what needs escaping:
- * controls, markup, U+FFFE/U+FFFF (escape.NEEDS_WORK) and the "_x" of an escape lookalike.
- * The caller reserved 4 bytes. */
+ * controls, markup, surrogates, U+FFFE/U+FFFF (escape.NEEDS_WORK) and the "_x" of an escape
+ * lookalike. A surrogate has no UTF-8 (the Python encoder writes it as `_xD800_`): put_utf16
+ * joins pairs before calling this, but a code page's byte table may hold a lone one. The
+ * caller reserved 4 bytes. */
 static inline int
 put_char(out_t *o, text_state *t, Py_UCS4 c)
 {
-    if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0xFFFE || c == 0xFFFF)
+    if (c < 0x20 || c == '<' || c == '>' || c == '&' || (c >= 0xD800 && c <= 0xDFFF) ||
+        c == 0xFFFE || c == 0xFFFF)
         return -1;
     if (c == 'x' && t->chars && t->last == '_')
         return -1;
@@ -456,10 +476,12 @@ floor_div(__int128 a, __int128 b)
     return q;
 }
 
-/* The cell of column c holding `cell`, after its row number: 0, 1 = declined, -1 = error. */
+/* The cell of column i (c) holding `cell`, after its row number: 0, 1 = declined, -1 = error
+ * (ValueError for a text cell that points outside the data: cells that do not come from a
+ * scan of this data). */
 static int
-put_cell(out_t *o, const column_t *c, const unsigned char *cell, const char *rs, int rn,
-         const unsigned char *data, Py_ssize_t data_len)
+put_cell(out_t *o, const column_t *c, Py_ssize_t i, const unsigned char *cell, const char *rs,
+         int rn, const unsigned char *data, Py_ssize_t data_len)
 {
     int64_t v;
     int32_t length;
@@ -525,8 +547,13 @@ put_cell(out_t *o, const column_t *c, const unsigned char *cell, const char *rs,
         break;
     }
     case OP_DAYS: {
-        int64_t serial;
-        if (__builtin_add_overflow(v, c->p[0], &serial) || serial < c->p[1] || serial > c->p[2])
+        /* v + offset, declined where it would overflow (an offset is a few hundred thousand
+         * days; a day count past int64's range is no date). */
+        int64_t offset = c->p[0];
+        if ((offset > 0 && v > INT64_MAX - offset) || (offset < 0 && v < INT64_MIN - offset))
+            goto declined;
+        int64_t serial = v + offset;
+        if (serial < c->p[1] || serial > c->p[2])
             goto declined;
         put_text(o, c->mid);
         put_int(o, serial);
@@ -545,8 +572,13 @@ put_cell(out_t *o, const column_t *c, const unsigned char *cell, const char *rs,
     }
     case OP_BYTE_TEXT:
     case OP_UTF16_TEXT: {
-        if (v < 0 || v > data_len || length > data_len - v)
-            goto declined;
+        if (v < 0 || v > data_len || length > data_len - v) {
+            PyErr_Format(PyExc_ValueError,
+                         "cells: column %zd's text (%ld bytes at %lld) is outside the data (%zd "
+                         "bytes)",
+                         i, (long)length, (long long)v, data_len);
+            return -1;
+        }
         const unsigned char *s = data + v;
         put_text(o, c->mid);
         if (c->op == OP_BYTE_TEXT) {
@@ -567,7 +599,7 @@ put_cell(out_t *o, const column_t *c, const unsigned char *cell, const char *rs,
         }
         break;
     }
-    default:
+    default: /* plan() admits no other op */
         PyErr_SetString(PyExc_SystemError, "xlsx._rowxml: unknown op in plan");
         return -1;
     }
@@ -648,12 +680,15 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
             goto fail;
         }
         column_t *c = &columns[i];
-        c->op = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 0));
-        if (c->op < OP_INT || c->op > OP_UTF16_TEXT) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "unknown op %d", c->op);
+        /* The op as a long first: a cast to int would take 2**32 + 1 for op 1. */
+        long op = PyLong_AsLong(PyTuple_GET_ITEM(t, 0));
+        if (op == -1 && PyErr_Occurred())
+            goto fail;
+        if (op < OP_INT || op > OP_LAST) {
+            PyErr_Format(PyExc_ValueError, "column %zd: unknown op %ld", i, op);
             goto fail;
         }
+        c->op = (int)op;
         if (get_text(PyTuple_GET_ITEM(t, 1), &c->open) < 0 ||
             get_text(PyTuple_GET_ITEM(t, 2), &c->mid) < 0 ||
             get_text(PyTuple_GET_ITEM(t, 3), &c->close) < 0 ||
@@ -676,6 +711,16 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
             c->table = PyUnicode_AsUCS4Copy(table);
             if (c->table == NULL)
                 goto fail;
+            /* Text of ASCII bytes is written as its bytes, without the table. */
+            for (Py_UCS4 b = 0; b < 0x80; b++) {
+                if (c->table[b] != b) {
+                    PyErr_Format(PyExc_ValueError,
+                                 "column %zd: a byte table keeps the ASCII bytes as they are "
+                                 "(byte %u is code point %u)",
+                                 i, (unsigned)b, (unsigned)c->table[b]);
+                    goto fail;
+                }
+            }
         }
         if ((c->op == OP_SCALED_FLOAT && c->p[0] <= 0) || (c->op == OP_TICKS && (c->p[2] <= 0 || c->p[5] <= 0))) {
             PyErr_SetString(PyExc_ValueError, "a divisor in the plan is not positive");
@@ -697,7 +742,9 @@ PyDoc_STRVAR(encode_doc,
 "encode(plan, data, cells, rows, first_row, room) -> (xml, done, stop)\n\n"
 "The <row> elements of the first `rows` rows of `cells`, numbered from `first_row`, as UTF-8.\n"
 "Stops before a row that would bring the bytes beyond `room` (stop 1) or that holds a value\n"
-"the Python encoder must write (stop 2); `done` rows were written.");
+"the Python encoder must write (stop 2); `done` rows were written. ValueError for a\n"
+"first_row below 1 or a last row number past 2**63 - 1, and for a text cell that points\n"
+"outside `data`.");
 
 static PyObject *
 encode(PyObject *Py_UNUSED(self), PyObject *args)
@@ -718,6 +765,12 @@ encode(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cells hold fewer rows than asked for");
         goto done;
     }
+    /* Row numbers start at 1, and the last one, first_row + rows - 1, must fit. */
+    if (first_row < 1 || first_row - 1 > LLONG_MAX - rows) {
+        PyErr_Format(PyExc_ValueError, "first_row %lld: rows are numbered from 1 to 2**63 - 1",
+                     first_row);
+        goto done;
+    }
     Py_ssize_t k = 0;
     int stop = STOP_DONE;
     const unsigned char *cell = cells.buf;
@@ -734,7 +787,8 @@ encode(PyObject *Py_UNUSED(self), PyObject *args)
         put(&o, "\">", 2);
         int declined = 0;
         for (Py_ssize_t i = 0; i < width; i++) {
-            int r = put_cell(&o, &plan->columns[i], cell + i * CELL_BYTES, rs, rn, data.buf, data.len);
+            int r = put_cell(&o, &plan->columns[i], i, cell + i * CELL_BYTES, rs, rn, data.buf,
+                             data.len);
             if (r < 0)
                 goto done;
             if (r > 0) {
@@ -775,26 +829,42 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "xlsx._rowxml",
-    "Worksheet <row> elements from rows of typed primitive cells (see xlsx/native.py).", -1,
-    methods, NULL, NULL, NULL, NULL,
+/* The stop codes, as module constants. */
+static int
+exec_module(PyObject *module)
+{
+    if (PyModule_AddIntConstant(module, "STOP_DONE", STOP_DONE) < 0 ||
+        PyModule_AddIntConstant(module, "STOP_ROOM", STOP_ROOM) < 0 ||
+        PyModule_AddIntConstant(module, "STOP_DECLINED", STOP_DECLINED) < 0)
+        return -1;
+    return 0;
+}
+
+/* Multi-phase initialisation, as tdsrows._rowscan: no module state and no static Python
+ * object (POW10 is constant), so any interpreter, with its own GIL too, may load it. The GIL
+ * stays on in a free-threaded build: the functions were not reviewed for calls without it. */
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "xlsx._rowxml",
+    .m_doc = "Worksheet <row> elements from rows of typed primitive cells (see xlsx/native.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
 };
 
 PyMODINIT_FUNC
 PyInit__rowxml(void)
 {
-    POW10[0] = 1;
-    for (int k = 1; k <= MAX_POW10; k++)
-        POW10[k] = POW10[k - 1] * 10;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL)
-        return NULL;
-    if (PyModule_AddIntConstant(m, "STOP_DONE", STOP_DONE) < 0 ||
-        PyModule_AddIntConstant(m, "STOP_ROOM", STOP_ROOM) < 0 ||
-        PyModule_AddIntConstant(m, "STOP_DECLINED", STOP_DECLINED) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModuleDef_Init(&module_def);
 }

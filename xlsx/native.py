@@ -120,8 +120,9 @@ def plan_rows(
     module is not built or a column needs what only the Python encoders write.
 
     ``byte_tables[i]``, for a BYTE_TEXT column: the 256 characters its bytes stand for (a
-    single-byte character set, as the source decodes it), so that text beyond ASCII is
-    written too; None: only ASCII text is, other rows are declined.
+    single-byte character set, as the source decodes it; its ASCII bytes must stand for
+    themselves, ValueError otherwise), so that text beyond ASCII is written too; None: only
+    ASCII text is, other rows are declined.
     """
     if _rowxml is None or not types or len(types) != encoder.width:
         return None

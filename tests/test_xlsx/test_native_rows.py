@@ -279,3 +279,83 @@ def test_the_integer_float_formatter_is_python_s_repr() -> None:
     assert fast_repr(-0.0) == "-0.0"
     assert fast_repr(1e15) is None
     assert fast_repr(9.9e-5) is None
+
+
+def _table_text_rows(table: str, texts: Sequence[bytes]) -> tuple[bytes, bytes, list[str]]:
+    """(data, cells, the texts as the table decodes them) for one BYTE_TEXT column."""
+    data = b"\xd1" + b"".join(texts)
+    cells = bytearray()
+    at = 1
+    for raw in texts:
+        cells += struct.pack("<qii", at, len(raw), 0)
+        at += len(raw)
+    return data, bytes(cells), ["".join(table[b] for b in raw) for raw in texts]
+
+
+def test_a_surrogate_in_a_byte_table_is_escaped_as_the_python_encoder_escapes_it() -> None:
+    """UTF-8 has no surrogates: the compiled code declines the text, the Python encoder
+    writes `_xD800_`."""
+    table = "".join(map(chr, range(128))) + "\ud800\udfff" + "é" * 126
+    enc = encoder([None])
+    plan = native.plan_rows(enc, [CellType.BYTE_TEXT], [table])
+    assert plan is not None
+    texts = [b"a\x80b", b"\x81", b"\x82plain"]
+    data, cells, decoded = _table_text_rows(table, texts)
+    xml, done, stop = plan.encode(data, cells, 3, 2, 10**9)
+    assert (done, stop) == (0, native.STOP_DECLINED)
+    xml, done, stop = plan.encode(data, cells[2 * 16 :], 1, 4, 10**9)
+    assert (done, stop) == (1, native.STOP_DONE)
+    assert xml == enc.encode((decoded[2],), "4").encode()
+    assert b"_xD800_" in enc.encode((decoded[0],), "2").encode()
+
+
+def test_a_byte_table_keeps_the_ascii_bytes() -> None:
+    """ASCII text is written as its bytes: a table that would decode it otherwise is refused."""
+    table = "".join(map(chr, range(256))).replace("A", "B", 1)
+    with pytest.raises(ValueError, match="ASCII"):
+        native.plan_rows(encoder([None]), [CellType.BYTE_TEXT], [table])
+
+
+def test_rows_are_numbered_from_1_to_2_63_minus_1() -> None:
+    plan = native.plan_rows(encoder([None]), [CellType.INT64])
+    assert plan is not None
+    cells = struct.pack("<qii", 5, 0, 0) * 2
+    for first in (0, -5):
+        with pytest.raises(ValueError, match="first_row"):
+            plan.encode(b"", cells, 1, first, 10**9)
+    last = 2**63 - 1
+    xml, done, _ = plan.encode(b"", cells, 1, last, 10**9)
+    assert (xml, done) == (f'<row r="{last}"><c r="A{last}"><v>5</v></c></row>'.encode(), 1)
+    with pytest.raises(ValueError, match="first_row"):
+        plan.encode(b"", cells, 2, last, 10**9)  # the second row's number would overflow
+    with pytest.raises(OverflowError):
+        plan.encode(b"", cells, 1, 2**63, 10**9)
+
+
+def test_an_op_the_compiled_code_does_not_have_is_refused() -> None:
+    module = native._rowxml
+    assert module is not None
+    column = (b'<c r="A', b'"><v>', b"</v></c>", b"", b"", 0, 0, 0, 0, 0, 0, None)
+    assert module.plan([(1, *column)]) is not None
+    # 2**32 + 1 is not op 1, whatever the width of a C int.
+    for op in (0, 10, 255, -1, 2**32 + 1, 2**31 + 1):
+        with pytest.raises(ValueError, match=f"unknown op {op}"):
+            module.plan([(op, *column)])
+    with pytest.raises(OverflowError):
+        module.plan([(2**64 + 1, *column)])
+
+
+def test_a_text_cell_outside_the_data_is_refused() -> None:
+    enc = encoder([None, None])
+    types = [CellType.INT64, CellType.UTF16_TEXT]
+    plan = native.plan_rows(enc, types)
+    assert plan is not None
+    data = b"\xd1" + "abc".encode("utf-16-le")
+    good = struct.pack("<qiiqii", 7, 0, 0, 1, 6, 0)
+    assert plan.encode(data, good, 1, 2, 10**9)[1] == 1
+    empty_at_end = struct.pack("<qiiqii", 7, 0, 0, len(data), 0, 0)
+    assert plan.encode(data, empty_at_end, 1, 2, 10**9)[1] == 1
+    for offset, length in ((1, 8), (len(data) + 1, 0), (-1, 2), (2**62, 2), (len(data), 2)):
+        cells = struct.pack("<qiiqii", 7, 0, 0, offset, length, 0)
+        with pytest.raises(ValueError, match=r"column 1's text .* outside the data"):
+            plan.encode(data, cells, 1, 2, 10**9)
