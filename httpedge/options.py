@@ -178,6 +178,18 @@ def log_level(text: str) -> str:
     return level
 
 
+def choice(allowed: Sequence[str]) -> Callable[[str], str]:
+    """One of ``allowed`` (case-insensitive)."""
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 def text(value: str) -> str:
     return value
 

@@ -190,6 +190,7 @@ def start_api(
         "MSSQL_USER": DEV_USER,
         "MSSQL_PASSWORD": DEV_PASSWORD,
         "MSSQL_DATABASE": DEV_DATABASE,
+        "MSSQL_ENCRYPT": "off",
     }
     args = ["-m", "server", "--host", HOST, "--port", str(port)]
     service = _spawn("api", args, {**db_env, **(env or {})}, log_dir)

@@ -22,7 +22,7 @@ from httpedge.forwarded import parse_networks
 from httpedge.options import Option
 from server.app import ExportApi
 from server.catalog import Catalog, CatalogError, catalog_for
-from server.config import ApiConfig, DbSettings
+from server.config import ENCRYPT_MODES, ApiConfig, DbSettings
 from server.workers import WorkersFailed
 
 OPTIONS: tuple[Option, ...] = (
@@ -39,7 +39,47 @@ OPTIONS: tuple[Option, ...] = (
         "password (prefer the env)",
         secret=True,
     ),
+    Option(
+        "password_file",
+        "--mssql-password-file",
+        "MSSQL_PASSWORD_FILE",
+        options.text,
+        "a file holding the password (Docker and Kubernetes secrets); instead of MSSQL_PASSWORD",
+        default_text="none",
+    ),
     Option("db.database", "--mssql-database", "MSSQL_DATABASE", options.text, "database name"),
+    Option(
+        "db.encrypt",
+        "--mssql-encrypt",
+        "MSSQL_ENCRYPT",
+        options.choice(ENCRYPT_MODES),
+        "encryption to the database: off, on (TLS negotiated in PRELOGIN, TDS 7.x) or strict"
+        " (TDS 8.0: TLS from the first byte)",
+    ),
+    Option(
+        "db.ca_file",
+        "--mssql-ca-file",
+        "MSSQL_CA_FILE",
+        options.text,
+        "PEM file of the CAs the database's certificate must chain to",
+        default_text="the system's trust store",
+    ),
+    Option(
+        "db.host_name_in_certificate",
+        "--mssql-host-name-in-certificate",
+        "MSSQL_HOST_NAME_IN_CERTIFICATE",
+        options.text,
+        "the host name the certificate must carry, when the database is reached by another",
+        default_text="the database host",
+    ),
+    Option(
+        "db.trust_server_certificate",
+        "--mssql-trust-server-certificate",
+        "MSSQL_TRUST_SERVER_CERTIFICATE",
+        options.on_off,
+        "encrypt without verifying the certificate (warned about: anyone on the path can pose as"
+        " the database)",
+    ),
     Option(
         "db.login_timeout_s",
         "--mssql-login-timeout",
@@ -173,6 +213,13 @@ OPTIONS: tuple[Option, ...] = (
         default_text="one per core",
     ),
     Option(
+        "worker_silence_limit_s",
+        "--worker-silence-limit",
+        "API_WORKER_SILENCE_LIMIT",
+        options.seconds,
+        "seconds a worker may say nothing before it is killed and replaced",
+    ),
+    Option(
         "memory_log_every_rows",
         "--memory-log-every",
         "API_MEMORY_LOG_EVERY",
@@ -251,10 +298,17 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
         )
     except options.OptionError as exc:
         raise ConfigError(str(exc)) from None
+    password_file = given.get("password_file")
     db_values = {k.removeprefix("db."): v for k, v in given.items() if k.startswith("db.")}
     api_values = {k: v for k, v in given.items() if not k.startswith("db.")}
+    if password_file is not None:
+        if db_values.get("password"):
+            raise ConfigError("give the password once: MSSQL_PASSWORD or MSSQL_PASSWORD_FILE")
+        db_values["password"] = _read_secret(password_file)
     if not db_values.get("password"):
-        raise ConfigError("MSSQL_PASSWORD (or --mssql-password) is required")
+        raise ConfigError(
+            "the database password is required: MSSQL_PASSWORD_FILE (a file) or MSSQL_PASSWORD"
+        )
     config = replace(ApiConfig(), db=replace(DbSettings(), **db_values), **api_values)
     if config.pool_min > config.pool_max:
         raise ConfigError(f"pool minimum {config.pool_min} exceeds maximum {config.pool_max}")
@@ -263,6 +317,19 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ApiConfig:
             f"default row count {config.default_row_count} exceeds maximum {config.max_row_count}"
         )
     return config
+
+
+def _read_secret(path: str) -> str:
+    """A secret file's content without its final line break (as secrets are mounted)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().removesuffix("\n").removesuffix("\r")
+    except OSError as exc:
+        raise ConfigError(
+            f"MSSQL_PASSWORD_FILE: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"MSSQL_PASSWORD_FILE: {path} is not UTF-8 text") from None
 
 
 def load_reports(config: ApiConfig) -> Catalog:

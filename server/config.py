@@ -32,6 +32,12 @@ DEFAULT_LOGIN_TIMEOUT_S = 5.0
 # TDS packet size asked for at login: SQL Server's maximum (32,767, MS-TDS 2.2.7.9): fewer,
 # larger reads than pytds' 4 KiB default (docs/driver.md).
 DEFAULT_PACKET_SIZE = 32_767
+# Encrypted and verified unless told otherwise, as Microsoft's current drivers (ODBC Driver 18,
+# JDBC 10+) default: in clear, the login's password and every exported row cross the network
+# readable by anyone on the path, and a server that is not the one meant is not noticed.
+# "strict" (TDS 8.0) needs SQL Server 2022 or Azure SQL; "on" works with every supported server.
+DEFAULT_ENCRYPT = "on"
+ENCRYPT_MODES = ("off", "on", "strict")
 
 # The replaced Node.js export's pool (mssql/tarn settings): at most 50 connections, 5 warm.
 DEFAULT_POOL_MIN = 5
@@ -79,6 +85,14 @@ DEFAULT_QUEUE_CHUNKS = 4
 # worker's exports share one interpreter lock and so use at most one core. 0 runs exports on
 # threads of the HTTP process itself (same protocol; for debugging).
 DEFAULT_WORKERS: int | None = None
+# A worker that has said nothing on its control channel for this long (it says it is alive
+# twice a second) is killed and replaced; its exports are aborted as if it had died. It gets
+# no new export or readiness check once silent for 2 s already; this limit is for the ones it
+# holds. Far above any pause of a healthy worker: its heartbeat thread is one of a few dozen
+# threads sharing an interpreter lock at a lower CPU priority, delayed by tens of milliseconds
+# under 50 downloads on two cores (tests/bench/workers.py), by a second or two on a machine
+# swapping; a stopped or wedged worker is silent for good.
+DEFAULT_WORKER_SILENCE_LIMIT_S = 10.0
 
 # The replaced export logged memory every 5,000 rows; the same cadence keeps logs comparable.
 DEFAULT_MEMORY_LOG_EVERY_ROWS = 5_000
@@ -115,6 +129,12 @@ class DbSettings:
     database: str = DEFAULT_DB_DATABASE
     login_timeout_s: float = DEFAULT_LOGIN_TIMEOUT_S
     packet_size: int = DEFAULT_PACKET_SIZE
+    encrypt: str = DEFAULT_ENCRYPT  # off, on (TDS 7.x TLS), strict (TDS 8.0)
+    ca_file: str | None = None  # PEM file of trusted CAs; None: the system's trust store
+    host_name_in_certificate: str | None = None  # when the server is reached by another name
+    # Encrypt without verifying the certificate (a self-signed one): warned about at start-up
+    # and in /readyz, since anyone on the path can then pose as the database.
+    trust_server_certificate: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,9 @@ class ApiConfig:
     """Everything the export API needs; built once at the entry point."""
 
     db: DbSettings = field(default_factory=DbSettings)
+    # Where the password came from, if from a file (Docker/Kubernetes secrets): read once at
+    # start-up into ``db.password``, so the secret is in no environment variable.
+    password_file: str | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     # The report catalog (a TOML file); None: the built-in demo reports (sql/catalog.toml),
@@ -144,6 +167,7 @@ class ApiConfig:
     compiled_rows: bool = DEFAULT_COMPILED_ROWS
     queue_chunks: int = DEFAULT_QUEUE_CHUNKS
     workers: int | None = DEFAULT_WORKERS
+    worker_silence_limit_s: float = DEFAULT_WORKER_SILENCE_LIMIT_S
     memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S

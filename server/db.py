@@ -38,6 +38,7 @@ import pytds
 from pytds import tds_base, tds_types
 
 from server.config import DbSettings
+from server.dbtls import Encrypt, EncryptionError, TlsSettings, TlsTransport
 from server.errors import DatabaseError, DatabaseUnavailable, ExportError
 
 # Error numbers SQL Server answers a login with when it will not accept it (bad credentials,
@@ -258,13 +259,15 @@ def connect(
         ) from exc
     sock = WatchedSocket(raw, poll_interval_s=poll_interval_s, cancel_timeout_s=cancel_timeout_s)
     try:
+        # pytds speaks plain TDS to this transport, which does the encryption (server.dbtls).
+        transport = TlsTransport(sock, tls_settings(settings), settings.host)
         conn = pytds.connect(
             dsn=settings.host,
             port=settings.port,
             user=settings.user,
             password=settings.password,
             database=settings.database,
-            sock=sock,
+            sock=transport,
             autocommit=True,  # read-only exports; pytds would otherwise send BEGIN TRAN first
             login_timeout=settings.login_timeout_s,
             disable_connect_retry=True,
@@ -275,11 +278,37 @@ def connect(
         sock.close()
         if is_server_error(exc):  # the server answered the login with an ERROR token
             raise _login_refused(_error_number(exc)) from exc
+        encryption = _encryption_error(exc)
+        if encryption is not None:
+            raise DatabaseUnavailable(
+                encryption.message, detail=f"login at {where}: {detail_of(exc)}"
+            ) from exc
         raise DatabaseUnavailable(
             f"cannot log in to the database: {_what(exc)}",
             detail=f"login at {where}: {detail_of(exc)}",
         ) from exc
     return DbConnection(conn, sock, created_at=clock())
+
+
+def tls_settings(settings: DbSettings) -> TlsSettings:
+    return TlsSettings(
+        encrypt=Encrypt(settings.encrypt),
+        ca_file=settings.ca_file,
+        host_name=settings.host_name_in_certificate,
+        trust_server_certificate=settings.trust_server_certificate,
+    )
+
+
+def _encryption_error(exc: BaseException) -> EncryptionError | None:
+    """The encryption failure behind ``exc`` (pytds may wrap what the transport raised)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, EncryptionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def rpc_parameters(arguments: Mapping[str, tuple[str, object]]) -> dict[str, Any]:

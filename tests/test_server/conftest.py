@@ -46,7 +46,14 @@ TEST_DEFAULTS: dict[str, Any] = {
 
 def api_config(db_port: int, **overrides: Any) -> ApiConfig:
     db_overrides = overrides.pop("db", {})
-    db_settings = {"port": db_port, "password": DEV_PASSWORD, "login_timeout_s": 10.0}
+    # In clear by default: the dev server of most tests has no certificate (the encryption
+    # tests give it one and turn encryption on).
+    db_settings = {
+        "port": db_port,
+        "password": DEV_PASSWORD,
+        "login_timeout_s": 10.0,
+        "encrypt": "off",
+    }
     db = DbSettings(**{**db_settings, **db_overrides})
     return dataclasses.replace(ApiConfig(db=db), **{**TEST_DEFAULTS, **overrides})
 
@@ -255,7 +262,12 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
     processes: list[ApiProcess] = []
 
     async def start(*flags: str, db_port: int | None = None) -> ApiProcess:
-        env = {**os.environ, "MSSQL_PASSWORD": DEV_PASSWORD, "LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            "MSSQL_PASSWORD": DEV_PASSWORD,
+            "LOG_LEVEL": "INFO",
+            "MSSQL_ENCRYPT": "off",  # the test's dev server has no certificate
+        }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

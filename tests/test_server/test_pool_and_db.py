@@ -31,6 +31,7 @@ def _settings(server: DevServer, **overrides: object) -> DbSettings:
         "port": server.port,
         "password": DEV_PASSWORD,
         "login_timeout_s": LOGIN_TIMEOUT_S,
+        "encrypt": "off",  # the dev server of these tests has no certificate
         **overrides,
     }
     return DbSettings(**values)  # type: ignore[arg-type]
