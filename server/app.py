@@ -97,6 +97,18 @@ def _outcome_of(error: ExportError) -> Outcome:
     return Outcome.INTERNAL_ERROR
 
 
+def security_warnings(config: ApiConfig) -> tuple[str, ...]:
+    """How the connection to the database is less safe than it could be, in words."""
+    if config.db.encrypt == "off":
+        return ("the connection to the database is not encrypted (--mssql-encrypt off)",)
+    if config.db.trust_server_certificate:
+        return (
+            "the database's certificate is not verified (--mssql-trust-server-certificate): "
+            "anyone on the network path can pose as the database",
+        )
+    return ()
+
+
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -147,6 +159,8 @@ class ExportApi:
             "/readyz": {"GET": self._readyz, "HEAD": self._readyz},
             "/metrics": {"GET": self._metrics, "HEAD": self._metrics},
         }
+        # What an operator should know of how the service runs (/readyz and the start-up log).
+        self.warnings = security_warnings(config)
         self._ids = itertools.count(1)
         self._relays: set[Relay] = set()
         self._no_exports = asyncio.Event()
@@ -195,6 +209,8 @@ class ExportApi:
             else "exports on threads of this process",
             row_path(fast=self.config.fast_rows, compiled=self.config.compiled_rows),
         )
+        for warning in self.warnings:
+            logger.warning("%s", warning)
 
     @property
     def _worker_exit_s(self) -> float:
@@ -320,7 +336,10 @@ class ExportApi:
             await self.readiness.check()
         except ExportError as exc:
             return self._error(exc)
-        return json_response(200, {"status": "ready"})
+        answer: dict[str, object] = {"status": "ready"}
+        if self.warnings:
+            answer["warnings"] = list(self.warnings)
+        return json_response(200, answer)
 
     async def _round_trip(self) -> None:
         """One readiness round trip in a worker, holding a slot as an export does."""

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from httpedge.forwarded import parse_networks
-from server.app import ExportApi
+from server.app import ExportApi, security_warnings
 from server.metrics import Outcome
 from server.responses import XLSX_CONTENT_TYPE
 from sql.devserver import DevServer
@@ -21,6 +21,7 @@ from tests.polling import apoll
 from tests.rawhttp import RawClients
 from tests.test_server.conftest import (
     StartApi,
+    api_config,
     download,
     held_port,
     parse_metrics,
@@ -319,3 +320,31 @@ async def test_the_forwarded_client_is_logged_only_from_a_trusted_proxy(
     await wait_idle(api)
     started = [r.getMessage() for r in caplog.records if "requested by" in r.getMessage()]
     assert started == [f"export 1 (request fwd): report report (rowCount) requested by {logged}"]
+
+
+@pytest.mark.parametrize(
+    ("db", "warning"),
+    [
+        ({"encrypt": "off"}, "not encrypted"),
+        ({"encrypt": "on", "trust_server_certificate": True}, "certificate is not verified"),
+    ],
+)
+def test_a_weaker_connection_to_the_database_is_a_warning(
+    db: dict[str, object], warning: str
+) -> None:
+    config = api_config(0, db=db)
+    (text,) = security_warnings(config)
+    assert warning in text
+    assert security_warnings(api_config(0, db={"encrypt": "on"})) == ()
+    assert security_warnings(api_config(0, db={"encrypt": "strict"})) == ()
+
+
+async def test_readyz_shows_the_warnings(start_api: StartApi, http: aiohttp.ClientSession) -> None:
+    api = await start_api()  # the tests' dev server has no certificate: encryption off
+    async with http.get(url(api, "/readyz")) as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body["status"] == "ready"
+    assert body["warnings"] == [
+        "the connection to the database is not encrypted (--mssql-encrypt off)"
+    ]
