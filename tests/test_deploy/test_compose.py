@@ -7,6 +7,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,12 +59,31 @@ def ours(services: dict[str, Any]) -> dict[str, Any]:
     return {name: s for name, s in services.items() if "build" in s}
 
 
+SECRETS_DIR = "/run/secrets/"
+
+
+def secret_files(service: dict[str, Any]) -> dict[str, str]:
+    """Where compose mounts each of the service's secrets -> a file here with its value (the
+    example env file's value of the variable the secret is made from)."""
+    sources = read_compose().get("secrets") or {}
+    mounted = {}
+    for name in service.get("secrets") or ():
+        value = EXAMPLE_ENV[sources[name]["environment"]]
+        path = Path(tempfile.mkdtemp()) / name
+        path.write_text(value, encoding="utf-8")
+        mounted[SECRETS_DIR + name] = str(path)
+    return mounted
+
+
 def runtime(service: dict[str, Any]) -> tuple[str, Any, list[str], dict[str, str]]:
-    """(module, loader, argv, environment) of a service running our image."""
+    """(module, loader, argv, environment) of a service running our image (its secrets'
+    paths pointing to files with their example values)."""
     default_command, image_env = image_defaults()
     command = command_list(service.get("command")) or default_command
     module, loader, argv = loader_for(command)
-    return module, loader, argv, {**image_env, **service_environment(service, EXAMPLE_ENV)}
+    env = {**image_env, **service_environment(service, EXAMPLE_ENV)}
+    files = secret_files(service)
+    return module, loader, argv, {k: files.get(v, v) for k, v in env.items()}
 
 
 def by_module(services: dict[str, Any], module: str) -> dict[str, Any]:
@@ -213,10 +234,23 @@ def test_the_api_gets_time_to_finish_its_exports_on_stop(services: dict[str, Any
 def test_no_secret_is_written_in_the_compose_file(services: dict[str, Any]) -> None:
     for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():
+            if key.endswith("_FILE") and str(value).startswith(SECRETS_DIR):
+                continue  # where a secret is mounted, not the secret
             if re.search(r"PASSWORD|SECRET|TOKEN", key):
                 assert re.fullmatch(r"\$\{\w+:\?[^}]*\}", str(value)), (
                     f"{name}: {key} must come from the environment, with no default"
                 )
+
+
+def test_the_api_reads_the_password_from_a_secret_file_never_a_variable(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    for name, api in by_module(services, "server.__main__").items():
+        assert "MSSQL_PASSWORD" not in (api.get("environment") or {}), name
+        _, loader, argv, env = runtime(api)
+        assert loader(argv, env).db.password == EXAMPLE_ENV["MSSQL_PASSWORD"], name
+        assert api["environment"]["MSSQL_PASSWORD_FILE"] == SECRETS_DIR + "mssql_password"
+    assert compose["secrets"]["mssql_password"] == {"environment": "MSSQL_PASSWORD"}
 
 
 def test_every_variable_compose_needs_is_in_the_example_env_file() -> None:
