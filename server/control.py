@@ -16,7 +16,11 @@ Worker -> HTTP process:
 - ``done``: an export's thread is over and its connection given back (:class:`ExportSummary`);
 - ``ready`` (``id``, ``error``: null or ``{"code", "message"}``): the answer to ``ready``;
 - ``log``: a log record (``name``, ``level``, ``message``, ``exc``), logged by the HTTP process
-  so that the service has one log.
+  so that the service has one log;
+- ``alive``: every :data:`HEARTBEAT_INTERVAL_S`, from the thread that reads this channel. Any
+  message shows the worker runs; this one makes sure an idle worker says so too. A worker
+  that stops saying anything (stopped by SIGSTOP, wedged, swapped out) gets no new work, and
+  is replaced once silent for the configured limit (``server.workers``).
 
 The channel closing is the end of the worker, whichever side sees it: a worker whose HTTP
 process is gone cancels its exports and exits; an HTTP process whose worker died fails that
@@ -41,6 +45,11 @@ _MAX_LOG_TEXT = 16 * 1024
 # An export job carries one descriptor; nothing else carries any.
 _MAX_FDS = 1
 
+# How often a worker says it is alive when it has nothing else to say: often enough that the
+# HTTP process notices a silent worker within a couple of seconds, rare enough to cost nothing
+# (two small messages a second per worker).
+HEARTBEAT_INTERVAL_S = 0.5
+
 SETTINGS = "settings"
 EXPORT = "export"
 READY = "ready"
@@ -49,6 +58,7 @@ HELLO = "hello"
 POOL = "pool"
 DONE = "done"
 LOG = "log"
+ALIVE = "alive"
 
 Message = dict[str, Any]
 

@@ -9,8 +9,8 @@ most one core; the service has one worker per core.
 The HTTP process talks to it over its control channel (:mod:`server.control`): the settings
 first, then export jobs (each with the worker's end of a new export channel,
 :mod:`server.channel`), readiness checks, and ``stop``. The worker reports its pool after every
-change, each export's summary, the readiness answers, and its log records (the service keeps
-one log, the HTTP process's).
+change, each export's summary, the readiness answers, its log records (the service keeps
+one log, the HTTP process's), and that it is alive, twice a second.
 
 SIGINT and SIGTERM are ignored: a terminal's Ctrl-C or a service manager signals the whole
 process group, and the HTTP process alone decides when exports stop (it drains them within the
@@ -119,9 +119,14 @@ class Worker:
         self._send({"kind": control.HELLO, "pid": os.getpid()})
         interval = self.settings.pool_idle_timeout_s / _IDLE_CHECKS_PER_TIMEOUT
         next_expiry = time.monotonic() + interval
+        next_beat = time.monotonic() + control.HEARTBEAT_INTERVAL_S
         try:
             while True:
-                received = self._control.receive(max(next_expiry - time.monotonic(), 0.0))
+                wait = min(next_expiry, next_beat) - time.monotonic()
+                received = self._control.receive(max(wait, 0.0))
+                if time.monotonic() >= next_beat:
+                    self._send({"kind": control.ALIVE})
+                    next_beat = time.monotonic() + control.HEARTBEAT_INTERVAL_S
                 if time.monotonic() >= next_expiry:
                     self._expire()
                     next_expiry = time.monotonic() + interval

@@ -4,6 +4,7 @@ workers, per-worker metrics, and cancellation reaching a worker that waits on it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from sql.devserver import DevServer
 from tests.polling import apoll
 from tests.test_server.conftest import (
     StartApi,
+    download,
     parse_metrics,
     read_until_aborted,
     url,
@@ -246,3 +248,85 @@ async def test_exports_go_to_the_worker_with_the_fewest_and_reuse_warm_connectio
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
     await wait_idle(api)
+
+
+async def _answers_in_time(
+    http: aiohttp.ClientSession, target: str, status: int, within_s: float
+) -> bool:
+    """``GET target`` answered ``status`` within ``within_s``."""
+    try:
+        async with asyncio.timeout(within_s), http.get(target) as response:
+            await response.read()
+            return response.status == status
+    except TimeoutError:
+        return False
+
+
+async def test_a_stopped_worker_gets_no_new_work_and_readyz_answers_for_the_database(
+    start_api: StartApi, http: aiohttp.ClientSession
+) -> None:
+    """A worker stopped with SIGSTOP (its process alive, its sockets open, nothing answered):
+    readiness checks and downloads go to the other worker, which serves them at once. The
+    silence limit is far away: this is routing, not replacement."""
+    api = await start_api(workers=2, pool_max=6, worker_silence_limit_s=120.0)
+    stopped = api.workers.handles[0]  # the first choice on a tie
+    assert stopped.pid is not None
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        streak = 0
+
+        async def ready_five_times_in_a_row() -> bool:
+            nonlocal streak
+            ok = await _answers_in_time(http, url(api, "/readyz"), 200, within_s=1.0)
+            streak = streak + 1 if ok else 0
+            return streak >= 5
+
+        deadline = time.monotonic() + 20
+        while not await ready_five_times_in_a_row():
+            assert time.monotonic() < deadline, "/readyz never answered 200 five times in a row"
+        for _ in range(4):
+            async with asyncio.timeout(10):
+                body = await download(http, api, 1000)
+            assert is_valid_zip(body)
+        assert api.workers.handles[0] is stopped, "not replaced: the limit is far away"
+        assert not stopped.relays
+        assert psutil.Process(stopped.pid).status() == psutil.STATUS_STOPPED
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    await wait_idle(api)
+
+
+async def test_a_worker_silent_past_the_limit_is_replaced_and_its_downloads_abort(
+    devserver: DevServer,
+    start_api: StartApi,
+    paused_http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+) -> None:
+    api = await start_api(workers=2, pool_max=6, worker_silence_limit_s=3.0)
+    responses = await _held_downloads(paused_http, url(api, ""), ["on-0", "on-1"])
+    on_worker = [{r.request_id for r in h.relays.values()} for h in api.workers.handles]
+    assert on_worker == [{"on-0"}, {"on-1"}], on_worker
+    victim = api.workers.handles[0]
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(60):
+            body, aborted = await read_until_aborted(responses["on-0"])
+        assert aborted, "a download on a worker that went silent must fail visibly"
+        assert not is_valid_zip(body)
+        body, aborted = await read_until_aborted(responses["on-1"])
+        assert not aborted
+        assert is_valid_zip(body)
+        replacement = await apoll(
+            lambda: api.workers.handles[0] is not victim and api.workers.handles[0],
+            what="a replacement for the silent worker",
+        )
+        await apoll(lambda: replacement.is_up, what="the replacement to be up")
+        await apoll(lambda: not psutil.pid_exists(victim.pid), what="the silent worker to be gone")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim.pid, signal.SIGCONT)
+    assert api.workers.restarts == 1
+    assert is_valid_zip(await download(http, api, 1000))
+    await wait_idle(api)
+    assert api.metrics.requests(Outcome.INTERNAL_ERROR) == 1
