@@ -38,6 +38,9 @@ STATS_COLUMNS = (
     "attentions",
     "attentions_answered",
     "backpressure_pauses",
+    "tls_handshakes",
+    "tls_failures",
+    "encryption_refused",
 )
 RETURN_STATUS_AFTER_ERROR = -6  # what SQL Server returns from a procedure a statement error ended
 

@@ -104,16 +104,23 @@ class Packetizer:
 
     ``add`` returns only full packets and keeps the remainder; ``finish`` flushes it as the
     message's last packet (status EOM).  Packet ids count modulo 256 as the spec asks.
+    ``packet_type`` is REPLY but for the server's TLS handshake records in TDS 7.x, which
+    travel in PRELOGIN packets (MS-TDS 2.2.6.5).
     """
 
-    def __init__(self, packet_size: int = DEFAULT_PACKET_SIZE, spid: int = 0) -> None:
+    def __init__(
+        self, packet_size: int = DEFAULT_PACKET_SIZE, spid: int = 0, packet_type: int = REPLY
+    ) -> None:
         self.packet_size = packet_size
         self.spid = spid
+        self.packet_type = packet_type
         self._pending = bytearray()
         self._packet_id = 1
 
     def _frame(self, chunk: bytes | bytearray | memoryview, status: int) -> bytes:
-        header = HEADER.pack(REPLY, status, len(chunk) + HEADER_SIZE, self.spid, self._packet_id, 0)
+        header = HEADER.pack(
+            self.packet_type, status, len(chunk) + HEADER_SIZE, self.spid, self._packet_id, 0
+        )
         self._packet_id = (self._packet_id + 1) & 0xFF
         return header + chunk
 

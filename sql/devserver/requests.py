@@ -25,7 +25,12 @@ PL_INSTOPT = 0x02
 PL_THREADID = 0x03
 PL_MARS = 0x04
 PL_TERMINATOR = 0xFF
-ENCRYPT_NOT_SUP = 0x02
+# PRELOGIN ENCRYPTION values (MS-TDS 2.2.6.5).
+ENCRYPT_OFF = 0x00  # encryption available but off: only LOGIN7 is encrypted
+ENCRYPT_ON = 0x01  # encryption available and on
+ENCRYPT_NOT_SUP = 0x02  # encryption not available
+ENCRYPT_REQ = 0x03  # encryption required
+ENCRYPT_CLIENT_CERT = 0x80  # a bit over the others: certificate-based authentication
 
 
 def parse_prelogin(payload: bytes) -> dict[int, bytes]:

@@ -4,6 +4,12 @@ Per connection a reader task feeds :class:`~sql.devserver.protocol.ServerConnect
 its events, so an ATTENTION is seen at once even while the worker is blocked in ``drain()``;
 the worker answers requests one by one, streaming rows in chunks and awaiting ``drain()``
 after each write so a client that stops reading stops the server (bounded memory).
+
+TLS sits between the socket and the core (:class:`~sql.devserver.tls.Wire`, sans-IO too): the
+reader task passes what it reads through the wire (decrypting, answering handshake records at
+once) before the core sees it, and every write of the worker goes through the wire's ``send``
+before the transport, so backpressure (the transport's buffer of ciphertext), attention and the
+faults work the same with and without encryption.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from os import PathLike
 from types import TracebackType
 
-from sql.devserver import engine, faults, packets, protocol, requests
+from sql.devserver import engine, faults, packets, protocol, requests, tls
 from sql.devserver.errors import DevServerError, ProtocolError
 from sql.devserver.faults import Faults as Faults
 
@@ -66,6 +73,9 @@ class DevServerStats:
     rows_at_last_attention: int = 0  # rows_sent when the last ATTENTION arrived
     backpressure_pauses: int = 0  # times production waited for the client to read
     last_pause_at: float | None = None  # time.monotonic() of the last such wait
+    tls_handshakes: int = 0  # TLS handshakes completed (TDS 7.x in PRELOGIN packets, TDS 8.0)
+    tls_failures: int = 0  # TLS handshakes that failed (a client that rejects the certificate)
+    encryption_refused: int = 0  # connections closed for encryption, as "Force Encryption" does
 
     def counters(self) -> dict[str, int]:
         """The counters by name, as ``dbo.spDevServerStats`` returns them."""
@@ -76,15 +86,17 @@ class _Dropped(DevServerError):
     """The drop_after_rows fault closed the connection."""
 
 
-_PRELOGIN_REPLY = requests.build_prelogin(
-    {
-        requests.PL_VERSION: bytes((16, 0)) + (4096).to_bytes(2, "big") + b"\x00\x00",
-        requests.PL_ENCRYPTION: bytes((requests.ENCRYPT_NOT_SUP,)),
-        requests.PL_INSTOPT: b"\x00",
-        requests.PL_THREADID: b"",
-        requests.PL_MARS: b"\x00",  # MARS off: a MARS reply would switch clients to SMP framing
-    }
-)
+def prelogin_reply(encryption: int) -> bytes:
+    """The server's PRELOGIN, with the ENCRYPTION value :func:`tls.negotiate` chose."""
+    return requests.build_prelogin(
+        {
+            requests.PL_VERSION: bytes((16, 0)) + (4096).to_bytes(2, "big") + b"\x00\x00",
+            requests.PL_ENCRYPTION: bytes((encryption,)),
+            requests.PL_INSTOPT: b"\x00",
+            requests.PL_THREADID: b"",
+            requests.PL_MARS: b"\x00",  # MARS off: a MARS reply would switch clients to SMP
+        }
+    )
 
 
 class _Connection:
@@ -95,6 +107,10 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.core = protocol.ServerConnection()
+        self.wire = tls.Wire(server.tls)
+        # The PRELOGIN's answer, decided by the reader task when the PRELOGIN arrives (the wire
+        # must know before the client's next bytes) and sent by the worker.
+        self.negotiation = tls.Negotiation(requests.ENCRYPT_NOT_SUP, tls.Channel.CLEAR)
         self.session = engine.Session(server.credentials, server.stats.counters)
         self.queue: asyncio.Queue[tuple[protocol.Event, int] | None] = asyncio.Queue()
         self.attention = asyncio.Event()
@@ -135,16 +151,14 @@ class _Connection:
     async def _read_loop(self) -> None:
         try:
             while data := await self.reader.read(READ_SIZE):
-                self.core.receive_data(data)
-                while (event := self.core.next_event()) is not None:
-                    if isinstance(event, protocol.AttentionReceived):
-                        self.stats.attentions += 1
-                        self.stats.rows_at_last_attention = self.stats.rows_sent
-                        self.attentions_received += 1
-                        self.attention.set()
-                    elif self.queue.qsize() >= MAX_QUEUED_REQUESTS:
-                        raise ProtocolError("client sent requests without reading the replies")
-                    self.queue.put_nowait((event, self.attentions_received))
+                received = self._receive(data)
+                if received.error is not None:
+                    log.info("closing a connection: %s", received.error)
+                    break
+                if received.data:
+                    self._feed(received.data)
+                if received.eof:
+                    break
         except ConnectionError as exc:
             log.debug("reader stopped: %r", exc)
         except ProtocolError as exc:
@@ -152,10 +166,73 @@ class _Connection:
             log.info("closing a connection: %s", exc)
             self.writer.transport.abort()
         finally:
+            if self.wire.state is tls.WireState.HANDSHAKE:
+                # The client left mid-handshake: pytds and OpenSSL clients that reject the
+                # certificate close without sending an alert.
+                self.stats.tls_failures += 1
             self.queue.put_nowait(None)
         # The client closed its end: no TDS client half-closes and still reads, so stop now
         # rather than produce rows nobody will read (a worker blocked in drain() wakes up).
         self.writer.transport.abort()
+
+    def _receive(self, data: bytes) -> tls.Received:
+        """Socket bytes through the wire; its answers (handshake records, alerts) go out at
+        once, from this task: the worker is idle during a handshake."""
+        try:
+            received = self.wire.receive(data)
+        except tls.TlsFirstRefused:
+            self.stats.encryption_refused += 1
+            raise
+        if received.reply:
+            self.writer.write(received.reply)
+        if received.handshake_done:
+            self.stats.tls_handshakes += 1
+            log.debug(
+                "TLS handshake (%s): %s, ALPN %s",
+                "TDS 8.0" if self.wire.tls_first else "TDS 7.x",
+                self.wire.tls_version,
+                self.wire.alpn,
+            )
+        if received.error is not None:
+            self.stats.tls_failures += 1
+        return received
+
+    def _feed(self, data: bytes) -> None:
+        """TDS bytes into the core; its events to the worker's queue (ATTENTION flagged at
+        once).  The PRELOGIN's encryption is settled here, before the client's next bytes."""
+        self.core.receive_data(data)
+        while (event := self.core.next_event()) is not None:
+            if isinstance(event, protocol.AttentionReceived):
+                self.stats.attentions += 1
+                self.stats.rows_at_last_attention = self.stats.rows_sent
+                self.attentions_received += 1
+                self.attention.set()
+            elif self.queue.qsize() >= MAX_QUEUED_REQUESTS:
+                raise ProtocolError("client sent requests without reading the replies")
+            elif isinstance(event, protocol.PreLoginReceived):
+                self._negotiate(event)
+            elif isinstance(event, protocol.LoginReceived):
+                self._login_received()
+            self.queue.put_nowait((event, self.attentions_received))
+
+    def _login_received(self) -> None:
+        """Login-only encryption ends with the LOGIN7 (the login reply goes out in clear):
+        bytes that came behind it are clear TDS."""
+        if rest := self.wire.after_login():
+            self.core.receive_data(rest)
+
+    def _negotiate(self, event: protocol.PreLoginReceived) -> None:
+        server = self.server
+        self.negotiation = negotiation = tls.negotiate(
+            tls.client_encryption(event.options), server.encryption, tls_first=self.wire.tls_first
+        )
+        channel = negotiation.channel
+        if channel is tls.Channel.REFUSE:
+            self.stats.encryption_refused += 1
+            log.info("refusing a connection: %s", negotiation.why)
+            self.wire.refuse()
+        elif channel is tls.Channel.FULL or channel is tls.Channel.LOGIN_ONLY:
+            self.wire.start_handshake(login_only=channel is tls.Channel.LOGIN_ONLY)
 
     async def _work(self) -> None:
         while (item := await self.queue.get()) is not None:
@@ -173,7 +250,7 @@ class _Connection:
 
     async def _send(self, data: bytes) -> None:
         if data:
-            self.writer.write(data)
+            self.writer.write(self.wire.send(data))
             await self._drain()
 
     async def _drain(self) -> None:
@@ -202,8 +279,10 @@ class _Connection:
     async def _handle(self, event: protocol.Event) -> bool:
         """Answer one request; False ends the connection."""
         if isinstance(event, protocol.PreLoginReceived):
-            await self._send(self.core.reply(_PRELOGIN_REPLY))
-            return True
+            negotiation = self.negotiation
+            await self._send(self.core.reply(prelogin_reply(negotiation.reply)))
+            # A refusal ends the connection after the reply, as SQL Server does.
+            return negotiation.channel is not tls.Channel.REFUSE
         if isinstance(event, protocol.LoginReceived):
             return await self._login(event.login)
         self.stats.requests += 1
@@ -281,7 +360,7 @@ class _Connection:
                 data = packetizer.add(step.payload)
                 stats.rows_sent += step.rows
                 if data:
-                    self.writer.write(data)
+                    self.writer.write(self.wire.send(data))
                 await self._drain()  # every chunk: an attention is looked at between chunks
             elif isinstance(step, faults.Pause):
                 await self._send(packetizer.flush())
@@ -314,7 +393,26 @@ class DevServer:
         rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK,
         write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
         unsent_low_water: int = DEFAULT_UNSENT_LOW_WATER,
+        tls_cert: str | PathLike[str] | None = None,
+        tls_key: str | PathLike[str] | None = None,
+        require_encryption: bool = False,
     ) -> None:
+        """``tls_cert`` (PEM: the server's certificate, then any intermediates) and ``tls_key``
+        (PEM; None: in ``tls_cert``) let clients encrypt (PRELOGIN ENCRYPT_ON/ENCRYPT_OFF and
+        TDS 8.0); ``require_encryption`` refuses a client that will not (needs a certificate).
+        The files are loaded here: a bad one raises OSError / ssl.SSLError before any socket."""
+        if require_encryption and tls_cert is None:
+            raise ValueError("require_encryption needs a certificate (tls_cert)")
+        if tls_key is not None and tls_cert is None:
+            raise ValueError("tls_key without tls_cert")
+        self.tls = None if tls_cert is None else tls.server_tls(tls_cert, tls_key)
+        self.encryption = (
+            tls.ServerEncryption.NOT_SUP
+            if self.tls is None
+            else tls.ServerEncryption.REQ
+            if require_encryption
+            else tls.ServerEncryption.OFF
+        )
         self.host = host
         self._requested_port = port
         self.credentials = engine.Credentials(user=user, password=password, database=database)
@@ -390,12 +488,23 @@ def run_in_thread(
     password: str = DEV_PASSWORD,
     database: str = DEV_DATABASE,
     faults: Faults | None = None,
+    tls_cert: str | PathLike[str] | None = None,
+    tls_key: str | PathLike[str] | None = None,
+    require_encryption: bool = False,
 ) -> Iterator[DevServer]:
     """A started DevServer running its own event loop on a daemon thread; closed on exit."""
-    loop = asyncio.new_event_loop()
     server = DevServer(
-        host=host, port=port, user=user, password=password, database=database, faults=faults
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+        faults=faults,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        require_encryption=require_encryption,
     )
+    loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="tds-devserver", daemon=True)
     thread.start()
     try:
