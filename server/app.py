@@ -5,7 +5,8 @@ our own, and the worker processes that run the exports.
 (``async with ExportApi(config) as api``: ``api.port``), ``server.__main__`` runs it as a
 process. Routes: ``GET``/``HEAD`` ``/export/{id}`` for each report of the catalog
 (:mod:`server.catalog`; ``/export/report`` is the demo report), ``/reports`` (the catalog as
-JSON), ``/healthz``, ``/readyz``, ``/metrics``; any other path is a 404 and any other method a
+JSON), ``/healthz``, ``/readyz``, ``/metrics``, ``/progress/{request id}`` (a running
+export's counts, :mod:`server.progress`); any other path is a 404 and any other method a
 405 with ``Allow``, both as JSON. ``reload_catalog`` (SIGHUP) swaps the catalog for the file's
 new content if it checks out: an admitted export carries its own call (:class:`ReportCall`),
 so a reload never changes one that is running. The
@@ -67,6 +68,7 @@ from server.errors import (
 from server.memory import ProcessMemory, mib
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.metrics import Metrics, Outcome
+from server.progress import PROGRESS_PREFIX, ProgressBoard
 from server.readiness import ReadinessProbe
 from server.relay import Relay
 from server.responses import download_headers, error_response, json_response
@@ -153,6 +155,10 @@ class ExportApi:
             "GET": self._export_report,
             "HEAD": self._export_head,
         }
+        self._progress_routes: Mapping[str, Handler] = {
+            "GET": self._progress,
+            "HEAD": self._progress,
+        }
         self._routes: Mapping[str, Mapping[str, Handler]] = {
             REPORTS_PATH: {"GET": self._reports, "HEAD": self._reports},
             "/healthz": {"GET": self._healthz, "HEAD": self._healthz},
@@ -163,6 +169,7 @@ class ExportApi:
         self.warnings = security_warnings(config)
         self._ids = itertools.count(1)
         self._relays: set[Relay] = set()
+        self.progress = ProgressBoard(lambda: self._relays)
         self._no_exports = asyncio.Event()
         self._no_exports.set()
         self._shutting_down = False
@@ -279,6 +286,8 @@ class ExportApi:
         methods = self._routes.get(request.path)
         if methods is None and request.path.startswith(EXPORT_PREFIX):
             methods = self._export_routes
+        if methods is None and request.path.startswith(PROGRESS_PREFIX):
+            methods = self._progress_routes
         if methods is None:
             return self._error(NotFound("no such resource"))
         handler = methods.get(request.method)
@@ -364,6 +373,11 @@ class ExportApi:
         if self.server is not None:
             text += self.server.metrics_text("http")
         return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _progress(self, request: web.BaseRequest) -> web.StreamResponse:
+        """How far the export with this request id is (``server.progress``); else 404."""
+        found = self.progress.lookup(request.path[len(PROGRESS_PREFIX) :])
+        return json_response(200, found.to_json())
 
     # -- the export ---------------------------------------------------------------------------
 
@@ -524,6 +538,7 @@ class ExportApi:
     def _export_complete(self, relay: Relay) -> None:
         """Both halves of an export are done: metrics and the summary line."""
         self._relays.discard(relay)
+        self.progress.finished(relay)
         if not self._relays:
             self._no_exports.set()
         self.metrics.add_rows(relay.new_rows())
