@@ -26,6 +26,7 @@ import xlsx
 import xlsx.native
 from tdsrows import FastRows, Kind, UnsupportedLayout, scan
 from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
+from tdsrows.pytds_link import check_values
 from tdsrows.scan import Primitive
 from tdsrows.scanfill import CellText
 from xlsx.native import CellType, plan_rows
@@ -109,12 +110,15 @@ class RowSource:
         self._cursor = cursor
         self._batch_rows = batch_rows
         self.fast: FastRows | None = None
-        if not fast:
-            return
-        try:
-            self.fast = FastRows.open(cursor, raw_kinds=RAW_KINDS)
-        except UnsupportedLayout as exc:
-            logger.debug("%s: rows decoded by pytds (%s)", label, exc)
+        if fast:
+            try:
+                self.fast = FastRows.open(cursor, raw_kinds=RAW_KINDS)
+            except UnsupportedLayout as exc:
+                logger.debug("%s: rows decoded by pytds (%s)", label, exc)
+        if self.fast is None:
+            # pytds reads the rows: a value of a length its column's type does not have is the
+            # fast path's StreamError there too, not a value read from the wrong bytes.
+            check_values(cursor)
 
     def first(self) -> list[Any]:
         """Wait for the first row (or the end of the set): pytds' first rows, or [] when the

@@ -12,6 +12,10 @@
  * a row cut off by the end of the data is reported as INCOMPLETE, never decoded. A row holding
  * something a cell cannot represent is reported as SLOW (the caller decodes that one row in
  * Python), but only once the row is known to be complete, so SLOW always names a whole row.
+ * A row holding a value that its column's type does not have (a length other than the type's,
+ * text longer than declared or of an odd number of UTF-16 bytes, a time of a day or more) is
+ * reported as MALFORMED as soon as the value is seen, cut off or not: the caller has the
+ * Python decoder name the column and the problem (tdsrows.layout.Column.length_problem).
  *
  * tuples() turns scanned cells back into the rows pytds gives (tuples of int, float, bool,
  * str, datetime.date, datetime.datetime, decimal.Decimal, None), building each object from its
@@ -33,12 +37,15 @@
 #define STOP_INCOMPLETE (-1)
 #define STOP_FULL (-2)
 #define STOP_SLOW (-3)
+#define STOP_MALFORMED (-4)
 /* DATETIME and SMALLDATETIME cells: milliseconds since 1900-01-01 00:00. */
 #define MS_PER_DAY INT64_C(86400000)
 
 #define CELL_BYTES 16
 #define START_BYTES 8
-#define PROGRAM_BYTES 4 /* per column: op, framing, size, scale */
+/* Per column: op, framing, size, scale, narrower (bit k: a BYTE_LEN value of 2**k bytes is
+ * legal too, and read by Python), 0, and a uint16 "most" (text: the declared maximum bytes). */
+#define PROGRAM_BYTES 8
 #define MAX_TIME_SCALE 7
 /* Below this day number a datetime2 of any scale fits an int64 (10**7 days at 864 * 10**9
  * ticks a day, plus at most 2**40 ticks, is below 2**63), so the exact check is skipped. */
@@ -63,7 +70,8 @@ enum op {
     OP_TEXT = 12,     /* varchar or nvarchar: where the bytes are, not decoded */
     OP_DATETIME = 13, /* int32 days since 1900-01-01, then int32 1/300 s (MS-TDS 2.2.5.5.1.8) */
     OP_SMALLDATETIME = 14, /* uint16 days since 1900-01-01, then uint16 minutes */
-    OP_LAST = OP_SMALLDATETIME
+    OP_NTEXT = 15,    /* nvarchar: as OP_TEXT, and an even number of bytes */
+    OP_LAST = OP_NTEXT
 };
 
 /* Bytes of time(s) by scale (MS-TDS 2.2.5.5.1.8), as tdsrows.layout.TIME_BYTES. */
@@ -168,30 +176,57 @@ decimal_value(const unsigned char *v, size_t size, int64_t *out)
     return 1;
 }
 
-/* Ticks of 10**-scale second since 0001-01-01 of a datetime2 of `size` bytes at `v` (the time
- * part first), into *out; 0 when the sum would not say which day and time it came from: a time
- * of a day or more (never sent by SQL Server; the Python decoder refuses it, and in the sum it
- * would pass for the next day), or a sum an int64 cannot hold (valid dates, up to 9999-12-31,
- * always fit; only scale 7 with a day number past 10.6 million overflows). */
+/* The time part of a datetime2 of `size` bytes at `v`: ticks of 10**-scale second. */
+static inline int64_t
+datetime2_ticks(const unsigned char *v, size_t size)
+{
+    size_t time_size = size - 3;
+    if (time_size == 3)
+        return le24(v);
+    if (time_size == 4)
+        return le32(v);
+    return (int64_t)le32(v) | (int64_t)v[4] << 32;
+}
+
+/* Ticks of 10**-scale second since 0001-01-01 of a datetime2 of `size` bytes at `v` whose time
+ * is less than a day (the caller checked: a day or more is MALFORMED), into *out; 0 when an
+ * int64 cannot hold the sum (valid dates, up to 9999-12-31, always fit; only scale 7 with a day
+ * number past 10.6 million overflows). */
 static inline int
 datetime2_value(const unsigned char *v, size_t size, unsigned scale, int64_t *out)
 {
-    size_t time_size = size - 3;
-    int64_t ticks;
-    if (time_size == 3)
-        ticks = le24(v);
-    else if (time_size == 4)
-        ticks = le32(v);
-    else
-        ticks = (int64_t)le32(v) | (int64_t)v[4] << 32;
-    int64_t days = le24(v + time_size);
+    int64_t ticks = datetime2_ticks(v, size);
+    int64_t days = le24(v + size - 3);
     int64_t per_day = ticks_per_day[scale];
-    if (ticks >= per_day)
-        return 0;
     if (days >= DATETIME2_SAFE_DAYS && days > (INT64_MAX - ticks) / per_day)
         return 0;
     *out = days * per_day + ticks;
     return 1;
+}
+
+/* The narrower lengths an op may be told are legal: ints of 1, 2 or 4 bytes below their size,
+ * a 4-byte value of a float, money or datetime (smalldatetime) of 8 (the bits of "narrower"). */
+static unsigned
+narrower_allowed(unsigned op, unsigned size)
+{
+    switch (op) {
+    case OP_INT16:
+    case OP_INT32:
+    case OP_INT64: {
+        unsigned mask = 0;
+        for (unsigned k = 0; k < 3; k++) {
+            if (1u << k < size)
+                mask |= 1u << k;
+        }
+        return mask;
+    }
+    case OP_FLOAT64:
+    case OP_MONEY8:
+    case OP_DATETIME:
+        return 1u << 2;
+    default:
+        return 0;
+    }
 }
 
 /* Checks the program: raises ValueError and returns 0 if it is not one scan.py builds. */
@@ -200,16 +235,22 @@ check_program(const unsigned char *program, Py_ssize_t width)
 {
     for (Py_ssize_t i = 0; i < width; i++) {
         const unsigned char *c = program + i * PROGRAM_BYTES;
-        unsigned op = c[0], framing = c[1], size = c[2], scale = c[3];
+        unsigned op = c[0], framing = c[1], size = c[2], scale = c[3], narrower = c[4];
+        unsigned most = le16(c + 6);
         int ok;
-        if (op == OP_TEXT) {
-            ok = framing == USHORT_LEN && size == 0 && scale == 0;
+        if (c[5] != 0) {
+            ok = 0;
         }
-        else if (framing != FIXED && framing != BYTE_LEN) {
+        else if (op == OP_TEXT || op == OP_NTEXT) {
+            ok = framing == USHORT_LEN && size == 0 && scale == 0 && narrower == 0 &&
+                 most >= 1 && most < NULL_USHORT_LEN;
+        }
+        else if ((framing != FIXED && framing != BYTE_LEN) || most != 0 ||
+                 (narrower != 0 && framing != BYTE_LEN)) {
             ok = 0;
         }
         else if (op == OP_DATETIME2) {
-            ok = scale <= MAX_TIME_SCALE && size == 3u + time_bytes[scale];
+            ok = scale <= MAX_TIME_SCALE && size == 3u + time_bytes[scale] && narrower == 0;
         }
         else {
             unsigned expected;
@@ -242,13 +283,14 @@ check_program(const unsigned char *program, Py_ssize_t width)
                 expected = 0;
                 break;
             }
-            ok = expected != 0 && size == expected && scale == 0;
+            ok = expected != 0 && size == expected && scale == 0 &&
+                 (narrower & ~narrower_allowed(op, size)) == 0;
         }
         if (!ok) {
             PyErr_Format(PyExc_ValueError,
                          "program: column %zd is not a valid (op %u, framing %u, size %u, "
-                         "scale %u)",
-                         i, op, framing, size, scale);
+                         "scale %u, narrower %u, %u, most %u)",
+                         i, op, framing, size, scale, narrower, (unsigned)c[5], most);
             return 0;
         }
     }
@@ -298,6 +340,7 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
          * that a cut-off row is still INCOMPLETE rather than SLOW. */
         int slow = 0;
         int cut = 0;
+        int malformed = 0;
         for (Py_ssize_t i = 0; i < width; i++, cell += CELL_BYTES) {
             /* NBCROW: a NULL column has no bytes at all, whatever its framing. */
             if (nulls != NULL && (nulls[i >> 3] >> (i & 7) & 1)) {
@@ -318,7 +361,12 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
                     put_cell(cell, 0, -1);
                     continue;
                 }
-                /* Not checked against the declared size: the bytes are reported as they are. */
+                /* More than the declared maximum, or half a UTF-16 unit: no value of this
+                 * column's type (decided before the bytes are there). */
+                if (size > le16(c + 6) || (c[0] == OP_NTEXT && (size & 1))) {
+                    malformed = 1;
+                    break;
+                }
                 if (n - q < size) {
                     cut = 1;
                     break;
@@ -339,8 +387,14 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
                     continue;
                 }
                 if (length != size) {
-                    /* Legal TDS (an INTN(8) column may send 4 bytes) but not what the program
-                     * reads: the Python decoder reads this row. */
+                    /* A narrower value the type allows (an INTN(8) column may send 4 bytes):
+                     * not what the program reads, so the Python decoder reads this row. Any
+                     * other length is no value of this column's type. */
+                    unsigned bit = length == 1 ? 1u : length == 2 ? 2u : length == 4 ? 4u : 0u;
+                    if ((c[4] & bit) == 0) {
+                        malformed = 1;
+                        break;
+                    }
                     slow = 1;
                     size = length;
                 }
@@ -351,6 +405,12 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
             }
             const unsigned char *v = data + q;
             q += size;
+            /* A time of a day or more would pass for the next day in the sum: checked even in
+             * a row already SLOW (a datetime2's size is always the program's). */
+            if (c[0] == OP_DATETIME2 && datetime2_ticks(v, size) >= ticks_per_day[c[3]]) {
+                malformed = 1;
+                break;
+            }
             if (slow)
                 continue;
             int64_t value;
@@ -417,6 +477,10 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
                 break;
             }
             put_cell(cell, value, 0);
+        }
+        if (malformed) {
+            stop = STOP_MALFORMED;
+            break;
         }
         if (cut) {
             stop = STOP_INCOMPLETE;
@@ -630,7 +694,8 @@ cell_object(const unsigned char *data, Py_ssize_t n, const cell_t *c, unsigned c
         return PyDateTimeAPI->Date_FromDate(y, m, d, PyDateTimeAPI->DateType);
     }
     case CONV_DATETIME2: {
-        /* The scanner refuses a time of a day or more, so the sum splits back exactly. */
+        /* The scanner refuses a time of a day or more (MALFORMED), so the sum splits back
+         * exactly. */
         int64_t per_day = ticks_per_day[scale];
         if (c->value < 0 || c->value / per_day > MAX_DAY) {
             *declined = 1;
@@ -664,12 +729,12 @@ cell_object(const unsigned char *data, Py_ssize_t n, const cell_t *c, unsigned c
     const unsigned char *text = data + c->value;
     Py_ssize_t size = c->length;
     if (conversion == CONV_UTF16) {
-        /* As codecs.utf_16_le_decode(b, 'surrogatepass') (not final): lone surrogates kept, a
-         * trailing odd byte or high surrogate left out, a BOM kept as U+FEFF. */
+        /* As codecs.utf_16_le_decode(b, 'surrogatepass', True) (tdsrows.values.ntext_value):
+         * lone surrogates kept, the last one too, a BOM kept as U+FEFF (the scanner admits an
+         * even number of bytes only). */
         int byteorder = -1;
-        Py_ssize_t consumed = size;
         return PyUnicode_DecodeUTF16Stateful((const char *)text, size, "surrogatepass",
-                                             &byteorder, &consumed);
+                                             &byteorder, NULL);
     }
     if (is_ascii(text, (size_t)size)) {
         PyObject *str = PyUnicode_New(size, 127);

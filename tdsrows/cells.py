@@ -1,26 +1,35 @@
 """The reference decoder: one value at a time, every framing and NULL the wire allows.
 
 The generated code (codegen.py) hands a row here when it meets something its fast path did not
-expect: a NULL inside a ROW token, a value length other than the column's usual one. It is
-also the definition the generated code is tested against. Slow (a call per value) and simple.
+expect: a NULL inside a ROW token, a value length other than the column's usual one, a row
+cut off by the end of the bytes. It is also the definition the generated code is tested
+against. Slow (a call per value) and simple, and explicit: every length is checked against the
+bytes there are (a row cut off is reported as such, never decoded) and against what the
+column's type allows (:meth:`~tdsrows.layout.Column.length_problem`; a value that does not fit
+raises :class:`~tdsrows.errors.StreamError` naming the column and the problem, even when the
+rest of the row is cut off), and so is a time of a day or more. No exception stands for "cut
+off".
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from tdsrows import values
 from tdsrows.errors import StreamError
-from tdsrows.layout import Column, Framing, Kind, Layout
+from tdsrows.layout import TICKS_PER_DAY, Column, Framing, Kind, Layout
 
 _ROW, _NBCROW = 0xD1, 0xD2  # MS-TDS 2.2.7.19, 2.2.7.15
 
-# (data, position of the payload, payload length) -> value
+# (data, position of the payload, payload length) -> value; the payload's bytes are there and
+# its length is one the column has.
 Payload = Callable[[bytes, int, int], object]
-# (data, position) -> (value, position after it)
-Reader = Callable[[bytes, int], tuple[object, int]]
+# (data, position, end of data) -> (value, position after it), or (None, CUT) when the bytes
+# end inside the value
+Reader = Callable[[bytes, int, int], tuple[object, int]]
+CUT: Final = -1
 
 _I8 = struct.Struct("<q").unpack_from
 _I4 = struct.Struct("<i").unpack_from
@@ -40,8 +49,15 @@ def _le(data: bytes, p: int, size: int) -> int:
 def _payload(column: Column, raw: bool) -> Payload:
     kind, scale = column.kind, column.scale
 
-    def bad(data: bytes, p: int, size: int) -> object:
-        raise StreamError(f"column {column.name!r}: a {kind.value} value of {size} bytes")
+    def bad(data: bytes, p: int, size: int) -> object:  # pragma: no cover - lengths are checked
+        raise StreamError(column.problem(f"a value of {size} bytes"))
+
+    def time_of_day(ticks: int) -> int:
+        if ticks >= TICKS_PER_DAY[scale]:
+            raise StreamError(
+                column.problem(f"a time of a day or more ({ticks} ticks of 10**-{scale} s)")
+            )
+        return ticks
 
     if kind is Kind.INT:
 
@@ -90,10 +106,15 @@ def _payload(column: Column, raw: bool) -> Payload:
             return lambda data, p, size: _le(data, p, 3)
         return lambda data, p, size: values.date_value(_le(data, p, 3))
     if kind is Kind.TIME:
-        return lambda data, p, size: values.time_value(_le(data, p, size), scale)
+        return lambda data, p, size: values.time_value(time_of_day(_le(data, p, size)), scale)
     if kind is Kind.DATETIME2:
         two = values.datetime2_raw if raw else values.datetime2_value
-        return lambda data, p, size: two(_le(data, p + size - 3, 3), _le(data, p, size - 3), scale)
+
+        def datetime2(data: bytes, p: int, size: int) -> object:
+            ticks = time_of_day(_le(data, p, size - 3))
+            return two(_le(data, p + size - 3, 3), ticks, scale)
+
+        return datetime2
     if kind in (Kind.DATETIME, Kind.SMALLDATETIME):
         long = values.datetime_raw if raw else values.datetime_value
         short = values.smalldatetime_raw if raw else values.smalldatetime_value
@@ -121,38 +142,33 @@ def _payload(column: Column, raw: bool) -> Payload:
 
 def reader(column: Column, *, raw: bool = False) -> Reader:
     """Reads one value of ``column`` (its length prefix included) at a position."""
-    payload = _checked(_payload(column, raw))
+    payload = _payload(column, raw)
+    size = column.size
     if column.framing is Framing.FIXED:
-        size = column.size
-        return lambda data, p: (payload(data, p, size), p + size)
-    if column.framing is Framing.BYTE_LEN:
 
-        def byte_len(data: bytes, p: int) -> tuple[object, int]:
-            size = data[p]
-            if size == 0:
-                return None, p + 1
-            return payload(data, p + 1, size), p + 1 + size
+        def fixed(data: bytes, p: int, n: int) -> tuple[object, int]:
+            end = p + size
+            return (payload(data, p, size), end) if end <= n else (None, CUT)
 
-        return byte_len
+        return fixed
+    prefix = 1 if column.framing is Framing.BYTE_LEN else 2
+    null = 0 if column.framing is Framing.BYTE_LEN else 0xFFFF
 
-    def ushort_len(data: bytes, p: int) -> tuple[object, int]:
-        size = _U2(data, p)[0]
-        if size == 0xFFFF:
-            return None, p + 2
-        return payload(data, p + 2, size), p + 2 + size
+    def framed(data: bytes, p: int, n: int) -> tuple[object, int]:
+        start = p + prefix
+        if start > n:
+            return None, CUT
+        length = data[p] if prefix == 1 else data[p] | data[p + 1] << 8
+        if length == null:
+            return None, start
+        if length != size or prefix == 2:
+            problem = column.length_problem(length)
+            if problem is not None:
+                raise StreamError(column.problem(problem))
+        end = start + length
+        return (payload(data, start, length), end) if end <= n else (None, CUT)
 
-    return ushort_len
-
-
-def _checked(payload: Payload) -> Payload:
-    """A payload cut off by the end of the bytes is never decoded (it would decode wrongly)."""
-
-    def checked(data: bytes, p: int, size: int) -> object:
-        if p + size > len(data):
-            raise IndexError("value cut off by the end of the bytes")
-        return payload(data, p, size)
-
-    return checked
+    return framed
 
 
 class ReferenceDecoder:
@@ -165,18 +181,18 @@ class ReferenceDecoder:
     def token(
         self, data: bytes, pos: int, append: Callable[[tuple[Any, ...]], object], n: int
     ) -> int:
-        """Decode the ROW or NBCROW token at ``pos``: its end, or -1 if cut off."""
-        try:
-            if data[pos] == _ROW:
-                return self.row(data, pos + 1, append, n, 0)
-            if data[pos] == _NBCROW:
-                start = pos + 1 + self._bitmap_bytes
-                if start > n:
-                    return -1
-                nulls = int.from_bytes(data[pos + 1 : start], "little")
-                return self.row(data, start, append, n, nulls)
-        except (IndexError, struct.error, UnicodeDecodeError):
-            return -1
+        """Decode the ROW or NBCROW token at ``pos``: its end, or -1 if cut off (or if the
+        bytes end at ``pos``); :class:`StreamError` for a value its column cannot hold."""
+        if pos >= n:
+            return CUT
+        if data[pos] == _ROW:
+            return self.row(data, pos + 1, append, n, 0)
+        if data[pos] == _NBCROW:
+            start = pos + 1 + self._bitmap_bytes
+            if start > n:
+                return CUT
+            nulls = int.from_bytes(data[pos + 1 : start], "little")
+            return self.row(data, start, append, n, nulls)
         raise AssertionError(f"not a row token: {data[pos]:#x}")  # pragma: no cover
 
     def row(
@@ -187,10 +203,10 @@ class ReferenceDecoder:
         for i, read in enumerate(self._readers):
             if nulls >> i & 1:
                 row.append(None)
-            else:
-                value, p = read(data, p)
-                row.append(value)
-        if p > n:
-            return -1
+                continue
+            value, p = read(data, p, n)
+            if p < 0:
+                return CUT
+            row.append(value)
         append(tuple(row))
         return p

@@ -16,9 +16,13 @@ go; a value the expression did not expect (a NULL inside a ROW token, an unusual
 that row to the per-cell reference decoder in :mod:`tdsrows.cells`. NBCROW tokens get one such
 function per null bitmap seen, compiled on first sight.
 
-There are no bounds checks in the hot path: a row cut off by the end of ``data`` raises
-``IndexError``/``struct.error`` or ends past ``len(data)``, and either way the row is reported
-as incomplete, never appended.
+The hot path checks every length a value has on the wire (a fixed size, at most the declared
+size of text, an even one for UTF-16) in its guard, but not the bounds of the bytes: a row
+cut off by the end of ``data`` raises ``IndexError``/``struct.error`` or ends past
+``len(data)``, and either way the reference decoder, whose checks are all explicit, reads the
+row again and decides: incomplete (never appended), or a :class:`~tdsrows.errors.StreamError`
+naming the column and what its value breaks. A value is computed only once its row is known
+to be whole.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tdsrows import cells, values
-from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
+from tdsrows.layout import TICKS_PER_DAY, TIME_BYTES, Column, Framing, Kind, Layout
 
 if TYPE_CHECKING:
     from tdsrows.scan import Primitive
@@ -41,9 +45,9 @@ if TYPE_CHECKING:
 ROW_TOKEN: Final = 0xD1
 NBCROW_TOKEN: Final = 0xD2
 INCOMPLETE: Final = -1
-# Errors a row cut off by the end of the buffer raises while being decoded (a truncated UTF-16
-# slice raises UnicodeDecodeError).
-INCOMPLETE_ERRORS: Final = (IndexError, struct.error, UnicodeDecodeError)
+# What the hot path raises on a row cut off by the end of the buffer (and on a time of a day or
+# more, whose second has no entry in the table of times): the reference decoder then decides.
+INCOMPLETE_ERRORS: Final = (IndexError, struct.error)
 # Null bitmaps compiled into functions of their own, per layout; rarer patterns beyond this go
 # through the reference decoder. Each compiled function is a few KiB.
 MAX_COMPILED_BITMAPS: Final = 256
@@ -128,17 +132,20 @@ def _cell(column: Column, i: int, raw_kinds: frozenset[Kind], names: _Names) -> 
 
     if framing is Framing.USHORT_LEN:
         s = f"s{i}"
+        # At most the declared size (so never NULL's 0xFFFF, which the reference decoder reads).
+        guard = f"{length} <= {column.size}"
         if kind is Kind.TEXT:
             assert column.codec is not None
             slow = names.bind("_text", values.text_decoder(column.codec))
             value = f"({s}.decode('ascii') if {s}.isascii() else {slow}({s}))"
         elif kind is Kind.NTEXT:
-            value = f"_u16({s}, 'surrogatepass')[0]"
+            guard += f" and not {length} & 1"
+            value = f"_u16({s}, 'surrogatepass', True)[0]"
         elif kind is Kind.BINARY:
             value = s
         else:  # pragma: no cover - layouts are built with USHORT_LEN for these kinds only
             raise AssertionError(kind)
-        return _Cell("H", [length], f"{length} != 65535", value, variable=True, size=2)
+        return _Cell("H", [length], guard, value, variable=True, size=2)
 
     if kind is Kind.INT:
         fmt, fields, guard = fixed(_INT_CODES[column.size], 1)
@@ -188,8 +195,11 @@ def _cell(column: Column, i: int, raw_kinds: frozenset[Kind], names: _Names) -> 
         fmt, fields, guard = fixed(codes + "HB", len(codes) + 2)
         ticks = _join_int(fields[-2 - len(codes) : -2], codes)
         days = _join_int(fields[-2:], "HB")
-        per_day = values.SECONDS_PER_DAY * values.TICKS_PER_SECOND[column.scale]
+        per_day = TICKS_PER_DAY[column.scale]
         if raw:
+            # A time of a day or more would pass for the next day: the reference decoder names it.
+            in_day = f"{ticks} < {per_day}"
+            guard = f"{guard} and {in_day}" if guard else in_day
             value = f"({days} * {per_day} + {ticks})"
         else:
             # Inline (a call per value costs a third of it): (y, m, d) memoised by day number,
@@ -442,6 +452,12 @@ class CompiledLayout(_Generated):
         self.decode: DecodeFn = self._compile_decode()
         self.skip: SkipFn = self._compile_skip()
 
+    def row_end(self, data: bytes, pos: int) -> int:
+        """Where the ROW/NBCROW token at ``pos`` ends, its values checked as :attr:`decode`
+        checks them (:class:`~tdsrows.errors.StreamError` for one its column cannot hold), or
+        INCOMPLETE when the bytes end inside it. Nothing is appended anywhere."""
+        return self._reference.token(data, pos, _discard, len(data))
+
     # -- generated functions ------------------------------------------------------------------
 
     def _compile_decode(self) -> DecodeFn:
@@ -528,6 +544,10 @@ class CompiledLayout(_Generated):
         if len(self._skip_fns) < MAX_COMPILED_BITMAPS:  # past the bound: compiled, not kept
             self._skip_fns[key] = fn
         return fn
+
+
+def _discard(row: tuple[Any, ...]) -> None:
+    """An append that keeps nothing."""
 
 
 def compile_layout(layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> CompiledLayout:
@@ -712,10 +732,7 @@ class CompiledText(_Generated):
         self, data: bytes, p: int, n: int, nulls: int, rs: str
     ) -> tuple[int, str | None]:
         row: list[tuple[Any, ...]] = []
-        try:
-            end = self._reference.row(data, p, row.append, n, nulls)
-        except INCOMPLETE_ERRORS:
-            return -1, None
+        end = self._reference.row(data, p, row.append, n, nulls)
         return (end, self._text.encode(row[0], rs)) if end >= 0 else (-1, None)
 
     def _reference_text_at(self, data: bytes, pos: int, n: int, rs: str) -> tuple[int, str | None]:

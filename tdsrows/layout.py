@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 
 class Kind(enum.Enum):
@@ -46,6 +47,27 @@ TIME_BYTES = (3, 3, 3, 4, 4, 5, 5, 5)
 _DECIMAL_BYTES = ((9, 4), (19, 8), (28, 12), (38, 16))
 
 
+# Ticks of a time(s) in a day, by scale s: a time or datetime2 of this many or more is no time of
+# day (SQL Server never sends one; in a sum of days and ticks it would pass for the next day).
+TICKS_PER_DAY: Final = tuple(86_400 * 10**s for s in range(len(TIME_BYTES)))
+# Narrower values a nullable column of these kinds may send besides its own size (MS-TDS
+# 2.2.5.5.1: INTN, FLTN, MONEYN and DATETIMN take their length from each value, and pytds reads
+# any of these sizes): 1, 2 or 4 bytes in a wider int column, 4 in a float, money or datetime.
+_NARROWER: Final = {Kind.INT: (1, 2, 4), Kind.FLOAT: (4,), Kind.MONEY: (4,), Kind.DATETIME: (4,)}
+# SQL names of each kind by size, for error messages.
+_TYPE_NAMES: Final = {
+    (Kind.INT, 1): "tinyint",
+    (Kind.INT, 2): "smallint",
+    (Kind.INT, 8): "bigint",
+    (Kind.FLOAT, 4): "real",
+    (Kind.MONEY, 4): "smallmoney",
+    (Kind.TEXT, 0): "varchar",
+    (Kind.NTEXT, 0): "nvarchar",
+    (Kind.BINARY, 0): "varbinary",
+    (Kind.GUID, 16): "uniqueidentifier",
+}
+
+
 def decimal_magnitude_bytes(precision: int) -> int:
     for limit, size in _DECIMAL_BYTES:
         if precision <= limit:
@@ -70,6 +92,46 @@ class Column:
     def max_bytes(self) -> int:
         """Most bytes this value can take in a ROW token, its length prefix included."""
         return self.framing.value + self.size
+
+    @property
+    def type_name(self) -> str:
+        """The column's SQL type, as far as the layout knows it (for messages)."""
+        if self.kind in (Kind.TIME, Kind.DATETIME2):
+            return f"{self.kind.value}({self.scale})"
+        sized = self.size if self.framing is not Framing.USHORT_LEN else 0
+        name: str = _TYPE_NAMES.get((self.kind, sized), self.kind.value)
+        return name
+
+    @property
+    def narrower_sizes(self) -> tuple[int, ...]:
+        """Sizes besides :attr:`size` a present BYTE_LEN value of this column may have."""
+        if self.framing is not Framing.BYTE_LEN:
+            return ()
+        return tuple(s for s in _NARROWER.get(self.kind, ()) if s < self.size)
+
+    def length_problem(self, length: int) -> str | None:
+        """What is wrong with a present value of ``length`` bytes in this column (its length
+        prefix said so), or None if the column's type has values of that length: a fixed size
+        (a decimal's by its precision, a date's 3, a datetime2's by its scale ...), or at most
+        the declared size for text and binary, an even number of bytes for UTF-16."""
+        if self.framing is Framing.USHORT_LEN:
+            if length > self.size:
+                return f"a value of {length} bytes, more than the {self.size} it is declared with"
+            if self.kind is Kind.NTEXT and length % 2:
+                return f"a value of {length} bytes, an odd number (UTF-16 has 2 bytes a unit)"
+            return None
+        if self.framing is Framing.FIXED or length == self.size:
+            return None
+        if length in self.narrower_sizes:
+            return None
+        sizes = " or ".join(map(str, (self.size, *self.narrower_sizes)))
+        if self.kind is Kind.DECIMAL:
+            return f"a value of {length} bytes, not the {sizes} of its precision"
+        return f"a value of {length} bytes, not {sizes}"
+
+    def problem(self, what: str) -> str:
+        """An error message about a value of this column."""
+        return f"column {self.name!r} ({self.type_name}): {what}"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ row. For that it needs, from pytds 1.17 (``TESTED_VERSIONS``):
   set from a statement's row count when moving to the next one (:func:`next_result_set`);
 - ``session._row_convertor`` (``tuple`` for pytds' default row strategy),
   ``session.tzinfo_factory`` and the login's ``bytes_to_unicode`` (both change what pytds
-  returns; the fast path declines such sessions).
+  returns; the fast path declines such sessions);
+- for :func:`check_values`, how each serializer of ``_CHECKED_READS`` reads a value once its
+  length prefix is read (``subtypes``, ``read_fixed``, ``_codec``, the reader's ``get_byte``,
+  ``get_usmallint`` and ``read_str``, ``tds_base.readall``, ``tds_types.ucs2_codec``).
 
 :func:`check_driver` verifies all of them and names what changed; the test suite runs it, so an
 upgrade of pytds that breaks the fast path fails loudly instead of decoding wrongly.
@@ -25,10 +28,10 @@ upgrade of pytds that breaks the fast path fails loudly instead of decoding wron
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from pytds import tds_types
+from pytds import tds_base, tds_types
 
 from tdsrows.errors import DriverMismatch, StreamError, UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout, decimal_magnitude_bytes
@@ -111,6 +114,14 @@ def check_driver() -> None:
         raise DriverMismatch(f"pytds _TdsReader no longer keeps {', '.join(absent)}")
     if "more_rows" not in tds_session._TdsSession.process_end.__code__.co_names:
         raise DriverMismatch("pytds _TdsSession no longer keeps more_rows")
+    readers = ("get_byte", "get_usmallint", "read_str")
+    absent = [n for n in readers if not hasattr(tds_reader._TdsReader, n)]
+    absent += [n for n in ("readall",) if not hasattr(tds_base, n)]
+    absent += [n for n in ("ucs2_codec",) if not hasattr(tds_types, n)]
+    for name, (_, needs) in _CHECKED_READS.items():
+        absent += [f"{name}.{n}" for n in needs if not hasattr(getattr(tds_types, name), n)]
+    if absent:
+        raise DriverMismatch(f"pytds no longer has {', '.join(absent)} (check_values)")
 
 
 def next_result_set(cursor: Any) -> bool:
@@ -135,11 +146,11 @@ def next_result_set(cursor: Any) -> bool:
 def _column(column: Any) -> Column:
     serializer = column.serializer
     name = str(column.column_name)
-    kind_info = _KINDS.get(type(serializer).__name__)
-    if kind_info is None or getattr(tds_types, type(serializer).__name__, None) is not type(
-        serializer
-    ):
-        raise UnsupportedLayout(f"column {name!r} is {type(serializer).__name__}")
+    # A serializer check_values replaced is still its driver class's.
+    driver_class = getattr(type(serializer), "_tdsrows_driver_class", type(serializer))
+    kind_info = _KINDS.get(driver_class.__name__)
+    if kind_info is None or getattr(tds_types, driver_class.__name__, None) is not driver_class:
+        raise UnsupportedLayout(f"column {name!r} is {driver_class.__name__}")
     kind, framing, size = kind_info
     scale = 0
     codec: str | None = None
@@ -159,6 +170,120 @@ def _column(column: Any) -> Column:
     if kind is Kind.DATETIME and size == 4:  # DATETIMN(4) holds smalldatetime values
         kind = Kind.SMALLDATETIME
     return Column(name=name, kind=kind, framing=framing, size=size, scale=scale, codec=codec)
+
+
+# How pytds reads a value of each framed serializer once its length prefix is read (each
+# class's own read() after the prefix), and the attributes that needs: (serializer, reader,
+# length) -> value.
+def _read_subtype(serializer: Any, r: Any, length: int) -> object:
+    return serializer.subtypes[length].read(r)
+
+
+def _read_sized(serializer: Any, r: Any, length: int) -> object:
+    return serializer.read_fixed(r, length)
+
+
+def _read_date(serializer: Any, r: Any, length: int) -> object:
+    return serializer.read_fixed(r)
+
+
+def _read_text(serializer: Any, r: Any, length: int) -> object:
+    if r._session._tds._login.bytes_to_unicode:
+        return r.read_str(length, serializer._codec)
+    return tds_base.readall(r, length)
+
+
+def _read_ntext(serializer: Any, r: Any, length: int) -> object:
+    return r.read_str(length, tds_types.ucs2_codec)
+
+
+def _read_binary(serializer: Any, r: Any, length: int) -> object:
+    return tds_base.readall(r, length)
+
+
+_ValueRead = Callable[[Any, Any, int], object]
+_CHECKED_READS: Final[Mapping[str, tuple[_ValueRead, tuple[str, ...]]]] = {
+    "IntNSerializer": (_read_subtype, ("subtypes",)),
+    "BitNSerializer": (_read_subtype, ("subtypes",)),
+    "FloatNSerializer": (_read_subtype, ("subtypes",)),
+    "MoneyNSerializer": (_read_subtype, ("subtypes",)),
+    "DateTimeNSerializer": (_read_subtype, ("subtypes",)),
+    "MsDecimalSerializer": (_read_sized, ("read_fixed",)),
+    "MsTimeSerializer": (_read_sized, ("read_fixed",)),
+    "DateTime2Serializer": (_read_sized, ("read_fixed",)),
+    "MsUniqueSerializer": (_read_sized, ("read_fixed",)),
+    "MsDateSerializer": (_read_date, ("read_fixed",)),
+    "VarChar72Serializer": (_read_text, ()),
+    "NVarChar72Serializer": (_read_ntext, ()),
+    "VarBinarySerializer72": (_read_binary, ()),
+}
+
+
+_checked_classes: dict[str, type] = {}
+
+
+def _checked_class(driver_class: type) -> type:
+    """``driver_class`` with a read() that checks each value's length against the column's
+    type first (layout.Column.length_problem), as the fast path does (made once per class)."""
+    made = _checked_classes.get(driver_class.__name__)
+    if made is not None:
+        return made
+    read_value = _CHECKED_READS[driver_class.__name__][0]
+    byte_len = _KINDS[driver_class.__name__][1] is Framing.BYTE_LEN
+    null = 0 if byte_len else 0xFFFF
+
+    def read(self: Any, r: Any) -> object:
+        length = r.get_byte() if byte_len else r.get_usmallint()
+        if length == null:
+            return None
+        column: Column = self._tdsrows_column
+        if length != column.size or not byte_len:
+            problem = column.length_problem(length)
+            if problem is not None:
+                raise StreamError(column.problem(problem))
+        try:
+            return read_value(self, r, length)
+        except (ValueError, OverflowError) as exc:
+            if isinstance(exc, UnicodeError):
+                raise  # text pytds cannot decode: its own error, as before
+            # A time of a day or more, a day past 9999-12-31: no value of the column's type.
+            raise StreamError(column.problem(f"a value pytds cannot read ({exc})")) from exc
+
+    made = type(
+        f"Checked{driver_class.__name__}",
+        (driver_class,),
+        {"read": read, "_tdsrows_driver_class": driver_class},
+    )
+    _checked_classes[driver_class.__name__] = made
+    return made
+
+
+def check_values(cursor: Any) -> None:
+    """From now on, pytds refuses a value of the cursor's current result set whose length its
+    column's type does not have (a decimal not of its precision's size, a date not of 3 bytes,
+    text longer than declared or of an odd number of UTF-16 bytes...) with the
+    :class:`StreamError` the fast path raises for it, before reading on from a wrong place;
+    and a value it cannot make an object of (a time of a day or more) with a StreamError too.
+
+    Each such column's serializer is replaced by a copy of a subclass whose read() checks the
+    length prefix, then reads as pytds does. Columns of other serializers (MAX types,
+    sql_variant ...) are left to pytds; calling this twice changes nothing more."""
+    session = cursor._session
+    info = None if session is None else session.res_info
+    if info is None:
+        return
+    for driver_column in info.columns:
+        serializer = driver_column.serializer
+        if type(serializer).__name__ not in _CHECKED_READS:
+            continue
+        try:
+            column = _column(driver_column)
+        except UnsupportedLayout:
+            continue  # a subclass of the same name: not one this module read
+        checked: Any = object.__new__(_checked_class(type(serializer)))
+        checked.__dict__.update(serializer.__dict__)
+        checked._tdsrows_column = column
+        driver_column.serializer = checked
 
 
 class Link:

@@ -15,6 +15,12 @@ exactly as without the fast path, and if a row follows them, the fast path resum
 
 After an attention, :meth:`FastRows.drain_cancelled` walks the rows still in flight by their
 lengths only, until pytds has read the server's DONE(ATTN).
+
+A value its column's type does not have (a length other than the type's, text longer than
+declared, UTF-16 of an odd number of bytes, a time of a day or more) raises
+:class:`~tdsrows.errors.StreamError` naming the column and the problem, whichever code reads
+it: the compiled scanner (through the generated decoder), the generated decoder, or pytds
+(:func:`~tdsrows.pytds_link.check_values`, for the rows pytds reads between other tokens).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from tdsrows.codegen import (
 )
 from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import Kind, Layout
-from tdsrows.pytds_link import Link
+from tdsrows.pytds_link import Link, check_values
 from tdsrows.scandecode import ScannedDecode
 from tdsrows.scanfill import ScannedFill
 
@@ -81,6 +87,7 @@ class FastRows:
         fetch() may go through the compiled scanner (:attr:`compiled_fetch` says if it does)."""
         link = Link(cursor)
         layout = compile_for(link.layout(), raw_kinds=raw_kinds)
+        check_values(cursor)  # the rows pytds reads after a token that is not a row
         return cls(link, layout, compiled_fetch=compiled)
 
     @property
@@ -128,7 +135,9 @@ class FastRows:
         return self._decode_into
 
     def wait_for_row(self) -> bool:
-        """Read until a row is next (True) or the set has ended (False), decoding nothing.
+        """Read until a row is next (True) or the set has ended (False), with the next row
+        read whole and its values checked (:class:`StreamError` for one its column cannot
+        hold; the row is decoded again by the next fetch or fill).
 
         What comes before the first row (INFO, ERROR and DONE tokens) is pytds'; an error the
         database reports instead of rows is raised here.
@@ -141,6 +150,11 @@ class FastRows:
                 continue
             if data[0] in (ROW_TOKEN, NBCROW_TOKEN):
                 self._pending = data
+                if self._compiled.row_end(data, 0) == INCOMPLETE:
+                    self._need_more = True  # the row goes on in the next packet
+                    if len(data) > self._limit:
+                        self._fail_cut_row()
+                    continue
                 return True
             self._stopped(data, 0, data[0])
             held: list[tuple[Any, ...]] = []

@@ -21,19 +21,25 @@ the machine's byte order: an int64 ``value``, an int32 ``length``, an int32 0 (r
 
 Program: :data:`PROGRAM_BYTES` bytes per column, in column order: the op (:class:`_Op`, how
 the value's bytes become a cell), the framing (``Framing.value``), the value's size in bytes
-(0 for USHORT_LEN text, whose length is on the wire) and the datetime2 scale (0 otherwise).
-The C side checks every column of it on each call (a few ns per column) and raises ValueError
-on anything this module would not build.
+(0 for USHORT_LEN text, whose length is on the wire), the datetime2 scale (0 otherwise), the
+narrower sizes a BYTE_LEN value may also have (bit k: 2**k bytes; ``Column.narrower_sizes``),
+a 0, and a little-endian uint16: text's declared maximum in bytes (0 otherwise). The C side
+checks every column of it on each call (a few ns per column) and raises ValueError on
+anything this module would not build.
 
 ``_rowscan.scan(data, pos, program, cells, starts, max_rows) -> (pos_after, stop, rows)``
 decodes the rows from ``pos`` on into ``cells``, each row's token offset into ``starts`` (an
 int64 per row), and stops with ``stop``: a token byte (>= 0) that is not a row,
 ``INCOMPLETE`` (the data ends inside or right at the next row), ``FULL`` (``max_rows`` or the
-buffers' room reached) or :data:`SLOW` (the next row, complete, holds a value no cell can
+buffers' room reached), :data:`SLOW` (the next row, complete, holds a value no cell can
 hold: the caller decodes that row with the Python decoder and scans on after it; that row
-starts at ``pos_after`` and ends where ``starts[rows]`` says, :meth:`RowScanner.slow_end`).
-A datetime2 whose time is a day or more (never sent by SQL Server) is SLOW too: in the raw sum
-it would pass for a time of the next day.
+starts at ``pos_after`` and ends where ``starts[rows]`` says, :meth:`RowScanner.slow_end`) or
+:data:`MALFORMED` (the next row, starting at ``pos_after``, holds a value its column's type
+does not have: a length the type has not (``Column.length_problem``: a decimal's not its
+precision's, a date's not 3, text longer than declared, UTF-16 of an odd number of bytes), or
+a time of a day or more, which in the raw sum would pass for the next day. The row may be cut
+off after that value. The caller has the Python decoder raise the error that names the column
+and the problem: :func:`refuse`).
 
 Tuples: ``_rowscan.tuples(data, cells, first, rows, plan, helpers, out) -> next`` appends rows
 ``first`` to ``rows - 1`` of the cells to the list ``out`` as the tuples the Python decoder
@@ -49,7 +55,7 @@ import importlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from tdsrows import values
 from tdsrows.codegen import FULL, INCOMPLETE, RAW_KINDS
@@ -62,6 +68,7 @@ __all__ = [
     "CELL_BYTES",
     "FULL",
     "INCOMPLETE",
+    "MALFORMED",
     "OBJECT_KINDS",
     "PLAN_BYTES",
     "PROGRAM_BYTES",
@@ -73,6 +80,7 @@ __all__ = [
     "covers",
     "primitives",
     "program",
+    "refuse",
     "tuple_plan",
 ]
 
@@ -104,6 +112,7 @@ class _Op(enum.IntEnum):
     TEXT = 12  # USHORT_LEN bytes, reported where they are
     DATETIME = 13  # ms since 1900-01-01 from int32 days and int32 1/300 s (pytds' rounding)
     SMALLDATETIME = 14  # ms since 1900-01-01 from uint16 days and uint16 minutes
+    NTEXT = 15  # as TEXT, UTF-16LE: an even number of bytes
 
 
 class Conversion(enum.IntEnum):
@@ -121,9 +130,11 @@ class Conversion(enum.IntEnum):
 
 CELL_BYTES: Final = 16
 START_BYTES: Final = 8  # an int64 per row in ``starts``
-PROGRAM_BYTES: Final = 4
+PROGRAM_BYTES: Final = 8
 PLAN_BYTES: Final = 2  # per column of a tuple plan: the conversion and its scale
 SLOW: Final = -3
+MALFORMED: Final = -4
+_PROGRAM: Final = struct.Struct("<BBBBBBH")
 # Rows per scan call. The call costs well under a microsecond, so at 1,024 rows it is below
 # 1 ns a row; a 32 KiB packet (the largest TDS allows) of a typical 10-column report row
 # (~80 bytes) holds ~400 rows, so larger batches would only cost memory (16 bytes a cell:
@@ -173,9 +184,12 @@ def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | N
     """The primitive and op of ``column``, or None if the scanner does not read it."""
     kind, framing, size = column.kind, column.framing, column.size
     if kind in (Kind.TEXT, Kind.NTEXT):
-        if framing is not Framing.USHORT_LEN:
+        # At most 0xFFFE bytes: 0xFFFF is the NULL length (and no column declares more).
+        if framing is not Framing.USHORT_LEN or not 0 < size < 0xFFFF:
             return None
-        return (Primitive.BYTE_TEXT if kind is Kind.TEXT else Primitive.UTF16_TEXT), _Op.TEXT
+        if kind is Kind.TEXT:
+            return Primitive.BYTE_TEXT, _Op.TEXT
+        return Primitive.UTF16_TEXT, _Op.NTEXT
     if framing is Framing.USHORT_LEN or (kind in _RAW_ONLY and kind not in raw_kinds):
         return None
     op: _Op | None = None
@@ -230,11 +244,24 @@ def program(layout: Layout, raw_kinds: frozenset[Kind]) -> bytes:
                 f"column {column.name!r} ({column.kind.value}, {column.framing.name},"
                 f" {column.size} bytes) has no primitive cell"
             )
-        text = op[1] is _Op.TEXT
+        text = op[1] in (_Op.TEXT, _Op.NTEXT)
         size = 0 if text else column.size
         scale = column.scale if op[1] is _Op.DATETIME2 else 0
-        out += bytes((op[1], column.framing.value, size, scale))
+        narrower = sum(1 << (s.bit_length() - 1) for s in column.narrower_sizes)
+        most = column.size if text else 0
+        out += _PROGRAM.pack(op[1], column.framing.value, size, scale, narrower, 0, most)
     return bytes(out)
+
+
+def refuse(pos: int, decode: Callable[..., object], *args: object) -> NoReturn:
+    """After the scanner stopped MALFORMED at ``pos``: ``decode(*args)``, the Python decoder of
+    the same layout from ``pos``, which raises the :class:`~tdsrows.errors.StreamError` naming
+    the column and the problem. (If it does not, the two decoders disagree: a bug,
+    AssertionError.)"""
+    decode(*args)
+    raise AssertionError(
+        f"the compiled scanner refused the row at byte {pos}, which the Python decoder reads"
+    )
 
 
 @dataclass(frozen=True)

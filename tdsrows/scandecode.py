@@ -8,16 +8,26 @@ integers), and ``_rowscan.tuples`` turns the cells into the objects pytds gives.
 call cannot take (a decimal beyond 64 bits, a negative zero, a length the layout does not
 expect, a date past 9999-12-31) is decoded alone by the generated decoder, given exactly that
 row's bytes, so that the row gives the very tuple, or raises the very error, it gives in the
-generated decoder's own loop; the compiled calls resume after it. The tuples are the same
-either way.
+generated decoder's own loop; the compiled calls resume after it. A row the scanner finds
+malformed is given to the generated decoder too, which raises the error that names it. The
+tuples are the same either way.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tdsrows.codegen import INCOMPLETE, INCOMPLETE_ERRORS, Append, CompiledLayout
-from tdsrows.scan import BATCH_ROWS, FULL, OBJECT_KINDS, SLOW, RowScanner, tuple_plan
+from tdsrows.codegen import INCOMPLETE, Append, CompiledLayout
+from tdsrows.scan import (
+    BATCH_ROWS,
+    FULL,
+    MALFORMED,
+    OBJECT_KINDS,
+    SLOW,
+    RowScanner,
+    refuse,
+    tuple_plan,
+)
 
 
 class ScannedDecode:
@@ -56,13 +66,9 @@ class ScannedDecode:
             end, stop, rows = scan(data, pos, batch)
             first = 0
             while first < rows:
-                before = len(out)
-                try:
-                    k = build(data, first, rows, plan, out)
-                except INCOMPLETE_ERRORS:
-                    # A helper (a code page's decoder) raised what the generated decoder
-                    # catches: that row is the generated decoder's to decide.
-                    k = first + len(out) - before
+                # An error a helper raises (a code page's decoder) propagates, after the rows
+                # before it, as it does from the generated decoder.
+                k = build(data, first, rows, plan, out)
                 if k == rows:
                     break
                 start = scanner.row_start(k)
@@ -77,6 +83,8 @@ class ScannedDecode:
                 pos = after
             elif stop == FULL:
                 pos = end
+            elif stop == MALFORMED:
+                refuse(end, self._generated, data, end, _discard)
             else:
                 return end, stop
 
@@ -86,3 +94,7 @@ class ScannedDecode:
         count = len(out)
         self._generated(data[start:after], 0, out.append)
         return len(out) > count
+
+
+def _discard(row: tuple[Any, ...]) -> None:
+    """An append that keeps nothing."""

@@ -6,7 +6,8 @@ primitive cells (:meth:`~tdsrows.codegen.RowText.compiled`), :class:`ScannedFill
 same job a packet at a time in two compiled calls: the scanner puts the rows' values in a flat
 buffer of cells, the writer turns them into text. Either side may turn a row down (a decimal
 beyond 64 bits, text that needs escaping...): that one row goes through the generated Python
-fill, and the compiled calls resume after it. The text is the same bytes either way.
+fill, and the compiled calls resume after it. The text is the same bytes either way. A row the
+scanner finds malformed raises, through the generated fill, the error that names it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Final, Protocol
 
 from tdsrows.codegen import FULL, FillFn
-from tdsrows.scan import SLOW, RowScanner
+from tdsrows.scan import MALFORMED, SLOW, RowScanner, refuse
 
 # The cell writer's stop when the next row would go beyond the room (any other stop before
 # the rows asked for means it declined the next row).
@@ -70,6 +71,8 @@ class ScannedFill:
                 if written == r:  # no room for it, or it is cut off
                     return after, stopped, r, left
                 pos, r, room = after, written, left
+            elif stop == MALFORMED:
+                refuse(pos, self._python_fill, data, pos, [], r, r + 1, room)
             elif stop != FULL:
                 return pos, stop, r, room
         return pos, FULL, r, room

@@ -212,5 +212,6 @@ _utf16_decode = codecs.utf_16_le_decode
 
 
 def ntext_value(data: bytes) -> str:
-    """UTF-16LE, lone surrogates kept (pytds raises on them)."""
-    return _utf16_decode(data, "surrogatepass")[0]
+    """UTF-16LE of an even number of bytes, lone surrogates kept (pytds raises on them), the
+    last unit too (decoded as final: not left out as the start of a pair still to come)."""
+    return _utf16_decode(data, "surrogatepass", True)[0]

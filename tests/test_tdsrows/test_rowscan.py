@@ -5,7 +5,9 @@ bytes asked for, including what SQL Server never sends: a value shorter than the
 size, a decimal past 2**63, a negative zero), scans them into primitive cells, turns the cells
 back into Python values and compares them with what ``compile_layout(...).decode`` gives for
 the same bytes. Rows the scanner reports as SLOW are decoded by the reference decoder, as the
-export does, so the two sides must agree on every row, every stop and every position.
+export does, so the two sides must agree on every row, every stop and every position; a row
+holding a value its column's type does not have stops the scanner MALFORMED where the Python
+decoder raises the StreamError that names it.
 
 The tuple builder (``_rowscan.tuples``, driven by :class:`tdsrows.scandecode.ScannedDecode`)
 is held to the generated decoder's objects the same way: the same tuples, stop and position,
@@ -34,10 +36,18 @@ from tdsrows import scan
 from tdsrows import values as pyvalues
 from tdsrows.cells import ReferenceDecoder
 from tdsrows.codegen import FULL, INCOMPLETE, TEXT_RAW_KINDS, DecodeFn, compile_layout
-from tdsrows.errors import UnsupportedLayout
+from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
 from tdsrows.results import compile_for
-from tdsrows.scan import SLOW, Conversion, Primitive, RowScanner, TuplePlan, tuple_plan
+from tdsrows.scan import (
+    MALFORMED,
+    SLOW,
+    Conversion,
+    Primitive,
+    RowScanner,
+    TuplePlan,
+    tuple_plan,
+)
 from tdsrows.scandecode import ScannedDecode
 from tdsrows.values import text_decoder
 from tests.test_tdsrows.support import comparable
@@ -155,12 +165,18 @@ class Decoded:
     stop: int
     starts: list[int] = field(default_factory=list)  # token offset of each row
     slow: list[int] = field(default_factory=list)  # rows the scanner left to Python
+    error: str | None = None  # MALFORMED: the StreamError the Python decoder raised at ``pos``
 
 
 def python_decode(layout: Layout, data: bytes, pos: int = 0) -> Decoded:
-    """The generated Python decoder's rows, stop and position; row starts by the reference."""
+    """The generated Python decoder's rows, stop and position (or the StreamError it raised,
+    as MALFORMED where the row it refused starts); row starts by the reference."""
     rows: list[tuple[Any, ...]] = []
-    end, stop = compile_layout(layout, raw_kinds=RAW).decode(data, pos, rows.append)
+    error = None
+    try:
+        end, stop = compile_layout(layout, raw_kinds=RAW).decode(data, pos, rows.append)
+    except StreamError as exc:
+        end, stop, error = -1, MALFORMED, str(exc)
     reference = ReferenceDecoder(layout, raw_kinds=RAW)
     starts: list[int] = []
     p = pos
@@ -168,7 +184,9 @@ def python_decode(layout: Layout, data: bytes, pos: int = 0) -> Decoded:
         starts.append(p)
         p = reference.token(data, p, lambda row: None, len(data))
         assert p > 0
-    return Decoded(rows, end, stop, starts)
+    if error is not None:
+        end = p
+    return Decoded(rows, end, stop, starts, error=error)
 
 
 def cell_value(scanner: RowScanner, layout: Layout, k: int, i: int, data: bytes) -> object:
@@ -192,7 +210,7 @@ def cell_value(scanner: RowScanner, layout: Layout, k: int, i: int, data: bytes)
         if column.kind is Kind.TEXT:
             assert column.codec is not None
             return text_decoder(column.codec)(got)
-        return codecs.utf_16_le_decode(got, "surrogatepass")[0]  # as pytds: not final
+        return pyvalues.ntext_value(got)
     return got
 
 
@@ -222,6 +240,13 @@ def scanner_decode(
             assert out.starts[-count] == pos
         if stop == FULL:
             assert count == min(max_rows, scanner.batch_rows)
+        elif stop == MALFORMED:
+            # The Python decoder names what the scanner refused.
+            generated = compile_layout(layout, raw_kinds=RAW).decode
+            with pytest.raises(StreamError) as refused:
+                scan.refuse(after, generated, data, after, lambda row: None)
+            out.pos, out.stop, out.error = after, stop, str(refused.value)
+            return out
         elif stop == SLOW:
             # A SLOW row is always whole: the reference decoder reads it.
             out.slow.append(len(out.rows))
@@ -248,7 +273,7 @@ def assert_same(layout: Layout, data: bytes, *, batch_rows: int = scan.BATCH_ROW
     expected = python_decode(layout, data)
     got = scanner_decode(RowScanner(layout, RAW, batch_rows=batch_rows), layout, data)
     assert comparable(got.rows) == comparable(expected.rows)
-    assert (got.pos, got.stop) == (expected.pos, expected.stop)
+    assert (got.pos, got.stop, got.error) == (expected.pos, expected.stop, expected.error)
     assert got.starts == expected.starts
     if scan.primitives(layout, scan.OBJECT_KINDS) is not None:  # no (small)datetime columns
         assert_same_tuples(layout, data, batch_rows=batch_rows)
@@ -365,7 +390,7 @@ def _per_day(scale: int) -> int:
 
 
 def _datetime2_cases(scale: int) -> list[tuple[object, bool]]:
-    per_day, tick_bytes = _per_day(scale), TIME_BYTES[scale]
+    per_day = _per_day(scale)
     cases: list[tuple[object, bool]] = [
         ((0, 0), False),
         ((1, 1), False),
@@ -374,9 +399,6 @@ def _datetime2_cases(scale: int) -> list[tuple[object, bool]]:
         # Past 9999-12-31 (day 2**24 - 1): read as it is, unless an int64 cannot hold it
         # (scale 7 only).
         ((2**24 - 1, per_day - 1), scale == 7),
-        # A time of a day or more: in the sum it would pass for the next day, so never a cell.
-        ((0, per_day), True),
-        ((5, 2 ** (8 * tick_bytes) - 1), True),
     ]
     if scale == 7:
         days, rest = divmod(INT64_MAX, per_day)
@@ -446,7 +468,7 @@ def _edge_cases() -> list[tuple[Column, list[tuple[object, bool]]]]:
     cp1252 = [b"", b"abc", bytes(range(256)), b"\x81\x8d\x8f\x90\x9d", "café €".encode("cp1252")]
     cases.append(
         (
-            _col(Kind.TEXT, _USHORT, 100, codec="cp1252"),
+            _col(Kind.TEXT, _USHORT, 8000, codec="cp1252"),
             [(v, False) for v in [*cp1252, b"x" * 8000]],
         )
     )
@@ -457,10 +479,10 @@ def _edge_cases() -> list[tuple[Column, list[tuple[object, bool]]]]:
             [(t.encode("cp932"), False) for t in japanese],
         )
     )
-    ntext = ["", "é", "\U0001f600", "東京" * 2000, "a\ud800b", "\udc00"]
+    ntext = ["", "é", "\U0001f600", "東京" * 2000, "a\ud800b", "\udc00", "a\ud800"]
     cases.append(
         (
-            _col(Kind.NTEXT, _USHORT, 200),
+            _col(Kind.NTEXT, _USHORT, 8000),
             [(t.encode("utf-16-le", "surrogatepass"), False) for t in ntext],
         )
     )
@@ -480,7 +502,7 @@ def test_every_kind_and_size_decodes_as_the_python_decoder_does(
 ) -> None:
     """Limits of each kind and size, NULLs, and the values the scanner leaves to Python."""
     before = Column("before", Kind.INT, _BYTE, 4)
-    after = Column("after", Kind.NTEXT, _USHORT, 20)
+    after = Column("after", Kind.NTEXT, _USHORT, 200)
     layout = Layout.of([before, column, after])
     rows: list[list[Any]] = [
         [k, value, "é".encode("utf-16-le") * k] for k, (value, _) in enumerate(cases)
@@ -651,6 +673,146 @@ def test_a_byte_length_other_than_the_size_leaves_that_row_to_python() -> None:
     assert scanner.scan(data[:17], 0, ALL_ROWS) == (12, INCOMPLETE, 1)
 
 
+_BEFORE = Column("before", Kind.INT, _BYTE, 4)
+_AFTER = Column("after", Kind.NTEXT, _USHORT, 20)
+_DAY3 = _per_day(3)
+
+
+def _ticks(scale: int, ticks: int, days: int = 0) -> bytes:
+    size = TIME_BYTES[scale]
+    return bytes((size + 3,)) + ticks.to_bytes(size, "little") + days.to_bytes(3, "little")
+
+
+# (column, its value as sent (length prefix included), what the column's type does not allow)
+_MALFORMED: list[tuple[Column, bytes, str]] = [
+    (Column("d", Kind.DATE, _BYTE, 3), b"\x09" + bytes(range(1, 10)), "a value of 9 bytes, not 3"),
+    (Column("d", Kind.DATE, _BYTE, 3), b"\x02\x01\x02", "a value of 2 bytes, not 3"),
+    (_col(Kind.DATETIME2, _BYTE, 7, scale=3), b"\x02\x01\x02", "a value of 2 bytes, not 7"),
+    (_col(Kind.DATETIME2, _BYTE, 8, scale=7), b"\x07" + bytes(7), "a value of 7 bytes, not 8"),
+    (
+        _col(Kind.DATETIME2, _BYTE, 7, scale=3),
+        _ticks(3, _DAY3, 5),
+        f"a time of a day or more ({_DAY3} ticks of 10**-3 s)",
+    ),
+    (
+        _col(Kind.DATETIME2, _BYTE, 8, scale=7),
+        _ticks(7, 2**40 - 1),
+        f"a time of a day or more ({2**40 - 1} ticks of 10**-7 s)",
+    ),
+    (
+        Column("a", Kind.DECIMAL, _BYTE, 9, scale=4),
+        b"\x02\x01\x05",
+        "a value of 2 bytes, not the 9 of its precision",
+    ),
+    (
+        Column("a", Kind.DECIMAL, _BYTE, 9, scale=4),
+        bytes((200, 1)) + bytes(199),
+        "a value of 200 bytes, not the 9 of its precision",
+    ),
+    (
+        Column("a", Kind.DECIMAL, _BYTE, 9, scale=4),
+        b"\x05\x01" + bytes(4),  # a size of another precision
+        "a value of 5 bytes, not the 9 of its precision",
+    ),
+    (
+        Column("a", Kind.DECIMAL, _BYTE, 5),
+        b"\x11\x01" + bytes(16),
+        "a value of 17 bytes, not the 5 of its precision",
+    ),
+    (Column("i", Kind.INT, _BYTE, 4), b"\x08" + bytes(8), "a value of 8 bytes, not 4 or 1 or 2"),
+    (Column("i", Kind.INT, _BYTE, 4), b"\x03" + bytes(3), "a value of 3 bytes, not 4 or 1 or 2"),
+    (Column("i", Kind.INT, _BYTE, 1), b"\x02" + bytes(2), "a value of 2 bytes, not 1"),
+    (Column("b", Kind.BIT, _BYTE, 1), b"\x02\x01\x00", "a value of 2 bytes, not 1"),
+    (Column("f", Kind.FLOAT, _BYTE, 8), b"\x02" + bytes(2), "a value of 2 bytes, not 8 or 4"),
+    (Column("f", Kind.FLOAT, _BYTE, 4), b"\x08" + bytes(8), "a value of 8 bytes, not 4"),
+    (Column("m", Kind.MONEY, _BYTE, 8), b"\x02" + bytes(2), "a value of 2 bytes, not 8 or 4"),
+    (Column("m", Kind.MONEY, _BYTE, 4), b"\x08" + bytes(8), "a value of 8 bytes, not 4"),
+    (Column("t", Kind.DATETIME, _BYTE, 8), b"\x06" + bytes(6), "a value of 6 bytes, not 8 or 4"),
+    (Column("t", Kind.SMALLDATETIME, _BYTE, 4), b"\x08" + bytes(8), "a value of 8 bytes, not 4"),
+    (
+        Column("v", Kind.TEXT, _USHORT, 10, codec="cp1252"),
+        b"\x0b\x00" + b"x" * 11,
+        "a value of 11 bytes, more than the 10 it is declared with",
+    ),
+    (
+        Column("n", Kind.NTEXT, _USHORT, 20),
+        b"\x15\x00" + b"x" * 21,
+        "a value of 21 bytes, more than the 20 it is declared with",
+    ),
+    (
+        Column("n", Kind.NTEXT, _USHORT, 20),
+        b"\x05\x00" + "ab".encode("utf-16-le") + b"c",
+        "a value of 5 bytes, an odd number (UTF-16 has 2 bytes a unit)",
+    ),
+    (
+        Column("n", Kind.NTEXT, _USHORT, 20),
+        b"\xfe\xff",
+        "a value of 65534 bytes, more than the 20 it is declared with",
+    ),
+]
+
+
+def _malformed_id(case: object) -> str | None:
+    if isinstance(case, Column):
+        return case.type_name
+    return None
+
+
+@pytest.mark.parametrize("how", ["row", "nbcrow"])
+@pytest.mark.parametrize(("column", "value", "problem"), _MALFORMED, ids=_malformed_id)
+def test_a_value_its_column_s_type_does_not_have_is_named_on_both_sides(
+    column: Column, value: bytes, problem: str, how: str
+) -> None:
+    """The rows before it, then the scanner stops MALFORMED at its row, and the Python decoder
+    (generated and reference) raises a StreamError naming the column and the problem; the tuple
+    builder raises the same. A length is judged as soon as it is read: a row cut off after it
+    is the same error; a time of a day or more needs its bytes."""
+    layout = Layout.of([_BEFORE, column, _AFTER])
+    good = tokens(layout, [[k, None, "é".encode("utf-16-le")] for k in range(2)], how)
+    head = bytes((NBCROW, 0)) if how == "nbcrow" else bytes((ROW,))
+    bad = head + b"\x04" + struct.pack("<i", 7) + value + b"\x02\x00" + "é".encode("utf-16-le")
+    message = f"column {column.name!r} ({column.type_name}): {problem}"
+    data = good + bad + good + DONE
+    for got in (python_decode(layout, data), assert_same(layout, data, batch_rows=1)):
+        assert (len(got.rows), got.pos, got.stop, got.error) == (2, len(good), MALFORMED, message)
+    reference = ReferenceDecoder(layout, raw_kinds=RAW)
+    with pytest.raises(StreamError) as raised:
+        reference.token(data, len(good), lambda row: None, len(data))
+    assert str(raised.value) == message
+    length_bytes = 1 if column.framing is _BYTE else 2
+    cut = data[: len(good) + len(head) + 5 + length_bytes]
+    if "time of a day" in problem:
+        assert python_decode(layout, cut).stop == INCOMPLETE
+        assert assert_same(layout, cut).stop == INCOMPLETE
+    else:
+        assert assert_same(layout, cut).error == message
+    if scan.primitives(layout, scan.OBJECT_KINDS) is not None:
+        for raw_kinds in (frozenset(), RAW):
+            rows, result = assert_same_tuples(layout, data, raw_kinds=raw_kinds)
+            assert (len(rows), result) == (2, (StreamError, message))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        (Column("i", Kind.INT, _BYTE, 8), b"\x01\xff", 255),
+        (Column("i", Kind.INT, _BYTE, 8), b"\x02\xff\xff", -1),
+        (Column("i", Kind.INT, _BYTE, 4), b"\x01\x07", 7),
+        (Column("f", Kind.FLOAT, _BYTE, 8), b"\x04" + struct.pack("<f", 1.5), 1.5),
+        (Column("m", Kind.MONEY, _BYTE, 8), b"\x04" + struct.pack("<i", -7), -7),
+        (Column("t", Kind.DATETIME, _BYTE, 8), b"\x04" + struct.pack("<HH", 1, 2), 86_520_000),
+    ],
+    ids=lambda v: v.type_name if isinstance(v, Column) else None,
+)
+def test_a_narrower_value_the_type_allows_is_read_by_python(
+    column: Column, value: bytes, expected: object
+) -> None:
+    layout = Layout.of([_BEFORE, column])
+    data = b"\xd1\x04" + struct.pack("<i", 3) + value + DONE
+    got = assert_same(layout, data)
+    assert (got.rows, got.slow) == ([(3, expected)], [0])
+
+
 def test_cells_hold_what_the_contract_says() -> None:
     """The bytes of the cells themselves, as the worksheet encoder reads them."""
     layout = Layout.of(
@@ -688,18 +850,52 @@ def test_bad_arguments_are_refused() -> None:
     data = b"\xd1" + bytes(4)
     cells, starts = bytearray(64), bytearray(64)
     assert scan_fn(data, 0, scanner.program, cells, starts, 9) == (5, INCOMPLETE, 1)
+    assert scanner.program == bytes((3, 0, 4, 0, 0, 0, 0, 0))
+
+    def column(
+        op: int,
+        framing: int,
+        size: int,
+        scale: int = 0,
+        narrower: int = 0,
+        zero: int = 0,
+        most: int = 0,
+    ) -> bytes:
+        return struct.pack("<BBBBBBH", op, framing, size, scale, narrower, zero, most)
+
+    text_ops = (0x0C, 0x0F)
     bad_programs = [
         b"",  # no column
-        b"\x03\x00\x04",  # not a whole column
-        b"\x03\x00\x08\x00",  # int32 of 8 bytes
-        b"\x03\x02\x04\x00",  # int32 framed as USHORT_LEN
-        b"\x0c\x01\x00\x00",  # text framed as BYTE_LEN
-        b"\x06\x01\x0a\x00",  # decimal of 10 bytes
-        b"\x08\x01\x08\x08",  # datetime2 of scale 8
-        b"\x08\x01\x07\x07",  # datetime2(7) is 8 bytes
-        b"\x00\x00\x04\x00",  # no op 0
-        b"\x0d\x00\x04\x00",  # nor 13
+        column(3, 0, 4)[:-1],  # not a whole column
+        column(3, 0, 8),  # int32 of 8 bytes
+        column(3, 2, 4),  # int32 framed as USHORT_LEN
+        column(0x0C, 1, 0, most=10),  # text framed as BYTE_LEN
+        column(0x06, 1, 10),  # decimal of 10 bytes
+        column(0x08, 1, 8, 8),  # datetime2 of scale 8
+        column(0x08, 1, 7, 7),  # datetime2(7) is 8 bytes
+        column(3, 0, 4, zero=1),  # the byte after "narrower" is 0
+        column(3, 0, 4, most=1),  # "most" is text's
+        column(3, 0, 4, narrower=1),  # a FIXED value has no narrower sizes
+        column(3, 1, 4, narrower=4),  # nor an int of 4 bytes one of 4
+        column(2, 1, 2, narrower=2),  # nor a smallint one of 2
+        column(0x07, 1, 3, narrower=1),  # nor a date
+        column(0x09, 1, 4, narrower=4),  # nor a real
+        column(0x0A, 1, 8, narrower=2),  # a float's is 4 bytes only
+        *(column(op, 2, 0) for op in text_ops),  # text of at most 0 bytes
+        *(column(op, 2, 0, most=0xFFFF) for op in text_ops),  # 0xFFFF is NULL's length
+        *(column(op, 2, 1, most=10) for op in text_ops),  # text's size is on the wire
+        *(column(op, 2, 0, narrower=1, most=10) for op in text_ops),  # no narrower text
+        # Ops no column has: 0, the first past the last, and 255.
+        column(0, 0, 4),
+        column(16, 0, 4),
+        column(16, 1, 4),
+        column(255, 0, 4),
     ]
+    good = [column(4, 1, 8, narrower=7), column(0x0A, 1, 8, narrower=4)]
+    good += [column(0x0D, 1, 8, narrower=4), column(5, 1, 8, narrower=4)]
+    good += [column(op, 2, 0, most=0xFFFE) for op in text_ops]
+    for program in good:
+        assert scan_fn(b"", 0, program, cells, starts, 9) == (0, INCOMPLETE, 0)
     for bad in bad_programs:
         with pytest.raises(ValueError, match="program"):
             scan_fn(data, 0, bad, cells, starts, 9)
@@ -863,7 +1059,7 @@ def _random_column(rng: random.Random, i: int) -> tuple[Column, Gen]:
         return Column(name, kind, framing, 8), _datetime_gen
     if kind is Kind.SMALLDATETIME:
         return Column(name, kind, framing, 4), _smalldatetime_gen
-    most = rng.choice([0, 5, 30, 300])
+    most = rng.choice([1, 5, 30, 300])
     if kind is Kind.TEXT:
         codec = rng.choice(["cp1252", "cp932"])
         alphabet = _LATIN if codec == "cp1252" else "abc 東京表ｶﾀ"
@@ -929,20 +1125,18 @@ TUPLE_LAYOUTS = 300
 _MAX_DAY = 3_652_058  # 9999-12-31
 # Decimal precision by magnitude bytes (MS-TDS 2.2.5.5.1.6): the largest scale each allows.
 _MOST_SCALE = {5: 9, 9: 19, 13: 28, 17: 38}
-# UTF-16LE that is not well-formed, kept as pytds' own decode keeps it: lone surrogates, a
-# pair split by the end (its high half dropped), an odd byte at the end (dropped), a BOM.
+# UTF-16LE that is not well-formed, kept as codecs' final decode with surrogatepass keeps it
+# (pytds raises): lone surrogates, a pair cut by the end of the value (its high half kept), a
+# BOM. An odd number of bytes is no UTF-16 at all: MALFORMED (test_malformed_values...).
 _ODD_UTF16 = [
     b"\x00\xd8",
     b"\x00\xdc",
     "a\ud800b\udc00".encode("utf-16-le", "surrogatepass"),
     "\udc00\ud800\U0001f600".encode("utf-16-le", "surrogatepass"),
     "ab".encode("utf-16-le") + b"\x00\xd8",
-    "ab".encode("utf-16-le") + b"x",
-    b"\x00\xd8x",
     b"\x00\xd8\x00\xd8",
     b"\xff\xfeab",
     b"\xfe\xff" + "é".encode("utf-16-le"),
-    b"x",
 ]
 
 
@@ -969,10 +1163,12 @@ def _tuple_column(rng: random.Random, i: int) -> tuple[Column, Gen]:
 
         return column, datetime2
     if kind is Kind.NTEXT:
-        return column, lambda r: r.choice(_ODD_UTF16) if r.random() < 0.2 else gen(r)
+        odd = [t for t in _ODD_UTF16 if len(t) <= column.size]
+        return column, lambda r: r.choice(odd) if odd and r.random() < 0.2 else gen(r)
     if kind is Kind.TEXT:
         # Any bytes at all now and then: unassigned code points, cut multi-byte sequences.
-        return column, lambda r: r.randbytes(r.randint(1, 9)) if r.random() < 0.1 else gen(r)
+        most = min(9, column.size)
+        return column, lambda r: r.randbytes(r.randint(1, most)) if r.random() < 0.1 else gen(r)
     return column, gen
 
 
@@ -1097,7 +1293,7 @@ def test_utf16_is_decoded_as_codecs_decodes_it() -> None:
     texts = [*_ODD_UTF16, b"", "plain".encode("utf-16-le"), "\U0010ffff東".encode("utf-16-le")]
     layout = Layout.of([Column("n", Kind.NTEXT, _USHORT, 8000)])
     got = [row[0] for row in _tuples_of(layout, [[t] for t in texts])]
-    assert got == [codecs.utf_16_le_decode(t, "surrogatepass")[0] for t in texts]
+    assert got == [codecs.utf_16_le_decode(t, "surrogatepass", True)[0] for t in texts]
 
 
 @pytest.mark.parametrize("codec", ["cp1252", "cp1251", "cp932", "cp936", "utf-8"])
@@ -1115,8 +1311,8 @@ def test_code_page_text_is_the_python_decoders(codec: str) -> None:
 
 def test_a_date_python_has_no_object_for_raises_as_the_python_decoder_does() -> None:
     """Day 3,652,059 on (past 9999-12-31; never sent): the same ValueError after the same
-    rows, whether the day is a date's or a datetime2's; a datetime2 time of a day or more
-    stops the rows as the Python decoder does (as if cut off)."""
+    rows, whether the day is a date's or a datetime2's; a datetime2 time of a day or more is
+    the same StreamError, naming the column, after the same rows."""
     layout = Layout.of([Column("d", Kind.DATE, _BYTE, 3), _col(Kind.DATETIME2, _BYTE, 7, scale=3)])
     good = [5, (5, 5)]
     for bad in ([_MAX_DAY + 1, None], [None, (_MAX_DAY + 1, 0)], [2**24 - 1, (0, 0)]):
@@ -1129,14 +1325,20 @@ def test_a_date_python_has_no_object_for_raises_as_the_python_decoder_does() -> 
             DONE[0],
         )
     late = tokens(layout, [good, [None, (0, _per_day(3))], good], "auto") + DONE
-    rows, result = assert_same_tuples(layout, late)
-    assert (len(rows), result[1]) == (1, INCOMPLETE)
+    for raw_kinds in (frozenset(), RAW):
+        rows, result = assert_same_tuples(layout, late, raw_kinds=raw_kinds)
+        assert len(rows) == 1
+        assert result == (
+            StreamError,
+            f"column {layout.columns[1].name!r} (datetime2(3)):"
+            " a time of a day or more (86400000 ticks of 10**-3 s)",
+        )
 
 
 @pytest.fixture
 def strict_codec() -> Iterator[str]:
-    """A codec that raises on byte 0xFF (UnicodeDecodeError, which the Python decoder takes for
-    a row cut off) and on 0xFE (LookupError), without asking the error handler."""
+    """A codec that raises on byte 0xFF (UnicodeDecodeError) and on 0xFE (LookupError),
+    without asking the error handler."""
     name = "tdsrows_test_strict"
 
     def decode(data: Any, errors: str = "strict", /) -> tuple[str, int]:
@@ -1158,19 +1360,18 @@ def strict_codec() -> Iterator[str]:
 
 
 def test_a_text_decoders_error_is_the_python_decoders(strict_codec: str) -> None:
-    """A UnicodeDecodeError stops the rows as if the row were cut off; any other error is
-    raised; either way after the rows before it, as the Python decoder does."""
+    """An error the code page's decoder raises (even a UnicodeDecodeError: never taken for a
+    row cut off) is raised after the rows before it, as the Python decoder raises it."""
     layout = Layout.of(
         [Column("i", Kind.INT, _FIXED, 4), Column("v", Kind.TEXT, _USHORT, 10, codec=strict_codec)]
     )
     good = [1, b"caf\xe9"]
-    before = 2 * len(token(layout, good, nbcrow=False))
-    for bad, stopped in ((b"\xff", (before, INCOMPLETE)), (b"a\xfe", LookupError)):
+    for bad, stopped in ((b"\xff", UnicodeDecodeError), (b"a\xfe", LookupError)):
         data = tokens(layout, [good, good, [2, bad], good], "auto") + DONE
         for batch in (1, 2, scan.BATCH_ROWS):
             rows, result = assert_same_tuples(layout, data, batch_rows=batch)
             assert rows == comparable([(1, "caf\xe9")] * 2)
-            assert result == stopped or result[0] is stopped
+            assert result[0] is stopped
 
 
 def test_any_append_gets_the_rows_in_order() -> None:
