@@ -4,7 +4,8 @@
 Routes (``bff.routes`` for the URL space under ``/exports/``):
 
 - ``/``, ``/static/page.js``, ``/static/page.css``: the download page.
-- ``POST /exports/ticket``, ``GET /exports/status/<ticket>``: the page's download tickets.
+- ``POST /exports/ticket``, ``GET /exports/status/<ticket>``: the page's download tickets; a
+  status asks the API serving the download for the rows read so far (``bff.progress``).
 - ``GET``/``HEAD``/``OPTIONS /exports/<report id>``: a report's download, streamed from the
   API's ``/export/<report id>`` with the query untouched.
 - ``GET``/``HEAD``/``OPTIONS /reports``: the API's report catalog, relayed whole.
@@ -50,6 +51,7 @@ from bff.limits import ClientLimiter
 from bff.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bff.metrics import Metrics
 from bff.page import JSON_CSP, SECURITY_HEADERS, load_assets
+from bff.progress import refresh_progress
 from bff.proxy import Upstream, new_session, relay_body, relayed_headers
 from bff.routes import (
     EXPORTS_PREFIX,
@@ -277,6 +279,8 @@ class BffApp:
         download = self.downloads.get(ticket) if is_well_formed(ticket) else None
         if download is None:
             return error_response(404, "UNKNOWN_DOWNLOAD", "No download with that id (yet).")
+        if request.method == "GET":
+            await refresh_progress(download)
         return json_response(200, download.as_json())
 
     async def _ticket(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -520,6 +524,8 @@ class BffApp:
             # a whole body, by abort after a broken one).
             response.force_close()
         download.state, download.status = STREAMING, upstream.status
+        if upstream.status < 300 and lease.target is not None:
+            download.api = lease.target.api  # where its rows are asked for (bff.progress)
         error_body = bytearray()
 
         def on_chunk(chunk: bytes) -> None:

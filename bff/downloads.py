@@ -8,7 +8,8 @@ cookie is not tracked) and its state is recorded under it; the page polls
 ``GET /exports/status/<id>``. Ids a client makes up, in the cookie or in ``X-Request-ID``,
 never create or change an entry, so nobody can read or overwrite another person's download
 state without its unguessable id. Both tables are bounded (oldest entries dropped) and hold
-nothing beyond state, status, byte count and the API's error message.
+nothing beyond state, status, byte and row counts, the API's error message and, while the
+download runs, which API serves it (``bff.progress`` asks that API for the rows it has read).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bff.proxy import Upstream
 from httpedge.request_id import new_request_id
 
 # Enough for every download a busy instance runs in the few minutes a page keeps polling;
@@ -49,8 +51,13 @@ class Download:
     state: str = WAITING
     status: int | None = None
     size: int = 0  # body bytes relayed so far
+    rows: int | None = None  # rows the API has read, as it last said (``bff.progress``)
     message: str | None = None
     code: str | None = None
+    # The API serving the download, while its rows are still worth asking for.
+    api: Upstream | None = None
+    asking: bool = False  # a question to the API is in flight
+    asked_at: float = float("-inf")  # when the last one was sent (monotonic clock)
 
     def as_json(self) -> dict[str, object]:
         error = None if self.message is None else {"message": self.message, "code": self.code}
@@ -59,6 +66,7 @@ class Download:
             "state": self.state,
             "status": self.status,
             "bytes": self.size,
+            "rows": self.rows,
             "error": error,
         }
 

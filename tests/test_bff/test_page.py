@@ -125,6 +125,7 @@ async def test_a_download_named_by_its_ticket_reports_its_state(
         "state": "completed",
         "status": 200,
         "bytes": 3 * len(CHUNK),
+        "rows": None,  # this API tells no progress
         "error": None,
     }
 
