@@ -275,6 +275,9 @@ class Report:
     filename: str
     row_limit: int
     first_result_only: bool
+    # The parameter whose value is the number of rows the report returns (the page's progress
+    # bar shows rows out of it), if one is.
+    row_count_parameter: str | None = None
 
     def parameter(self, name: str) -> Parameter:
         return next(p for p in self.parameters if p.name == name)
@@ -333,6 +336,7 @@ class Report:
             "sheets": [s.name or default_sheet_name(self.title) for s in self.sheets],
             "resultSets": FIRST_RESULT_SET if self.first_result_only else ALL_RESULT_SETS,
             "rowLimit": self.row_limit,
+            "rowCountParameter": self.row_count_parameter,
         }
 
 
@@ -373,6 +377,7 @@ _REPORT_KEYS: Final = frozenset(
         "filename",
         "row_limit",
         "result_sets",
+        "row_count_parameter",
     }
 )
 _PARAMETER_KEYS: Final = frozenset(
@@ -562,6 +567,14 @@ def _report(fields: _Fields) -> Report:
     result_sets = fields.text("result_sets", ALL_RESULT_SETS)
     if result_sets not in (ALL_RESULT_SETS, FIRST_RESULT_SET):
         raise fields.error("result_sets", f'must be "{ALL_RESULT_SETS}" or "{FIRST_RESULT_SET}"')
+    row_count_parameter = None
+    if fields.has("row_count_parameter"):
+        row_count_parameter = fields.text("row_count_parameter")
+        counted = next((p for p in parameters if p.name == row_count_parameter), None)
+        if counted is None:
+            raise fields.error("row_count_parameter", "names no parameter of this report")
+        if counted.type.kind not in ("int", "bigint"):
+            raise fields.error("row_count_parameter", "must name an int or bigint parameter")
     return Report(
         id=report_id,
         title=title,
@@ -573,6 +586,7 @@ def _report(fields: _Fields) -> Report:
         filename=fields.text("filename", report_id, pattern=FILENAME_PREFIX),
         row_limit=fields.whole("row_limit", DEFAULT_ROW_LIMIT, 1, MAX_ROW_LIMIT),
         first_result_only=result_sets == FIRST_RESULT_SET,
+        row_count_parameter=row_count_parameter,
     )
 
 

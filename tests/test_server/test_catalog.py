@@ -255,6 +255,9 @@ def test_the_description_for_the_page_and_scripts() -> None:
     ]
     assert sales["sheets"] == ["Orders", "Summary by region"]
     assert sales["rowLimit"] == DEFAULT_ROW_LIMIT
+    # The demo report returns rowCount rows; the sales report's count is not known ahead.
+    assert described["report"]["rowCountParameter"] == "rowCount"
+    assert sales["rowCountParameter"] is None
     big = one('type = "bigint"', "max = 9007199254740993").to_json()["parameters"][0]
     assert big["max"] == "9007199254740993"  # beyond a JavaScript number's exact integers
     assert one('type = "decimal(9,3)"').to_json()["parameters"][0]["scale"] == 3
@@ -298,6 +301,13 @@ BAD_REPORTS = [
         "names no parameter",
     ),
     (R + '[[reports.sheets]]\nname = "a/b"', "sheets[0].name", "invalid sheet name"),
+    (R + 'row_count_parameter = "n"', ".row_count_parameter", "names no parameter"),
+    (
+        'id = "r"\ntitle = "R"\nprocedure = "dbo.p"\nrow_count_parameter = "a"\n'
+        '[[reports.parameters]]\nname = "a"\ntype = "date"',
+        ".row_count_parameter",
+        "int or bigint",
+    ),
     (R + '[[reports.sheets]]\nname = "A"\n[[reports.sheets]]\nname = "a"', ".sheets", "same name"),
     (R + "[[reports.sheets]]\ncolumns.X.width = 300", "sheets[0].columns.X.width", "0 to 255"),
     (R + '[[reports.sheets]]\ncolumns.X.number_format = ""', "columns.X.number_format", ""),
