@@ -1,5 +1,6 @@
-"""Fault injection: a wrapper around a row source that adds delays, a mid-stream error or a
-dropped connection, for tests of what clients do when the database misbehaves.
+"""Fault injection: a wrapper around a row source that adds delays, a mid-stream error, a
+dropped connection or a row of the test's own bytes (a malformed one, as a broken or hostile
+server sends), for tests of what clients do when the database misbehaves.
 
 :func:`steps` turns a :class:`~sql.devserver.rowsource.RowSource` into what the streaming loop
 executes: :class:`Chunk` (rows to write), :class:`Pause` (deliver what is written, then wait),
@@ -29,6 +30,11 @@ class Faults:
     drop_after_rows: int | None = None  # close the socket abruptly after row N
     refuse_logins: bool = False  # answer every login with error 18456
     login_delay: float = 0.0  # seconds before answering a login
+    # A ROW or NBCROW token of the test's own making, sent as is after row N of a result (0:
+    # before the first), once; the rows go on after it. Nothing checks it: a value of a length
+    # its column cannot have, text longer than declared ... is what a client must refuse.
+    row_bytes_after_rows: int | None = None
+    row_bytes: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,11 @@ def steps(source: RowSource, faults: Faults, rows_per_chunk: int) -> Iterator[St
         yield Pause(faults.first_row_delay)
     sent = 0
     count = source.count
+    injected = False
     while True:
+        if not injected and faults.row_bytes_after_rows == sent:
+            injected = True
+            yield Chunk(1, faults.row_bytes)
         if (fault := _due(faults, sent)) is not None:
             yield fault
             return
@@ -82,7 +92,8 @@ def steps(source: RowSource, faults: Faults, rows_per_chunk: int) -> Iterator[St
         if sent and every and sent % every == 0:
             yield Pause(faults.row_delay)
         stop = min(count, sent + rows_per_chunk)
-        for limit in (faults.error_after_rows, faults.drop_after_rows):
+        inject = None if injected else faults.row_bytes_after_rows
+        for limit in (faults.error_after_rows, faults.drop_after_rows, inject):
             if limit is not None and sent < limit:
                 stop = min(stop, limit)
         if every:

@@ -61,3 +61,14 @@ def test_faults_are_read_live_while_rows_stream() -> None:
     rest = list(stream)
     assert isinstance(rest[-1], Fail)
     assert rest[-1].rows_sent == 12
+
+
+def test_row_bytes_are_sent_once_after_their_row_and_the_rows_go_on() -> None:
+    faults = Faults(row_bytes_after_rows=12, row_bytes=b"\xd1bad")
+    found = list(steps(Numbers(30), faults, 10))
+    assert rows_of(found) == bytes(range(12)) + b"\xd1bad" + bytes(range(12, 30))
+    assert Chunk(1, b"\xd1bad") in found
+    before_any = list(steps(Numbers(3), Faults(row_bytes_after_rows=0, row_bytes=b"x"), 10))
+    assert rows_of(before_any) == b"x" + bytes(range(3))
+    after_all = list(steps(Numbers(3), Faults(row_bytes_after_rows=3, row_bytes=b"x"), 10))
+    assert rows_of(after_all) == bytes(range(3)) + b"x"
