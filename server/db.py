@@ -39,7 +39,8 @@ from pytds import tds_base, tds_types
 
 from server.config import DbSettings
 from server.dbtls import Encrypt, EncryptionError, TlsSettings, TlsTransport
-from server.errors import DatabaseError, DatabaseUnavailable, ExportError
+from server.errors import DatabaseError, DatabaseProtocolError, DatabaseUnavailable, ExportError
+from tdsrows import StreamError
 
 # Error numbers SQL Server answers a login with when it will not accept it (bad credentials,
 # locked or expired login, database not accessible): a configuration problem, not an outage.
@@ -337,10 +338,31 @@ def _login_refused(number: int) -> DatabaseError:
     return DatabaseError(f"the database refused the login (error {number})")
 
 
+# pytds InterfaceErrors that are about the connection or the cursor, not about the bytes.
+_CLOSED_MESSAGES = frozenset({"Connection closed", "Cursor is closed"})
+
+
+def is_protocol_error(exc: BaseException) -> bool:
+    """Bytes from the database that the protocol does not allow, as the row path
+    (:class:`tdsrows.StreamError`: the column and the problem) or pytds (an InterfaceError such
+    as an unknown token) found them: neither the server's error nor a lost connection."""
+    if isinstance(exc, StreamError):
+        return True
+    return (
+        isinstance(exc, tds_base.InterfaceError)
+        and not isinstance(exc, tds_base.ClosedConnectionError)
+        and str(exc.args[0] if exc.args else "") not in _CLOSED_MESSAGES
+    )
+
+
 def translate(exc: BaseException) -> ExportError:
     """A driver or socket exception as the error the client is told about."""
     if isinstance(exc, ExportError):
         return exc
+    if is_protocol_error(exc):
+        return DatabaseProtocolError(
+            "the database sent data the TDS protocol does not allow", detail=str(exc)
+        )
     number = _error_number(exc)
     if number in _LOGIN_ERRORS:  # e.g. 4060 from a ``use [db]`` the login sent
         return _login_refused(number)

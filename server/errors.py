@@ -114,6 +114,17 @@ class DatabaseError(ExportError):
     code = "DATABASE_ERROR"
 
 
+class DatabaseProtocolError(ExportError):
+    """The database sent bytes the TDS protocol does not allow (a value of a length its
+    column's type does not have, text longer than declared, a token the driver does not know):
+    a broken or hostile server, or something in between. A 502, as a gateway answers an invalid
+    reply from upstream; no ``Retry-After`` (the same reply is likely again). The column and the
+    problem are the ``detail``, in the log."""
+
+    status = 502
+    code = "DATABASE_PROTOCOL_ERROR"
+
+
 class DatabaseTimeout(ExportError, TimeoutError):
     """The database did not send the first row in time (whether or not it then acknowledged
     the cancel: a frozen database is a timeout to the client too)."""
@@ -149,6 +160,7 @@ _FROM_WORKERS: Mapping[str, type[ExportError]] = {
         TooManyExports,
         ShuttingDown,
         DatabaseError,
+        DatabaseProtocolError,
         DatabaseTimeout,
         NoResultSet,
         RowLimitExceeded,

@@ -36,8 +36,16 @@ from server.catalog import ReportCall
 from server.channel import ChannelClosed, ExportChannel, Kind, failure_payload
 from server.config import WorkerSettings
 from server.control import CANCELLED, ExportSummary
-from server.db import Attention, DbConnection, is_server_error, rpc_parameters, translate
+from server.db import (
+    Attention,
+    DbConnection,
+    is_protocol_error,
+    is_server_error,
+    rpc_parameters,
+    translate,
+)
 from server.errors import (
+    DatabaseProtocolError,
     DatabaseTimeout,
     ExportError,
     InternalError,
@@ -111,6 +119,10 @@ class ExportJob:
             self.db_result = CANCELLED
         except ExportError as exc:
             self.db_result = f"failed: {exc.for_log}"  # the log's line; the client gets the message
+            if isinstance(exc, DatabaseProtocolError):
+                logger.error(
+                    "export %d: protocol error from the database: %s", self.export_id, exc.detail
+                )
             self._report(exc)
         except Exception as exc:
             logger.exception("export %d: unexpected error in the worker", self.export_id)
@@ -210,6 +222,9 @@ class ExportJob:
                     self._check_interrupted()
                 if is_server_error(exc) or conn.socket.attention_reason is not None:
                     raise translate(exc) from exc  # the connection is settled at the end
+                if is_protocol_error(exc):  # a fresh connection would read the same bytes
+                    self._discard()
+                    raise translate(exc) from exc
                 # Not the server's answer: the socket. If the connection came from the pool it
                 # may have died while idle (no FIN seen yet); one fresh connection settles that.
                 self._discard()

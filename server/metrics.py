@@ -41,6 +41,7 @@ class Outcome(enum.StrEnum):
     COMPLETED = "completed"
     CLIENT_DISCONNECTED = "client_disconnected"  # went away, or stopped reading for too long
     DB_ERROR = "db_error"  # unreachable, login refused, error or timeout, before or mid-stream
+    PROTOCOL_ERROR = "protocol_error"  # the database sent what TDS does not allow (502)
     REJECTED = "rejected"  # 503: every connection busy, or shutting down
     INVALID = "invalid"  # 400: bad rowCount
     SHUTDOWN = "shutdown"  # still running when the shutdown grace period ended

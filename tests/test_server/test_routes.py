@@ -118,7 +118,14 @@ DOCUMENTED_FAMILIES = {
     "export_worker_exports_active": "gauge",
     "export_channel_bytes": "gauge",
 }
-DOCUMENTED_OUTCOMES = ("completed", "client_disconnected", "db_error", "rejected", "invalid")
+DOCUMENTED_OUTCOMES = (
+    "completed",
+    "client_disconnected",
+    "db_error",
+    "protocol_error",
+    "rejected",
+    "invalid",
+)
 
 
 async def test_metrics_text_parses_and_counts_exports(
