@@ -28,9 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as stack:
             db_port = args.db_port if stack.devdb is None else stack.devdb.port
             print(
+                "\nAPI to dev database: encrypted, verified against the stack's own CA "
+                "(written at start-up; --mssql-encrypt on, as production runs).",
+                flush=True,
+            )
+            print(
                 f"\nReady: open {stack.bff.url}/ in a browser "
                 f"(API {stack.api.url}, dev database {HOST}:{db_port}).\n"
                 f"  curl -fo report.xlsx '{stack.bff.url}/exports/report?rowCount=100000'\n"
+                f"  curl -fo sales.xlsx '{stack.bff.url}/exports/sales?from=2024-01-01"
+                "&to=2024-12-31'\n"
                 "Ctrl-C stops everything.\n",
                 flush=True,
             )

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+
+from sql.devserver.certs import DevCertificates, write_dev_certificates
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -167,10 +170,17 @@ def ready_check(ready: object) -> bool:
 
 
 def start_devdb(
-    port: int, *, log_dir: Path | None = None, timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    port: int,
+    *,
+    certs: DevCertificates | None = None,
+    log_dir: Path | None = None,
+    timeout_s: float = DEFAULT_READY_TIMEOUT_S,
 ) -> Service:
+    """The dev database; with ``certs``, clients may (and the API will) encrypt."""
     args = ["-m", "sql.devserver", "--host", HOST, "--port", str(port)]
     args += ["--user", DEV_USER, "--password", DEV_PASSWORD, "--database", DEV_DATABASE]
+    if certs is not None:
+        args += ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
     service = _spawn("devdb", args, {}, log_dir)
     _wait(service, port, None, timeout_s)
     return service
@@ -180,10 +190,13 @@ def start_api(
     port: int,
     *,
     db_port: int,
+    ca_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     timeout_s: float = DEFAULT_READY_TIMEOUT_S,
 ) -> Service:
+    """The export API; with ``ca_file``, encrypted to the database and verified against it
+    (as production runs), else in clear."""
     db_env = {
         "MSSQL_HOST": HOST,
         "MSSQL_PORT": str(db_port),
@@ -192,6 +205,8 @@ def start_api(
         "MSSQL_DATABASE": DEV_DATABASE,
         "MSSQL_ENCRYPT": "off",
     }
+    if ca_file is not None:
+        db_env |= {"MSSQL_ENCRYPT": "on", "MSSQL_CA_FILE": str(ca_file)}
     args = ["-m", "server", "--host", HOST, "--port", str(port)]
     service = _spawn("api", args, {**db_env, **(env or {})}, log_dir)
     _wait(service, port, "/healthz", timeout_s)
@@ -239,21 +254,36 @@ def running_stack(
     api_env: Mapping[str, str] | None = None,
     bff_env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
+    encrypt: bool = True,
 ) -> Iterator[Stack]:
-    """Dev database (unless ``start_db`` is false: one is already on ``db_port``), API, BFF."""
+    """Dev database (unless ``start_db`` is false: one is already on ``db_port``), API, BFF.
+
+    ``encrypt``: the dev database gets a certificate from a CA made for this stack (written to
+    a temporary directory, removed at the end) and the API connects to it encrypted and
+    verified against that CA, as production should run; false: in clear. A database the stack
+    did not start is the caller's to configure (``api_env``).
+    """
     started: list[Service] = []
-    try:
-        devdb = None
-        if start_db:
-            devdb = start_devdb(db_port or 0, log_dir=log_dir)
-            started.append(devdb)
-            db_port = devdb.port
-        assert db_port is not None, "db_port is required when start_db is false"
-        api = start_api(api_port or 0, db_port=db_port, env=api_env, log_dir=log_dir)
-        started.append(api)
-        bff = start_bff(bff_port or 0, api_url=api.url, env=bff_env, log_dir=log_dir)
-        started.append(bff)
-        yield Stack(api=api, bff=bff, devdb=devdb)
-    finally:
-        for service in reversed(started):
-            service.stop()
+    with contextlib.ExitStack() as cleanup:
+        certs = ca_file = None
+        if start_db and encrypt:
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="dev-certs-"))
+            certs = write_dev_certificates(folder)
+            ca_file = certs.ca
+        try:
+            devdb = None
+            if start_db:
+                devdb = start_devdb(db_port or 0, certs=certs, log_dir=log_dir)
+                started.append(devdb)
+                db_port = devdb.port
+            assert db_port is not None, "db_port is required when start_db is false"
+            api = start_api(
+                api_port or 0, db_port=db_port, ca_file=ca_file, env=api_env, log_dir=log_dir
+            )
+            started.append(api)
+            bff = start_bff(bff_port or 0, api_url=api.url, env=bff_env, log_dir=log_dir)
+            started.append(bff)
+            yield Stack(api=api, bff=bff, devdb=devdb)
+        finally:
+            for service in reversed(started):
+                service.stop()

@@ -306,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok &= met
         if not skip >= {"e2e", "drop"}:
             env = {"BFF_MAX_DOWNLOADS_PER_CLIENT": "0"}
-            with running_stack(log_dir=scratch, bff_env=env) as stack:
+            # In clear: this measures the row path (tests.bench.encryption measures TLS).
+            with running_stack(log_dir=scratch, bff_env=env, encrypt=False) as stack:
                 assert stack.devdb is not None
                 if "e2e" not in skip:
                     sizes = [int(s) for s in args.e2e_sizes.split(",")]

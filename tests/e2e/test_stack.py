@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import signal
@@ -76,6 +77,11 @@ def test_run_stack_serves_the_page_and_stops_cleanly_on_ctrl_c() -> None:
             assert b"Report export" in page.read()
         with urllib.request.urlopen(f"{bff}/exports/report?rowCount=10", timeout=30) as report:
             assert report.read(2) == b"PK"  # a zip, i.e. a workbook
+        # Encrypted and verified, as production runs: the API warns of nothing.
+        api = f"http://127.0.0.1:{ports['api']}"
+        with urllib.request.urlopen(f"{api}/readyz", timeout=30) as answer:
+            assert json.loads(answer.read()) == {"status": "ready"}
+        assert any("encrypted, verified against the stack's own CA" in line for line in seen)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         # The launcher stopped every service before it exited.
