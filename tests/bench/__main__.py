@@ -19,6 +19,7 @@ BENCHMARKS = (
     "row_path",
     "compiled_rows",
     "workers",
+    "encryption",
 )
 
 
