@@ -167,11 +167,11 @@ class WorkerControl:
                 raise ControlClosed("the control channel was closed") from exc
 
     def receive(self, timeout_s: float | None) -> tuple[Message, list[socket.socket]] | None:
-        """The next message, or None after ``timeout_s`` without one."""
+        """The next message, or None after ``timeout_s`` without one (0: none waiting now)."""
         self._sock.settimeout(timeout_s)
         try:
             return receive(self._sock)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # a timeout of 0 makes the socket non-blocking
             return None
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise ControlClosed("the control channel was closed") from exc

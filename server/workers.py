@@ -13,6 +13,15 @@ handlers abort them; its readiness checks fail; its database connections were cl
 kernel with it. A replacement starts at once, or after a pause growing up to
 ``_MAX_RESTART_DELAY_S`` if the worker died soon after it started (a worker that cannot start
 must not spin). Jobs may be sent to a replacement before it is up: they wait in its channel.
+
+A worker that is alive says something at least every ``control.HEARTBEAT_INTERVAL_S``. One that
+has been silent for ``LIVE_WITHIN_S`` (stopped with SIGSTOP, wedged, swapped out) gets no new
+export and no readiness check while another worker can take them, and the readiness checks it
+holds go to another worker: ``/readyz`` answers for the database, not for one worker's
+scheduling. One silent for ``--worker-silence-limit`` is killed, and so handled as a worker
+that died: its downloads are aborted, a replacement starts. Silence is measured by when the
+HTTP process read the worker's messages: an HTTP process that was itself paused reads what
+its workers sent meanwhile before it judges them.
 """
 
 from __future__ import annotations
@@ -59,6 +68,10 @@ _REAP_POLL_S = 0.05
 _REAP_TIMEOUT_S = 5.0
 # An export channel holds about this many writer chunks (the writer's chunk size).
 _CHUNK_BYTES = 64 * 1024
+# A worker silent this long (four heartbeats missed) gets no new work while another can take
+# it: long enough that a busy worker's heartbeat, delayed behind its exports' threads, does not
+# count as silence; short enough that an export sent to a stopped worker is rare.
+LIVE_WITHIN_S = 2.0
 
 
 # Variables a worker must not inherit: secrets (the password reaches a worker over its control
@@ -89,6 +102,8 @@ class WorkerHandle:
         self.thread: threading.Thread | None = None
         self._ps: psutil.Process | None = None
         self.started_at = time.monotonic()
+        self.heard_at = self.started_at  # when its last message was read
+        self.silence_killed = False  # killed by the HTTP process for its silence
         self.pid: int | None = None
         self.up = asyncio.get_running_loop().create_future()  # set by the worker's hello
         self.closed = asyncio.get_running_loop().create_future()  # set when the channel ends
@@ -101,6 +116,10 @@ class WorkerHandle:
     @property
     def is_up(self) -> bool:
         return self.up.done() and not self.closed.done()
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since its last message was read."""
+        return now - self.heard_at
 
     def attach(
         self, process: subprocess.Popen[bytes] | None, thread: threading.Thread | None
@@ -171,6 +190,7 @@ class WorkerHandle:
                 return
             for sock in carried:  # a worker hands nothing over
                 sock.close()
+            self.heard_at = time.monotonic()
             self._workers.received(self, message)
 
     def _close(self) -> None:
@@ -205,6 +225,10 @@ class WorkerSet:
         self._pending_starts: dict[int, tuple[asyncio.TimerHandle, socket.socket]] = {}
         self._check_ids = itertools.count(1)
         self._reaping: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self.silence_limit_s = config.worker_silence_limit_s
+        # A short silence limit (tests) shortens the live window with it.
+        self.live_within_s = min(LIVE_WITHIN_S, self.silence_limit_s / 2)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -221,6 +245,7 @@ class WorkerSet:
         except TimeoutError:
             raise WorkersFailed(f"they did not start within {WORKER_START_TIMEOUT_S:g} s") from None
         self._running = True
+        self._watchdog = asyncio.create_task(self._watch(), name="worker-watchdog")
 
     def _spawn(self, index: int, delay_s: float = 0.0) -> WorkerHandle:
         ours, theirs = control.control_pair()
@@ -275,6 +300,10 @@ class WorkerSet:
         """Stop every worker (its exports are over or cancelled by now); kill what does not
         exit within ``timeout_s``."""
         self._running = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         for index, (timer, theirs) in self._pending_starts.items():
             timer.cancel()
             theirs.close()
@@ -310,11 +339,22 @@ class WorkerSet:
 
     # -- choosing -------------------------------------------------------------------------------
 
-    def pick(self) -> WorkerHandle:
+    def is_live(self, handle: WorkerHandle, now: float) -> bool:
+        """Up, and heard from within the live window."""
+        return handle.is_up and handle.silent_for(now) < self.live_within_s
+
+    def pick(self, exclude: WorkerHandle | None = None) -> WorkerHandle:
         """The worker with the fewest exports; among equals, the one with the most idle
-        connections (a warm connection saves a login), then the first. A worker that is up
-        wins over one still starting (a replacement), which takes jobs all the same."""
-        return min(self.handles, key=lambda h: (not h.is_up, len(h.relays), -h.idle, h.index))
+        connections (a warm connection saves a login), then the first. A live worker wins
+        over one still starting (a replacement), which takes jobs all the same; a silent one
+        comes last, as it may never answer (it is chosen only when every worker is silent)."""
+        now = time.monotonic()
+
+        def rank(h: WorkerHandle) -> tuple[int, int, int, int, int]:
+            state = 0 if self.is_live(h, now) else 2 if h.is_up else 1
+            return (h is exclude, state, len(h.relays), -h.idle, h.index)
+
+        return min(self.handles, key=rank)
 
     def start_export(
         self,
@@ -343,12 +383,61 @@ class WorkerSet:
 
     async def check_ready(self) -> ExportError | None:
         """A ``SELECT 1`` round trip in a worker: None, or the error that says why not."""
-        handle = self.pick()
-        check_id = next(self._check_ids)
         answer: asyncio.Future[ExportError | None] = asyncio.get_running_loop().create_future()
+        self._send_check(self.pick(), next(self._check_ids), answer)
+        return await answer
+
+    def _send_check(
+        self, handle: WorkerHandle, check_id: int, answer: asyncio.Future[ExportError | None]
+    ) -> None:
         handle.checks[check_id] = answer
         handle.send({"kind": control.READY, "id": check_id})
-        return await answer
+
+    def _move_checks(self, handle: WorkerHandle) -> bool:
+        """Send the readiness checks ``handle`` holds to a live worker; False if there is none
+        (they stay where they are)."""
+        other = self.pick(exclude=handle)
+        if other is handle or not self.is_live(other, time.monotonic()):
+            return False
+        checks = list(handle.checks.items())
+        handle.checks.clear()
+        for check_id, answer in checks:
+            if not answer.done():
+                self._send_check(other, check_id, answer)
+        return True
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Every heartbeat interval: move readiness checks off workers gone silent, kill the
+        ones silent past the limit (their channels then close: :meth:`channel_closed`)."""
+        while True:
+            await asyncio.sleep(control.HEARTBEAT_INTERVAL_S)
+            now = time.monotonic()
+            for handle in list(self.handles):
+                if not handle.is_up or handle.silence_killed:
+                    continue
+                silence = handle.silent_for(now)
+                if silence >= self.live_within_s and handle.checks:
+                    self._move_checks(handle)
+                if silence >= self.silence_limit_s:
+                    self._kill_silent(handle, silence)
+
+    def _kill_silent(self, handle: WorkerHandle, silence_s: float) -> None:
+        handle.silence_killed = True
+        logger.error(
+            "export worker %d (pid %s) has said nothing for %.1f s (limit %g s): killing it; "
+            "its %d export(s) are aborted",
+            handle.index,
+            handle.pid if handle.pid is not None else "-",
+            silence_s,
+            self.silence_limit_s,
+            len(handle.relays),
+        )
+        if handle.process is None:  # a worker thread (--workers 0) cannot be killed
+            return
+        with contextlib.suppress(ProcessLookupError):
+            handle.process.kill()  # SIGKILL ends a stopped process too
 
     # -- what workers say -------------------------------------------------------------------------
 
@@ -373,6 +462,8 @@ class WorkerSet:
         elif kind == control.HELLO:
             if not handle.up.done():
                 handle.up.set_result(None)
+        elif kind == control.ALIVE:
+            pass  # any message counts: heard_at is set as it is read
         else:
             logger.error("export worker %d sent an unknown message %r", handle.index, kind)
 
@@ -383,10 +474,11 @@ class WorkerSet:
         handle.relays.clear()
         for relay in relays:
             relay.worker_finished(None)
-        for answer in handle.checks.values():
-            if not answer.done():
-                answer.set_result(InternalError("the readiness check stopped unexpectedly"))
-        handle.checks.clear()
+        if not (self._running and self._move_checks(handle)):
+            for answer in handle.checks.values():
+                if not answer.done():
+                    answer.set_result(InternalError("the readiness check stopped unexpectedly"))
+            handle.checks.clear()
         if not self._running or handle not in self.handles:
             return
         lived = time.monotonic() - handle.started_at
@@ -404,10 +496,10 @@ class WorkerSet:
     async def _log_death(self, handle: WorkerHandle, aborted: int, delay_s: float) -> None:
         status = await self._reap(handle, _REAP_TIMEOUT_S)
         logger.error(
-            "export worker %d (pid %s) exited unexpectedly (%s); %d export(s) aborted; "
-            "a replacement starts%s",
+            "export worker %d (pid %s) %s (%s); %d export(s) aborted; a replacement starts%s",
             handle.index,
             handle.pid if handle.pid is not None else "-",
+            "was killed for its silence" if handle.silence_killed else "exited unexpectedly",
             _exit_status(status),
             aborted,
             f" in {delay_s:g} s" if delay_s else "",

@@ -187,6 +187,17 @@ def test_control_messages_carry_a_socket_the_receiver_can_use() -> None:
     worker.close()
 
 
+def test_a_receive_whose_time_is_already_up_finds_nothing_without_failing() -> None:
+    """A worker's loop late for its next heartbeat waits no time at all: that is no error."""
+    http_end, worker_end = control.control_pair()
+    worker = WorkerControl(worker_end)
+    assert worker.receive(0.0) is None
+    control.send(http_end, {"kind": control.READY, "id": 1})
+    assert worker.receive(0.0) == ({"kind": control.READY, "id": 1}, [])
+    http_end.close()
+    worker.close()
+
+
 def test_the_worker_sees_the_end_of_the_http_process_as_closed_on_send() -> None:
     http_end, worker_end = control.control_pair()
     worker = WorkerControl(worker_end)

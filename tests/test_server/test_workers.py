@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -263,7 +264,7 @@ async def _answers_in_time(
 
 
 async def test_a_stopped_worker_gets_no_new_work_and_readyz_answers_for_the_database(
-    start_api: StartApi, http: aiohttp.ClientSession
+    start_api: StartApi, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker stopped with SIGSTOP (its process alive, its sockets open, nothing answered):
     readiness checks and downloads go to the other worker, which serves them at once. The
@@ -294,6 +295,8 @@ async def test_a_stopped_worker_gets_no_new_work_and_readyz_answers_for_the_data
     finally:
         os.kill(stopped.pid, signal.SIGCONT)
     await wait_idle(api)
+    # The heartbeats are messages the HTTP process knows: no error logged for any of them.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_worker_silent_past_the_limit_is_replaced_and_its_downloads_abort(
