@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 HEADER = struct.Struct(">BBHHBB")
 ALL_HEADERS = struct.pack("<IIHQI", 22, 18, 2, 0, 1)
@@ -26,8 +27,16 @@ def packets(kind: int, payload: bytes, packet_size: int = 4096) -> bytes:
     return out
 
 
-def prelogin_message() -> bytes:
-    options = [(0x00, bytes(6)), (0x01, b"\x02"), (0x02, b"MSSQLServer\x00"), (0x04, b"\x00")]
+ENCRYPT_OFF, ENCRYPT_ON, ENCRYPT_NOT_SUP, ENCRYPT_REQ = 0x00, 0x01, 0x02, 0x03
+
+
+def prelogin_message(encryption: int = ENCRYPT_NOT_SUP) -> bytes:
+    options = [
+        (0x00, bytes(6)),
+        (0x01, bytes((encryption,))),
+        (0x02, b"MSSQLServer\x00"),
+        (0x04, b"\x00"),
+    ]
     offset = 5 * len(options) + 1
     table, data = b"", b""
     for token, value in options:
@@ -36,7 +45,20 @@ def prelogin_message() -> bytes:
     return packets(0x12, table + b"\xff" + data)
 
 
-def _obfuscate(password: str) -> bytes:
+def prelogin_encryption(payload: bytes) -> int | None:
+    """The ENCRYPTION value of a PRELOGIN payload (None when the option is missing)."""
+    pos = 0
+    while payload[pos] != 0xFF:
+        token, offset, length = struct.unpack_from(">BHH", payload, pos)
+        if token == 0x01 and length:
+            return payload[offset]
+        pos += 5
+    return None
+
+
+def obfuscate(password: str) -> bytes:
+    """A password as LOGIN7 carries it (nibbles swapped, XOR 0xA5): what an eavesdropper on a
+    clear connection reads back."""
     return bytes((((b << 4) & 0xF0) | (b >> 4)) ^ 0xA5 for b in password.encode("utf-16-le"))
 
 
@@ -50,7 +72,7 @@ def login_message(
     fields = [
         "host".encode("utf-16-le"),
         user.encode("utf-16-le"),
-        _obfuscate(password),
+        obfuscate(password),
         "rawclient".encode("utf-16-le"),
         "server".encode("utf-16-le"),
         b"",  # extension
@@ -151,10 +173,14 @@ def error_numbers(payload: bytes) -> list[int]:
 
 
 class RawClient:
-    """A blocking socket client: connect, log in, send requests, read replies."""
+    """A blocking socket client: connect, log in, send requests, read replies.  ``sock``: a
+    connected socket or an object with its sendall / recv / recv_into / close (the TLS layer of
+    tests.test_sql.tlsclient) instead of a new connection to ``host``:``port``."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, host: str = "", port: int = 0, *, timeout: float = 30.0, sock: Any = None
+    ) -> None:
+        self.sock = sock if sock is not None else socket.create_connection((host, port), timeout)
         self.buffer = b""
         self.packet_size = 4096
 
