@@ -83,6 +83,8 @@ def _rss() -> int:
 DOWNLOAD_COOKIE: Final = "bff_download"
 # How long a stopping server lets running downloads finish before cutting them.
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
+# What a stopping BFF still answers as ever; any other request gets 503 SHUTTING_DOWN at once.
+_ANSWERED_WHILE_DRAINING: Final = frozenset({"/healthz", "/metrics"})
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -219,6 +221,14 @@ class BffApp:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
+        draining = self.server is not None and self.server.draining
+        if draining and path not in _ANSWERED_WHILE_DRAINING:
+            return error_response(
+                503,
+                "SHUTTING_DOWN",
+                "The service is shutting down; try again shortly.",
+                {"Retry-After": str(self.config.retry_after_s)},
+            )
         methods = self._methods(path)
         if methods is None and path.startswith(EXPORTS_PREFIX):
             # Not a report id the API could have (``bff.routes``): never asked for.
@@ -542,6 +552,7 @@ class BffApp:
                 response,
                 on_chunk,
                 write_timeout_s=self.config.client_write_timeout_s,
+                prefetched=lease.prefetched,
             )
             await response.write_eof()
             clean = True

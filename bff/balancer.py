@@ -17,13 +17,17 @@ The rules, in order:
 3. Among equals, the API with the fewest downloads running through this BFF; ties go round
    robin, starting after the API chosen last.
 
-When no API is left to try, the request fails with ``UpstreamUnavailable`` (our 502).
+A download that an API answers ``503 SHUTTING_DOWN`` (it is draining after SIGTERM: it took
+nothing and started nothing) goes to the next API the same way, and that API counts as not
+ready until its next check; with no other API left the 503 is relayed. When no API is left to
+try, the request fails with ``UpstreamUnavailable`` (our 502).
 Everything here runs on the event loop: no locks, and a choice and its count happen without
 an ``await`` between them, so concurrent requests see each other's choices.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -34,7 +38,7 @@ from typing import Final
 import aiohttp
 
 from bff.errors import UpstreamConnectFailed, UpstreamUnavailable
-from bff.proxy import Upstream
+from bff.proxy import Upstream, read_bounded
 
 log = logging.getLogger("bff")
 
@@ -47,6 +51,12 @@ FAILED_CONNECT: Final = "connect"  # a download's or HEAD's connection failed
 FAILED_CHECK_DOWN: Final = "check_unreachable"  # a readiness check could not connect
 FAILED_CHECK_NOT_READY: Final = "check_not_ready"  # a readiness check got no 200
 FAILURE_REASONS: Final = (FAILED_CONNECT, FAILED_CHECK_DOWN, FAILED_CHECK_NOT_READY)
+
+# The API's code for a request it refused because it is draining (server.errors.ShuttingDown).
+SHUTTING_DOWN: Final = "SHUTTING_DOWN"
+# A 503 whose code is looked at is read whole first: the API's JSON errors are ~100 bytes; a
+# longer (or unsized) 503 is not the API's drain answer and is relayed unread.
+_MAX_READ_503: Final = 4096
 
 
 @dataclass(eq=False)
@@ -104,6 +114,14 @@ class Balancer:
         if target.state == DOWN:
             self._set(target, UP, "a connection succeeded")
 
+    def shutting_down(self, target: Target) -> None:
+        """It answered 503 SHUTTING_DOWN: not ready (a check brings it back, if ever)."""
+        self._set(target, NOT_READY, "shutting down")
+
+    def untried(self, tried: Collection[Target]) -> bool:
+        """Whether :meth:`pick` would find another API (without moving the round robin)."""
+        return any((t.state != DOWN or not self.checked) and t not in tried for t in self.targets)
+
     def connect_failed(self, target: Target, reason: str) -> None:
         target.failures[FAILED_CONNECT] += 1
         self._set(target, DOWN, reason)
@@ -133,6 +151,9 @@ class Lease:
         self._download = download
         self.target: Target | None = None  # the API last tried: the one that answered
         self._counted: Target | None = None  # whose active downloads count this one
+        # The body of the answer returned by :meth:`open`, when it was read to find its code
+        # (a download's 503): the relay sends these bytes, as the response's are consumed.
+        self.prefetched: bytes | None = None
 
     async def open(
         self, path_and_query: str, headers: Mapping[str, str], *, method: str = "GET"
@@ -144,6 +165,7 @@ class Lease:
         while (target := self._balancer.pick(tried)) is not None:
             tried.append(target)
             self._hold(target)
+            self.prefetched = None
             try:
                 response = await target.api.open(path_and_query, headers, method=method)
             except UpstreamConnectFailed as exc:
@@ -152,8 +174,32 @@ class Lease:
                 self._balancer.connect_failed(target, connect_reason(exc))
                 continue
             self._balancer.connected(target)
+            draining = self._download and method == "GET" and await self._draining(response)
+            if draining and self._balancer.untried(tried):
+                response.close()
+                self.release()
+                self.target = None
+                self._balancer.shutting_down(target)
+                continue
             return response
         raise UpstreamUnavailable("The export service is unreachable.")
+
+    async def _draining(self, response: aiohttp.ClientResponse) -> bool:
+        """Whether a download's answer is the API's 503 SHUTTING_DOWN (its body then read
+        into :attr:`prefetched`)."""
+        size = response.content_length
+        if response.status != 503 or size is None or size > _MAX_READ_503:
+            return False
+        try:
+            self.prefetched = await read_bounded(response, _MAX_READ_503)
+        except BaseException:
+            response.close()
+            raise
+        try:
+            code = json.loads(self.prefetched)["error"]["code"]
+        except (ValueError, TypeError, KeyError):
+            return False
+        return bool(code == SHUTTING_DOWN)
 
     def record(self, outcome: str) -> None:
         """How the download ended, counted on the API it went to (if it reached one)."""

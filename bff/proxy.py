@@ -139,20 +139,26 @@ async def relay_body(
     on_chunk: Callable[[bytes], None],
     *,
     write_timeout_s: float,
+    prefetched: bytes | None = None,
 ) -> None:
     """Copy the body chunk by chunk; each write waits for the client (drain), so a slow client
     stops us reading, which fills the socket buffers and slows the API in turn.
+    ``prefetched``: the body, already read whole (``source``'s own is then consumed).
 
     Raises ``UpstreamAborted`` when the API's body breaks off; ``ConnectionError`` (or
     cancellation) from the write side means our own client went away, ``ClientStalled`` that
     it accepted nothing for ``write_timeout_s``.
     """
     content = source.content
+    pending = prefetched
     while True:
-        try:
-            chunk = await content.readany()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamAborted(f"The export service broke off the transfer: {exc}") from exc
+        if pending is not None:
+            chunk, pending = pending, None
+        else:
+            try:
+                chunk = await content.readany()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamAborted(f"The export service broke off the transfer: {exc}") from exc
         if not chunk:
             return
         try:

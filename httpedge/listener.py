@@ -17,6 +17,12 @@
   it covers clients that never send and clients that never finish their headers alike.
 - **A cap on open connections**: past ``max_connections`` a new connection is closed as soon
   as it is accepted (reading its request would cost what the cap protects), and counted.
+- **Draining** (:meth:`EdgeServer.drain`, from a service's shutdown): open connections keep
+  being read, so a request on a kept-alive connection is answered at once (the service says
+  what: its 503 ``SHUTTING_DOWN``, its health endpoints as ever) instead of waiting unread for
+  the end of the grace period; every answer from then on closes its connection
+  (``Connection: close``). aiohttp's own ``pre_shutdown`` stops reading idle connections
+  instead, so a request sent on one is never answered.
 
 Everything else (routes, 404/405, the handlers' own errors) stays with the service.
 """
@@ -54,6 +60,9 @@ MAX_HEADER_FIELD_BYTES = 8190
 MAX_HEADERS = 128
 # aiohttp's wording for the header-count error (aiohttp/_http_parser.pyx, http_parser.py).
 _TOO_MANY_HEADERS = "Too many headers received"
+# At the end of a shutdown, handlers still running are cancelled; aiohttp then gets this long
+# to finish each (a handler closes its upstream request or export channel and returns at once).
+CANCEL_HANDLERS_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,13 +157,50 @@ class EdgeServer(web.Server):
     ) -> None:
         # handler_cancellation: a client that goes away cancels its handler at once (the
         # services turn that into cancelling the export or closing the upstream request).
-        super().__init__(handler, request_factory=self._request, handler_cancellation=True)
+        super().__init__(self._serve, request_factory=self._request, handler_cancellation=True)
+        self._service = handler
         self._edge_loop = asyncio.get_running_loop()
         self.limits = limits
         self._logger = logger
         self._error_headers = dict(error_headers or {})
         self.open_connections = 0
         self.refused_connections = 0
+        self.draining = False
+        self._in_flight = 0  # requests whose handler is running
+        self._none_in_flight = asyncio.Event()
+        self._none_in_flight.set()
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._in_flight += 1
+        self._none_in_flight.clear()
+        try:
+            response = await self._service(request)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._none_in_flight.set()
+        if self.draining:
+            response.force_close()  # also a download that started before the drain
+        return response
+
+    def drain(self) -> None:
+        """Keep reading and answering every open connection, and close each after its next
+        answer (the service answers what it no longer takes with its 503)."""
+        self.draining = True
+
+    def pre_shutdown(self) -> None:
+        """aiohttp's runner calls this first when it stops (the BFF): drain, rather than
+        aiohttp's own close, which leaves requests on idle connections unread."""
+        self.drain()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's)
+        """Drain, let the requests in progress end within ``timeout`` seconds (0 or None: no
+        wait), then cancel those still running and close every connection."""
+        self.drain()
+        if timeout:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_in_flight.wait(), timeout)
+        await super().shutdown(CANCEL_HANDLERS_TIMEOUT_S)
 
     def __call__(self) -> Any:  # the protocol factory given to loop.create_server
         if self.open_connections >= self.limits.max_connections:

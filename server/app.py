@@ -83,9 +83,10 @@ REQUEST_ID = web.RequestKey("request_id", str)
 EXPORT_PREFIX = "/export/"
 REPORTS_PATH = "/reports"
 
-# After the grace period, handlers still streaming are cancelled; aiohttp then gets this long
-# to close their connections.
-_CANCEL_HANDLERS_TIMEOUT_S = 1.0
+# What a draining API still answers as ever (``/readyz`` answers its 503 SHUTTING_DOWN, as every
+# other request then does): whether the process is alive, what it is doing, and how far the
+# exports it still runs are.
+_ANSWERED_WHILE_DRAINING = frozenset({"/healthz", "/metrics"})
 # Workers told to stop get this long beyond the time a cancel may take (poll interval + cancel
 # timeout) to close their pools and exit; then they are killed.
 _WORKER_EXIT_MARGIN_S = 2.0
@@ -109,6 +110,10 @@ def security_warnings(config: ApiConfig) -> tuple[str, ...]:
             "anyone on the network path can pose as the database",
         )
     return ()
+
+
+def _answered_while_draining(path: str) -> bool:
+    return path in _ANSWERED_WHILE_DRAINING or path.startswith(PROGRESS_PREFIX)
 
 
 def _utc_now() -> datetime.datetime:
@@ -232,7 +237,9 @@ class ExportApi:
         if self._listener is not None:
             self._listener.close()
         if self.server is not None:
-            self.server.pre_shutdown()  # keep-alive connections close after this response
+            # Requests on open connections are answered at once (503 SHUTTING_DOWN but for
+            # the health endpoints), each connection closed after its answer.
+            self.server.drain()
         running = self.active_exports
         if running:
             logger.info("shutting down: waiting up to %g s for %d export(s)", grace, running)
@@ -240,7 +247,7 @@ class ExportApi:
         if self.server is not None:
             # Cancels the handlers still running; each closes its export's channel (the worker
             # then cancels the query) and aborts its response.
-            await self.server.shutdown(_CANCEL_HANDLERS_TIMEOUT_S)
+            await self.server.shutdown(0)
         # Workers answer a cancel within poll interval + cancel timeout.
         await self._wait_for_exports(self.config.cancel_timeout_s + self.config.poll_interval_s)
         if self.active_exports:
@@ -283,6 +290,11 @@ class ExportApi:
         return response
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self._shutting_down and not _answered_while_draining(request.path):
+            if request.path.startswith(EXPORT_PREFIX):
+                known = self.catalog.get(request.path[len(EXPORT_PREFIX) :])
+                self.metrics.request_refused(Outcome.REJECTED, None if known is None else known.id)
+            return self._error(ShuttingDown("the service is shutting down"))
         methods = self._routes.get(request.path)
         if methods is None and request.path.startswith(EXPORT_PREFIX):
             methods = self._export_routes

@@ -37,6 +37,16 @@ def head_answer(answer: bytes) -> tuple[int, dict[str, str]]:
     return int(status_line.split(" ")[1]), headers
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """One answer with a Content-Length on a kept-alive connection: status line, headers
+    (lower-case names), body; the connection stays open for the next request."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=READ_TIMEOUT_S)
+    status_line, headers, _ = split_answer(head)
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), timeout=READ_TIMEOUT_S)
+    return status_line, headers, body
+
+
 async def read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> None:
     """Append everything until the peer closes; a reset propagates (ConnectionResetError)."""
     while chunk := await asyncio.wait_for(reader.read(65536), timeout=READ_TIMEOUT_S):

@@ -4,6 +4,7 @@ one is killed mid-download its downloads fail visibly while new ones go to the o
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from tests.polling import poll
 SLOW_ROWS = 20_000
 # Small downloads after the kill: a few hundred ms each at that pace.
 QUICK_ROWS = 400
+# A download that keeps an API draining for ~15 s at that pace (within its 25 s grace): far
+# longer than the few downloads made meanwhile take.
+DRAIN_ROWS = 60_000
 
 
 @dataclass
@@ -36,8 +40,9 @@ class Pair:
         return f"{self.bff.url}/exports/report?rowCount={rows}"
 
 
-@pytest.fixture
-def pair(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def _pair(
+    devdb: DevServer, tmp_path_factory: pytest.TempPathFactory, bff_env: dict[str, str]
+) -> Iterator[Pair]:
     log_dir = tmp_path_factory.mktemp("scaleout-logs")
     devdb.faults = Faults(row_delay=0.05, row_delay_every=200)
     started: list[Service] = []
@@ -45,12 +50,26 @@ def pair(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         for _ in range(2):
             started.append(start_api(0, db_port=devdb.port, log_dir=log_dir))
         apis = list(started)
-        started.append(start_bff(0, api_url=[api.url for api in apis], log_dir=log_dir))
+        started.append(
+            start_bff(0, api_url=[api.url for api in apis], env=bff_env, log_dir=log_dir)
+        )
         yield Pair(apis, started[-1])
     finally:
         for service in reversed(started):
             service.stop()
         devdb.faults = Faults()
+
+
+@pytest.fixture
+def pair(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    yield from _pair(devdb, tmp_path_factory, {})
+
+
+@pytest.fixture
+def unchecked_pair(devdb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """A pair whose BFF checks the APIs' readiness once, at its start: what a download finds
+    of an API is then what that download's own request met."""
+    yield from _pair(devdb, tmp_path_factory, {"BFF_HEALTH_INTERVAL": "3600"})
 
 
 def _bff_metric(pair: Pair, name: str, api: Service, **labels: str) -> float:
@@ -79,6 +98,10 @@ def test_two_apis_share_downloads_and_a_killed_one_fails_only_its_own(
         # Each API runs one: the second download went to the API with none running.
         for api in pair.apis:
             poll(lambda api=api: metric(api, "exports_active") == 1, what=f"{api.url} exporting")
+        # Each API has answered (its download's first bytes are in the file): a GET whose API
+        # dies before answering may be sent again, on another API, by the BFF's HTTP client.
+        for path in files:
+            poll(lambda path=path: path.exists() and path.stat().st_size > 0, what=f"{path} begun")
         served_by = {
             n: next(api for api in pair.apis if f"(request scaleout-{n})" in api.log_text())
             for n in range(2)
@@ -117,3 +140,47 @@ def test_two_apis_share_downloads_and_a_killed_one_fails_only_its_own(
         pair, "bff_upstream_downloads_total", second, outcome="completed"
     )
     assert completed_on_second == 4  # the survivor and the three new ones
+
+
+def test_a_draining_api_answers_at_once_and_the_bff_sends_downloads_to_the_other(
+    unchecked_pair: Pair, tmp_path: Path
+) -> None:
+    """SIGTERM to an API while it streams: the BFF's kept-alive connection to it gets its 503
+    SHUTTING_DOWN at once, and the download goes to the other API; the export that was
+    running finishes whole and the API exits cleanly."""
+    pair = unchecked_pair
+    first, second = pair.apis
+    for n in range(2):  # one on each API, in turn: the BFF keeps a connection to each
+        warm = tmp_path / f"warm-{n}.xlsx"
+        assert curl("-f", "-o", str(warm), pair.report_url(QUICK_ROWS)).returncode == 0
+    running_file = tmp_path / "running.xlsx"
+    running = subprocess.Popen(
+        [
+            "curl",
+            "-sS",
+            "-f",
+            "-o",
+            str(running_file),
+            f"{first.url}/export/report?rowCount={DRAIN_ROWS}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll(lambda: metric(first, "exports_active") == 1, what="the first API exporting")
+        first.process.send_signal(signal.SIGTERM)
+        poll(lambda: "signal received" in first.log_text(), what="the drain")
+        for n in range(4):
+            target = tmp_path / f"during-{n}.xlsx"
+            done = curl("-f", "-o", str(target), pair.report_url(QUICK_ROWS), timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert data_rows(target) == QUICK_ROWS
+        # All four were served while the first API still drained: none waited for its end.
+        assert running.poll() is None, "the running export (the drain) was over already"
+        assert running.wait(timeout=120) == 0
+        assert data_rows(running_file) == DRAIN_ROWS
+    finally:
+        running.kill()
+        running.wait()
+    assert first.process.wait(timeout=60) == 0
+    assert _bff_metric(pair, "bff_upstream_ready", first) == 0
+    assert _bff_metric(pair, "bff_upstream_downloads_total", second, outcome="completed") == 5

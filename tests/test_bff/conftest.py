@@ -47,6 +47,7 @@ class Upstream:
     bytes_sent: int = 0
     writing_since: float | None = None  # loop time a still-running write began
     ready_status: int = 200  # what /readyz answers
+    draining: bool = False  # every relayed request answered as a draining API does
     # What /reports answers: status, body (sent with a Content-Length unless chunked), and a
     # pause before the headers.
     catalog_status: int = 200
@@ -146,6 +147,11 @@ def make_handler(state: Upstream) -> Callable[[web.BaseRequest], Awaitable[web.S
             )
         state.requests.append(request)
         state.headers.append(dict(request.headers))
+        if state.draining:  # the API after SIGTERM: 503, and the connection closed after it
+            refused = _json_error(503, "SHUTTING_DOWN", "the service is shutting down")
+            refused.headers["Retry-After"] = "9"
+            refused.force_close()
+            return refused
         if request.path == "/reports":
             return await _catalog(request, state)
         if request.path.removeprefix("/export/") not in REPORTS:

@@ -310,6 +310,31 @@ async def test_when_no_api_is_ready_they_are_tried_anyway_and_their_answer_relay
     assert _served(a, b) == [1, 1]
 
 
+async def test_a_download_an_api_refuses_as_shutting_down_goes_to_the_next_api(
+    make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    """A draining API answers 503 SHUTTING_DOWN on a connection it still has open: it started
+    nothing, so the download goes to another API, and the draining one is tried no more."""
+    a, b, bff = await _two_apis(make_upstream, make_bff, check_every_s=NO_RECHECK_S)
+    a.draining = True
+    await _downloads(client, bff, 4)
+    assert _served(a, b) == [1, 4], "a refused one; every download was served by b"
+    target = bff.app.balancer.targets[0]
+    assert (target.state, target.reason) == ("not_ready", "shutting down")
+
+
+async def test_a_single_api_s_shutting_down_answer_is_relayed_whole(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    upstream.draining = True
+    bff = await make_bff()
+    async with client.get(f"http://127.0.0.1:{bff.port}/exports/report") as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "9"
+        body = await response.json()
+    assert body == {"error": {"message": "the service is shutting down", "code": "SHUTTING_DOWN"}}
+
+
 async def test_a_refusing_api_is_used_again_once_its_check_passes(
     make_upstream: UpstreamFactory, make_bff: BffFactory, client: aiohttp.ClientSession
 ) -> None:
