@@ -33,7 +33,7 @@ from bff.access import FORBIDDEN_ORIGIN_MESSAGE, Gate, Refusal, own_origin, upst
 from bff.auth import BearerAuth
 from bff.balancer import Balancer, Lease
 from bff.catalog import fetch_catalog
-from bff.config import DEFAULT_ROW_COUNT, BffConfig
+from bff.config import BffConfig
 from bff.cors import CorsPolicy
 from bff.downloads import (
     ABORTED,
@@ -136,7 +136,7 @@ class BffApp:
         self._cors = CorsPolicy(config.cors_origins)
         self._gate = Gate(self._cors, BearerAuth(config.tokens))
         self._limiter = ClientLimiter(config.max_downloads_per_client)
-        self._assets = load_assets(default_rows=DEFAULT_ROW_COUNT, max_rows=config.max_row_count)
+        self._assets = load_assets()
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._balancer: Balancer | None = None

@@ -49,10 +49,6 @@ DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 DEFAULT_MAX_DOWNLOADS_PER_CLIENT = 4
 # Seconds a client told "too many downloads" should wait: a small export takes about that long.
 DEFAULT_RETRY_AFTER_S = 10
-# The page's row-count field mirrors the API's bounds: default 30,000,
-# maximum 1,048,576 (one full sheet's worth, as in the replaced export).
-DEFAULT_ROW_COUNT = 30_000
-DEFAULT_MAX_ROW_COUNT = 1_048_576
 DEFAULT_LOG_LEVEL = "INFO"
 # A client connection must deliver a request's headers within this many seconds of opening
 # (or of the previous response on a kept-alive connection), or it is closed: a browser sends
@@ -83,7 +79,6 @@ class BffConfig:
     upstream_connect_timeout_s: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_S
     upstream_max_connections: int = DEFAULT_UPSTREAM_MAX_CONNECTIONS
     client_write_timeout_s: float = DEFAULT_CLIENT_WRITE_TIMEOUT_S
-    max_row_count: int = DEFAULT_MAX_ROW_COUNT
     log_level: str = DEFAULT_LOG_LEVEL
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -203,13 +198,6 @@ OPTIONS: tuple[Option, ...] = (
         "BFF_CLIENT_WRITE_TIMEOUT",
         options.seconds,
         "seconds a client may accept no data before its download is cut",
-    ),
-    Option(
-        "max_row_count",
-        "--max-row-count",
-        "BFF_MAX_ROW_COUNT",
-        options.whole(1),
-        "the page's largest row count (keep equal to the API's)",
     ),
     Option("log_level", "--log-level", "BFF_LOG_LEVEL", options.log_level, "how much to log"),
     Option(

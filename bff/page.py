@@ -1,4 +1,8 @@
-"""The download page: three small static files, loaded once, served with strict headers."""
+"""The download page: three small static files, loaded once, served with strict headers.
+
+The page builds its forms from the report catalog (``GET /reports``) and shows each download's
+progress from its status (``bff.downloads``, ``bff.progress``); docs/page.md describes it.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +44,9 @@ class Asset:
     etag: str
 
 
-def load_assets(*, default_rows: int, max_rows: int) -> dict[str, Asset]:
-    """URL path -> asset. The page gets the row-count bounds as data attributes, not script."""
+def load_assets() -> dict[str, Asset]:
+    """URL path -> asset. The files are served as they are: the page learns the reports, their
+    parameters and bounds from ``/reports`` at run time."""
     folder = resources.files("bff") / "static"
     assets: dict[str, Asset] = {}
     for name, path in (
@@ -49,11 +54,7 @@ def load_assets(*, default_rows: int, max_rows: int) -> dict[str, Asset]:
         ("page.js", "/static/page.js"),
         ("page.css", "/static/page.css"),
     ):
-        text = (folder / name).read_text(encoding="utf-8")
-        text = text.replace("__DEFAULT_ROWS__", str(default_rows)).replace(
-            "__MAX_ROWS__", str(max_rows)
-        )
-        body = text.encode("utf-8")
+        body = (folder / name).read_bytes()
         suffix = name[name.rindex(".") :]
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         assets[path] = Asset(body, _TYPES[suffix], etag)

@@ -1,68 +1,31 @@
-"""The page in a real headless Chromium (Debian's, driven by Playwright; never a downloaded one)."""
+"""The page in a real headless Chromium (Debian's, driven by Playwright; never a downloaded one):
+the demo report downloaded, a bad row count caught before any request, the server's errors
+shown as text."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from scripts.stack import Service
+from scripts.stack import Service, start_api
+from tests.e2e.chromium import browser_fixture, open_page, page_fixture  # noqa: F401
 from tests.e2e.conftest import Chain
 from tests.e2e.test_curl import data_rows
 from tests.polling import poll
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Chromium starts in ~1 s on an idle machine; a loaded 2-core CI box can be many times slower.
-LAUNCH_TIMEOUT_MS = 120_000
-# Waits for the page (navigation, a download starting, a message appearing). Playwright's
-# expect() has its own 5 s default, apart from the page's: both get the same generous deadline,
-# since every wait here ends as soon as its condition holds.
-WAIT_TIMEOUT_MS = 60_000
-# Where to leave a screenshot of the page for a person to look at (optional).
-SCREENSHOT_ENV = "BFF_E2E_SCREENSHOT"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is required (make system-deps installs Debian's chromium)")
-    # Playwright must never fetch a browser of its own.
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    expect.set_options(timeout=WAIT_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_TIMEOUT_MS)
-    yield page
-    context.close()
+ROW_RULE = "rowCount must be a whole number from 1 to 1,048,576"
 
 
 def test_the_page_downloads_a_workbook(chain: Chain, page: Page, tmp_path: Path) -> None:
-    page.goto(f"{chain.bff.url}/")
+    open_page(page, f"{chain.bff.url}/")
     expect(page.locator("h1")).to_have_text("Report export")
-    page.fill("#row-count", "1,234")  # a person may type the separator; the page drops it
+    # The demo report is the catalog's first: chosen, with its default filled in.
+    expect(page.locator("#report-report")).to_be_checked()
+    expect(page.locator("#p-rowCount")).to_have_value("30000")
+    page.fill("#p-rowCount", "1234")
     with page.expect_download() as download_info:
         page.click("#download")
     download = download_info.value
@@ -73,75 +36,94 @@ def test_the_page_downloads_a_workbook(chain: Chain, page: Page, tmp_path: Path)
     assert download.failure() is None
     assert data_rows(target) == 1234
     # The page learns the outcome from the BFF and says so.
-    expect(page.locator(".state.completed")).to_contain_text("1,234 rows: finished")
-    shot = os.environ.get(SCREENSHOT_ENV)
-    if shot:
-        page.screenshot(path=shot, full_page=True)
+    expect(page.locator(".download .state.completed")).to_contain_text("Finished: 1,234 rows")
+    expect(page.locator(".download [role=progressbar]")).to_have_attribute("aria-valuenow", "100")
 
 
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("12x", "must be a whole number"),
-        ("0", "at least 1"),
-        ("2000000", "at most 1,048,576"),
-        ("", "Enter the number of rows"),
+        ("0", ROW_RULE),
+        ("1.5", ROW_RULE),
+        ("1e3", ROW_RULE),  # a number to the browser, not to the API
+        ("2000000", ROW_RULE),
     ],
 )
-def test_a_bad_row_count_shows_a_readable_message(
+def test_a_bad_row_count_shows_the_api_rule_before_any_request(
     chain: Chain, page: Page, typed: str, message: str
 ) -> None:
-    page.goto(f"{chain.bff.url}/")
-    page.fill("#row-count", typed)
+    open_page(page, f"{chain.bff.url}/")
+    page.fill("#p-rowCount", typed)
     page.click("#download")
-    expect(page.locator("#row-error")).to_contain_text(message)
-    expect(page.locator("#row-count")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#p-rowCount-error")).to_have_text(message)
+    expect(page.locator("#p-rowCount")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#p-rowCount")).to_be_focused()
+    expect(page.locator("#form-alert")).to_have_text(f"Not downloaded: {message}.")
     # Fixing the number clears the message and starts the download.
-    page.fill("#row-count", "10")
+    page.fill("#p-rowCount", "10")
     with page.expect_download():
         page.click("#download")
-    expect(page.locator("#row-error")).to_be_hidden()
+    expect(page.locator("#p-rowCount-error")).to_have_text("")
+    expect(page.locator("#p-rowCount")).not_to_have_attribute("aria-invalid", "true")
     # The bad number was caught in the page: only the corrected one reached the server.
     poll(lambda: chain.bff.log_text().count("/exports/report?") >= 1, what="access log line")
     assert chain.bff.log_text().count("/exports/report?") == 1
     assert "/exports/report?rowCount=10 " in chain.bff.log_text()
 
 
-def test_a_server_side_error_is_shown_as_text_not_json(
+def test_the_catalog_unreachable_is_said_in_words(
     bff_factory: Callable[..., Service], page: Page, dead_url: str
 ) -> None:
     bff = bff_factory(api_url=dead_url)  # the API is down
     page.goto(f"{bff.url}/")
-    page.fill("#row-count", "100")
+    status = page.locator("#catalog-status")
+    expect(status).to_contain_text("The reports could not be loaded.")
+    expect(status).to_contain_text("The export service is unreachable. (HTTP 502)")
+    expect(status.get_by_role("button", name="Try again")).to_be_visible()
+    expect(page.locator("#export-form")).to_be_hidden()
+
+
+def test_a_server_side_error_is_shown_as_text_not_json(
+    chain: Chain, bff_factory: Callable[..., Service], page: Page
+) -> None:
+    api = start_api(0, db_port=chain.db.port, log_dir=chain.log_dir)
+    try:
+        bff = bff_factory(api_url=api.url)
+        open_page(page, f"{bff.url}/")
+    finally:
+        api.stop()  # the API goes away after the page loaded
+    page.fill("#p-rowCount", "100")
     page.click("#download")
     failed = page.locator("#downloads .state.failed")
-    expect(failed).to_contain_text("The export service is unreachable.")
+    expect(failed).to_contain_text("Not downloaded: The export service is unreachable.")
     expect(failed).to_contain_text("HTTP 502")
-    assert page.url == f"{bff.url}/"  # still on the page, not on a raw JSON document
+    expect(page.locator("#form-alert")).to_contain_text("The export service is unreachable.")
+    # Still on the page (with the form's values in the link), not on a raw JSON document.
+    assert page.url == f"{bff.url}/#report=report&rowCount=100"
 
 
-def test_a_download_the_api_breaks_off_is_reported_as_failed(
-    chain: Chain, page: Page, tmp_path: Path
-) -> None:
+def test_a_download_the_api_breaks_off_is_reported_as_failed(chain: Chain, page: Page) -> None:
     chain.db.faults.error_after_rows = 20_000
-    page.goto(f"{chain.bff.url}/")
-    page.fill("#row-count", "60000")
+    open_page(page, f"{chain.bff.url}/")
+    page.fill("#p-rowCount", "60000")
     with page.expect_download() as download_info:
         page.click("#download")
     download = download_info.value
     # The browser itself saw a broken transfer, not a finished file...
     assert download.failure() is not None
     # ...and the page says so in words.
-    expect(page.locator("#downloads .state.failed")).to_contain_text("broke off part-way")
+    expect(page.locator("#downloads .state.failed")).to_contain_text(
+        "The transfer broke off part-way"
+    )
 
 
 @pytest.mark.slow
 def test_the_page_downloads_100000_rows(chain: Chain, page: Page, tmp_path: Path) -> None:
-    page.goto(f"{chain.bff.url}/")
-    page.fill("#row-count", "100000")
+    open_page(page, f"{chain.bff.url}/")
+    page.fill("#p-rowCount", "100000")
     with page.expect_download() as download_info:
         page.click("#download")
     target = tmp_path / "report.xlsx"
     download_info.value.save_as(target)
     assert data_rows(target) == 100_000
-    expect(page.locator(".state.completed")).to_contain_text("100,000 rows: finished")
+    expect(page.locator(".download .state.completed")).to_contain_text("Finished: 100,000 rows")
