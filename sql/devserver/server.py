@@ -176,8 +176,9 @@ class _Connection:
         self.writer.transport.abort()
 
     def _receive(self, data: bytes) -> tls.Received:
-        """Socket bytes through the wire; its answers (handshake records, alerts) go out at
-        once, from this task: the worker is idle during a handshake."""
+        """Socket bytes through the wire; its answers (handshake records, alerts, a TLS 1.3
+        KeyUpdate's) go out at once, from this task.  Whichever task writes, it takes the
+        wire's output and writes it in one synchronous step, so TLS records keep their order."""
         try:
             received = self.wire.receive(data)
         except tls.TlsFirstRefused:
@@ -406,13 +407,12 @@ class DevServer:
         if tls_key is not None and tls_cert is None:
             raise ValueError("tls_key without tls_cert")
         self.tls = None if tls_cert is None else tls.server_tls(tls_cert, tls_key)
-        self.encryption = (
-            tls.ServerEncryption.NOT_SUP
-            if self.tls is None
-            else tls.ServerEncryption.REQ
-            if require_encryption
-            else tls.ServerEncryption.OFF
-        )
+        if self.tls is None:
+            self.encryption = tls.ServerEncryption.NOT_SUP
+        elif require_encryption:
+            self.encryption = tls.ServerEncryption.REQ
+        else:
+            self.encryption = tls.ServerEncryption.OFF
         self.host = host
         self._requested_port = port
         self.credentials = engine.Credentials(user=user, password=password, database=database)
