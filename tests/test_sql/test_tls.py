@@ -27,7 +27,7 @@ from cryptography import x509
 
 from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, run_in_thread
 from sql.devserver import certs as devcerts
-from sql.devserver.tls import Channel, ServerEncryption, negotiate
+from sql.devserver.tls import Channel, Received, ServerEncryption, Wire, negotiate, server_tls
 from sql.report_data import row_values
 from tests.backpressure import assert_held, fetch_elsewhere
 from tests.devclient import AFTER_ATTENTION, DEFAULTS, dev_connect
@@ -155,6 +155,54 @@ def test_prelogin_encryption_answers(
 def test_in_tds8_the_clients_value_is_ignored(client: int | None, server: ServerEncryption) -> None:
     assert negotiate(client, server, tls_first=True) == negotiate(0, NOT_SUP, tls_first=True)
     assert negotiate(client, server, tls_first=True).channel is Channel.CLEAR
+
+
+# -- the sans-IO wire, without a socket ----------------------------------------------------------
+
+
+def unwrap_prelogin(data: bytes) -> bytes:
+    """The payload of a whole PRELOGIN message, checking its packets' framing."""
+    out = b""
+    while data:
+        kind, status, length = struct.unpack_from(">BBH", data, 0)
+        assert kind == 0x12
+        out += data[8:length]
+        data = data[length:]
+        assert bool(status & 0x01) == (not data)  # EOM on the last packet only
+    return out
+
+
+def test_the_wire_frames_a_tds7_handshake_and_ends_login_only_tls(
+    certs: devcerts.CertificateVariants,
+) -> None:
+    cert, key = certs.server
+    wire = Wire(server_tls(cert, key))
+    prelogin = tdsclient.prelogin_message(ENCRYPT_OFF)
+    assert wire.receive(prelogin) == Received(data=prelogin)  # TDS in clear
+    wire.start_handshake(login_only=True)
+    assert wire.send(b"the PRELOGIN reply") == b"the PRELOGIN reply"  # still clear
+
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = tlsclient.context(str(certs.ca)).wrap_bio(
+        incoming, outgoing, server_hostname="localhost"
+    )
+    flights = 0
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            received = wire.receive(tdsclient.packets(0x12, outgoing.read()))
+            incoming.write(unwrap_prelogin(received.reply))
+            flights += 1
+    assert (flights, received.handshake_done, wire.tls_version) == (2, True, "TLSv1.2")
+
+    login = tdsclient.login_message(DEV_USER, DEV_PASSWORD)
+    client.write(login)
+    assert wire.receive(outgoing.read()).data == login
+    assert wire.after_login() == b""
+    assert wire.send(b"the login reply") == b"the login reply"  # clear again
+    assert wire.receive(b"a clear request").data == b"a clear request"
 
 
 # -- TDS 7.x: the handshake in PRELOGIN packets --------------------------------------------------
