@@ -703,6 +703,9 @@
       let status;
       try {
         response = await fetch(`/exports/status/${id}`, { cache: "no-store" });
+        // 404: the BFF has not seen the download request yet. Any other error answer (a BFF
+        // shutting down, say) counts as lost contact, as a network error does.
+        if (!response.ok && response.status !== 404) throw new Error(`HTTP ${response.status}`);
         status = response.status === 404 ? null : await response.json();
       } catch {
         failures += 1;
