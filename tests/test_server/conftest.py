@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -261,12 +261,16 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
     unless another database port is given."""
     processes: list[ApiProcess] = []
 
-    async def start(*flags: str, db_port: int | None = None) -> ApiProcess:
-        env = {
+    async def start(
+        *flags: str, db_port: int | None = None, env: Mapping[str, str | None] | None = None
+    ) -> ApiProcess:
+        """``env``: variables to set, or to leave out (None), on top of the defaults."""
+        environ: dict[str, str | None] = {
             **os.environ,
             "MSSQL_PASSWORD": DEV_PASSWORD,
             "LOG_LEVEL": "INFO",
             "MSSQL_ENCRYPT": "off",  # the test's dev server has no certificate
+            **(env or {}),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -277,7 +281,7 @@ async def run_api(devserver: DevServer) -> AsyncIterator[RunApi]:
             "--mssql-port",
             str(devserver.port if db_port is None else db_port),
             *flags,
-            env=env,
+            env={k: v for k, v in environ.items() if v is not None},
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, as a service or a terminal gives it
         )

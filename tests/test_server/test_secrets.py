@@ -3,63 +3,27 @@ environment, not in the log, not in an answer; read from a file (MSSQL_PASSWORD_
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import psutil
-import pytest
 
-from sql.devserver import DEV_PASSWORD, DevServer
+from sql.devserver import DEV_PASSWORD
 from tests.test_server.conftest import ApiProcess, RunApi, worker_pids
 
-StartWithFile = Callable[[str], Awaitable[ApiProcess]]
+
+def secret_file(path: Path, password: str) -> Path:
+    path.write_text(password + "\n", encoding="utf-8")  # as secrets are mounted
+    return path
 
 
-@pytest.fixture
-async def api_with_password_file(
-    devserver: DevServer, tmp_path: Path
-) -> AsyncIterator[StartWithFile]:
-    """``await start(password)``: the API as a process, its password in a file only."""
-    processes: list[ApiProcess] = []
-
-    async def start(password: str) -> ApiProcess:
-        secret = tmp_path / "password"
-        secret.write_text(password + "\n", encoding="utf-8")  # as secrets are mounted
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MSSQL_", "API_"))}
-        env.update(
-            {
-                "MSSQL_PASSWORD_FILE": str(secret),
-                "MSSQL_PORT": str(devserver.port),
-                "MSSQL_ENCRYPT": "off",  # the test's dev server has no certificate
-                "API_WORKERS": "2",
-                "LOG_LEVEL": "DEBUG",
-            }
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            "0",
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        api = ApiProcess(process)
-        processes.append(api)
-        await api.wait_listening()
-        return api
-
-    yield start
-    for api in processes:
-        if api.process.returncode is None:
-            api.process.kill()
-            await api.process.wait()
-        await asyncio.wait_for(api.collector, 30)
+async def api_with_password_file(run_api: RunApi, path: Path) -> ApiProcess:
+    """The API as a process, its password in the file ``path`` only."""
+    return await run_api(
+        "--workers",
+        "2",
+        env={"MSSQL_PASSWORD": None, "MSSQL_PASSWORD_FILE": str(path), "LOG_LEVEL": "DEBUG"},
+    )
 
 
 def shown_anywhere(pids: list[int], secret: str) -> list[str]:
@@ -75,9 +39,9 @@ def shown_anywhere(pids: list[int], secret: str) -> list[str]:
 
 
 async def test_the_password_is_in_no_argv_environment_log_or_answer(
-    api_with_password_file: StartWithFile, http: aiohttp.ClientSession
+    run_api: RunApi, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    api = await api_with_password_file(DEV_PASSWORD)
+    api = await api_with_password_file(run_api, secret_file(tmp_path / "pw", DEV_PASSWORD))
     async with http.get(api.url("/export/report?rowCount=50")) as response:
         assert response.status == 200
         await response.read()
@@ -87,10 +51,10 @@ async def test_the_password_is_in_no_argv_environment_log_or_answer(
 
 
 async def test_a_refused_password_is_not_repeated_in_the_answer_or_the_log(
-    api_with_password_file: StartWithFile, http: aiohttp.ClientSession
+    run_api: RunApi, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     wrong = "Not-The-Password-4711"
-    api = await api_with_password_file(wrong)
+    api = await api_with_password_file(run_api, secret_file(tmp_path / "pw", wrong))
     async with http.get(api.url("/export/report?rowCount=50")) as response:
         assert response.status == 500
         error = (await response.json())["error"]
