@@ -31,8 +31,9 @@ async def test_a_stopping_bff_answers_kept_alive_requests_at_once(upstream: Upst
         async with client.get(f"{base}/exports/report?gate=1&chunks=2") as running:
             await running.content.readexactly(len(CHUNK))
             closing = asyncio.create_task(bff.close())
-            assert bff.app.server is not None
-            await apoll(lambda: bff.app.server is not None and bff.app.server.draining, what="drain")
+            edge = bff.app.server
+            assert edge is not None
+            await apoll(lambda: edge.draining, what="the drain")
             answers = []
             for (reader, writer), path in zip(
                 connections, ["/exports/report?chunks=2", "/healthz"], strict=True
