@@ -188,6 +188,8 @@ class BffApp:
             limits=EdgeLimits(
                 header_timeout_s=self.config.header_timeout_s,
                 max_connections=self.config.max_connections,
+                max_connections_per_client=self.config.max_connections_per_client,
+                exempt_clients=self.config.connection_limit_exempt,
             ),
             logger=log,
             error_headers=_JSON_HEADERS,

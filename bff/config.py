@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from bff.errors import ConfigError
 from httpedge import options
+from httpedge.forwarded import Network, parse_networks
 from httpedge.options import Option
 
 # Loopback by default: the dev stack must not be reachable from the network by accident;
@@ -59,6 +60,11 @@ DEFAULT_HEADER_TIMEOUT_S = 15.0
 # every relayed download also holds a connection to the API (at most 100), so half of it for
 # clients leaves room for those, log files and the runtime.
 DEFAULT_MAX_CONNECTIONS = 512
+# Open connections from one client address: a quarter of the cap, so one client (or one
+# address's flood of idle connections) can never fill it. A browser opens at most 6 per host;
+# 128 leaves room for a few dozen people behind one NAT address. A load balancer or proxy in
+# front of the BFF carries everyone's connections: list it in --connection-limit-exempt.
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 
 # An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
@@ -82,6 +88,9 @@ class BffConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    # Client addresses (or CIDR blocks) the per-client limit does not hold: a proxy in front.
+    connection_limit_exempt: tuple[Network, ...] = ()
     health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
 
@@ -213,6 +222,21 @@ OPTIONS: tuple[Option, ...] = (
         "BFF_MAX_CONNECTIONS",
         options.whole(1),
         "open client connections; more are closed at once",
+    ),
+    Option(
+        "max_connections_per_client",
+        "--max-connections-per-client",
+        "BFF_MAX_CONNECTIONS_PER_CLIENT",
+        options.whole(0),
+        "open connections from one client address; more are closed at once (0: no limit)",
+    ),
+    Option(
+        "connection_limit_exempt",
+        "--connection-limit-exempt",
+        "BFF_CONNECTION_LIMIT_EXEMPT",
+        parse_networks,
+        "comma-separated addresses/CIDRs (a proxy in front) not held to the per-client limit",
+        default_text="none",
     ),
     Option(
         "health_interval_s",

@@ -15,8 +15,16 @@
   is closed. This is aiohttp's ``keepalive_timeout``: its timer starts when the connection is
   made and closes the connection if, when it fires, no complete request has arrived yet, so
   it covers clients that never send and clients that never finish their headers alike.
-- **A cap on open connections**: past ``max_connections`` a new connection is closed as soon
-  as it is accepted (reading its request would cost what the cap protects), and counted.
+- **A cap on open connections**: at ``max_connections`` a new connection takes the place of
+  the connection that has waited longest for a request (a kept-alive connection between
+  requests, or one that never sent one), which is closed; when every connection is busy with
+  a request, the new one is closed as soon as it is accepted (reading its request would cost
+  what the cap protects). Both are counted. So idle connections, however many, cannot keep
+  anyone else out.
+- **A cap per client address**: past ``max_connections_per_client`` connections from one peer
+  address, a new one from it is closed as soon as it is accepted (counted apart), so that one
+  client cannot fill the service. Addresses in ``exempt_clients`` (a proxy that carries many
+  clients' requests, such as the BFF's pool to the API) are not held to it.
 - **Draining** (:meth:`EdgeServer.drain`, from a service's shutdown): open connections keep
   being read, so a request on a kept-alive connection is answered at once (the service says
   what: its 503 ``SHUTTING_DOWN``, its health endpoints as ever) instead of waiting unread for
@@ -30,10 +38,13 @@ Everything else (routes, 404/405, the handlers' own errors) stays with the servi
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +58,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import ERROR as _PARSE_ERROR_MESSAGE
 from aiohttp.web_protocol import RequestHandler
 
+from httpedge.forwarded import Network
 from httpedge.responses import error_response
 
 # Request line (method, URL, version) bytes: RFC 9112 section 3 recommends accepting at least
@@ -71,6 +83,15 @@ class EdgeLimits:
 
     header_timeout_s: float
     max_connections: int
+    max_connections_per_client: int = 0  # 0: no limit per client address
+    exempt_clients: tuple[Network, ...] = ()  # addresses the per-client limit does not hold
+
+    def exempt(self, address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self.exempt_clients)
 
 
 def break_off(request: web.BaseRequest) -> None:
@@ -129,12 +150,41 @@ class _EdgeHandler(RequestHandler):
         super().__init__(edge, **kwargs)
         self._edge = edge
         self._counted = True
+        self.client: str | None = None  # the peer address, while counted against its limit
+        self.active_at = time.monotonic()  # when it last began or ended a request
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._edge.admit_client(self, address):
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self.uncount()
+        super().connection_lost(exc)
+
+    def uncount(self) -> None:
+        """No longer among the open connections (closed, or being closed to make room)."""
         if self._counted:
             self._counted = False
             self._edge.open_connections -= 1
-        super().connection_lost(exc)
+        if self.client is not None:
+            self._edge.client_left(self.client)
+            self.client = None
+
+    def waiting_for_request(self) -> bool:
+        """Between requests: nothing of ours would be lost by closing it now (aiohttp waits
+        for the next request's head on ``_waiter``; a request in progress, or an answer being
+        written, has none)."""
+        waiter = self._waiter
+        return (
+            self._counted
+            and waiter is not None
+            and not waiter.done()
+            and not self._request_in_progress
+        )
 
     def handle_error(
         self,
@@ -165,6 +215,9 @@ class EdgeServer(web.Server):
         self._error_headers = dict(error_headers or {})
         self.open_connections = 0
         self.refused_connections = 0
+        self.evicted_connections = 0
+        self.refused_per_client = 0
+        self._per_client: collections.Counter[str] = collections.Counter()
         self.draining = False
         self._in_flight = 0  # requests whose handler is running
         self._none_in_flight = asyncio.Event()
@@ -173,12 +226,17 @@ class EdgeServer(web.Server):
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         self._in_flight += 1
         self._none_in_flight.clear()
+        protocol = request.protocol
+        if isinstance(protocol, _EdgeHandler):
+            protocol.active_at = time.monotonic()
         try:
             response = await self._service(request)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._none_in_flight.set()
+            if isinstance(protocol, _EdgeHandler):
+                protocol.active_at = time.monotonic()
         if self.draining:
             response.force_close()  # also a download that started before the drain
         return response
@@ -203,11 +261,12 @@ class EdgeServer(web.Server):
         await super().shutdown(CANCEL_HANDLERS_TIMEOUT_S)
 
     def __call__(self) -> Any:  # the protocol factory given to loop.create_server
-        if self.open_connections >= self.limits.max_connections:
+        if self.open_connections >= self.limits.max_connections and not self._make_room():
             self.refused_connections += 1
             if self.refused_connections == 1 or self.refused_connections % 1000 == 0:
                 self._logger.warning(
-                    "connection limit (%d) reached: %d connection(s) refused so far",
+                    "connection limit (%d) reached with every connection busy: %d "
+                    "connection(s) refused so far",
                     self.limits.max_connections,
                     self.refused_connections,
                 )
@@ -223,6 +282,52 @@ class EdgeServer(web.Server):
             max_field_size=MAX_HEADER_FIELD_BYTES,
             max_headers=MAX_HEADERS,
         )
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request; False if none waits."""
+        idle = [
+            handler
+            for handler in self.connections
+            if isinstance(handler, _EdgeHandler) and handler.waiting_for_request()
+        ]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda handler: handler.active_at)
+        oldest.uncount()  # its place is the new connection's from now on
+        oldest.force_close()
+        self.evicted_connections += 1
+        if self.evicted_connections == 1 or self.evicted_connections % 1000 == 0:
+            self._logger.warning(
+                "connection limit (%d) reached: %d idle connection(s) closed to make room",
+                self.limits.max_connections,
+                self.evicted_connections,
+            )
+        return True
+
+    def admit_client(self, handler: _EdgeHandler, address: str) -> bool:
+        """Count a new connection against its client's limit; False when that is reached."""
+        limit = self.limits.max_connections_per_client
+        if not limit or self.limits.exempt(address):
+            return True
+        if self._per_client[address] >= limit:
+            self.refused_per_client += 1
+            if self.refused_per_client == 1 or self.refused_per_client % 1000 == 0:
+                self._logger.warning(
+                    "per-client connection limit (%d) reached by %s: %d connection(s) "
+                    "refused so far",
+                    limit,
+                    address,
+                    self.refused_per_client,
+                )
+            return False
+        self._per_client[address] += 1
+        handler.client = address
+        return True
+
+    def client_left(self, address: str) -> None:
+        self._per_client[address] -= 1
+        if self._per_client[address] <= 0:
+            del self._per_client[address]
 
     def _request(
         self,
@@ -270,7 +375,15 @@ class EdgeServer(web.Server):
             f"# TYPE {prefix}_connections_max gauge\n"
             f"{prefix}_connections_max {self.limits.max_connections}\n"
             f"# HELP {prefix}_connections_refused_total Connections closed at once: the cap "
-            "was reached.\n"
+            "was reached and every connection was busy.\n"
             f"# TYPE {prefix}_connections_refused_total counter\n"
             f"{prefix}_connections_refused_total {self.refused_connections}\n"
+            f"# HELP {prefix}_connections_evicted_total Idle connections closed to make room "
+            "for a new one at the cap.\n"
+            f"# TYPE {prefix}_connections_evicted_total counter\n"
+            f"{prefix}_connections_evicted_total {self.evicted_connections}\n"
+            f"# HELP {prefix}_connections_refused_per_client_total Connections closed at once: "
+            "their client address had as many open as one client may.\n"
+            f"# TYPE {prefix}_connections_refused_per_client_total counter\n"
+            f"{prefix}_connections_refused_per_client_total {self.refused_per_client}\n"
         )

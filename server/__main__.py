@@ -255,6 +255,21 @@ OPTIONS: tuple[Option, ...] = (
         "open client connections; more are closed at once",
     ),
     Option(
+        "max_connections_per_client",
+        "--max-connections-per-client",
+        "API_MAX_CONNECTIONS_PER_CLIENT",
+        options.whole(0),
+        "open connections from one client address; more are closed at once (0: no limit)",
+    ),
+    Option(
+        "connection_limit_exempt",
+        "--connection-limit-exempt",
+        "API_CONNECTION_LIMIT_EXEMPT",
+        parse_networks,
+        "comma-separated addresses/CIDRs (the BFFs') not held to the per-client limit",
+        default_text="none",
+    ),
+    Option(
         "readiness_timeout_s",
         "--readiness-timeout",
         "API_READINESS_TIMEOUT",

@@ -196,6 +196,8 @@ class ExportApi:
             limits=EdgeLimits(
                 header_timeout_s=self.config.header_timeout_s,
                 max_connections=self.config.max_connections,
+                max_connections_per_client=self.config.max_connections_per_client,
+                exempt_clients=self.config.connection_limit_exempt,
             ),
             logger=logger,
         )

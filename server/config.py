@@ -112,6 +112,11 @@ DEFAULT_HEADER_TIMEOUT_S = 15.0
 # half of it for clients leaves room for the database pool (50), log files and the runtime.
 # The BFF uses at most 100 connections to the API (BFF_UPSTREAM_MAX_CONNECTIONS).
 DEFAULT_MAX_CONNECTIONS = 512
+# Open connections from one client address: a quarter of the cap, so one client (or one
+# address's flood of idle connections) can never fill it. Above the BFF's pool to an API (at
+# most 100 connections, BFF_UPSTREAM_MAX_CONNECTIONS, plus its readiness checks'), so the BFF
+# fits without being listed in --connection-limit-exempt; list it there when its pool is raised.
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 # /readyz proves a round trip to the database (SELECT 1) and answers 503 when none completes
 # within this time: long enough for a healthy database on a busy network (milliseconds), short
 # enough for a load balancer's probe (Kubernetes' default probe timeout is 1 s, commonly 2-5 s).
@@ -174,6 +179,9 @@ class ApiConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    # Client addresses (or CIDR blocks) the per-client limit does not hold: the BFFs'.
+    connection_limit_exempt: tuple[Network, ...] = ()
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
     # Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client in our logs;
     # empty: the header is ignored (anyone can write it).

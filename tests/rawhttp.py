@@ -67,8 +67,11 @@ class RawClients:
     def __init__(self) -> None:
         self._writers: list[asyncio.StreamWriter] = []
 
-    async def connect(self, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(self, port: int, *, source: str | None = None) -> Connection:
+        """A connection to the service on ``port``, from the loopback address ``source`` (any
+        of 127.0.0.0/8: another client address, on one machine) or the default one."""
+        local = None if source is None else (source, 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local)
         self._writers.append(writer)
         return reader, writer
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -135,20 +136,58 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         return True
 
 
-def test_silent_connections_are_closed_and_the_cap_refuses(edge_limited: list[Service]) -> None:
+def test_silent_connections_are_closed_and_give_way_at_the_cap(
+    edge_limited: list[Service],
+) -> None:
     for service in edge_limited:
         with contextlib.ExitStack() as stack:
             held = [
                 stack.enter_context(socket.create_connection((HOST, service.port)))
                 for _ in range(3)
             ]
+            for sock in held:  # each answered once, so each is surely open: then idle
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
             extra = stack.enter_context(socket.create_connection((HOST, service.port)))
-            assert _closed_by_peer(extra), "the fourth connection is refused at once"
-            # The three that never send a request are closed by the header timeout.
-            assert all(_closed_by_peer(sock) for sock in held)
+            # At the cap the newcomer takes the place of the longest idle connection.
+            assert _closed_by_peer(held[0]), "the oldest idle connection makes room"
+            # The others, and the newcomer, send nothing more: the header timeout ends them.
+            assert all(_closed_by_peer(sock) for sock in [*held[1:], extra])
         prefix = "http" if service.name == "api" else "bff"
-        assert metric(service, f"{prefix}_connections_refused_total") == 1
+        assert metric(service, f"{prefix}_connections_evicted_total") == 1
+        assert metric(service, f"{prefix}_connections_refused_total") == 0
         assert metric(service, f"{prefix}_connections_max") == 3
+
+
+# More than a service's cap (512), from one address that is not the one the checks come from.
+FLOOD = 600
+FLOOD_SOURCE = "127.0.0.2"
+
+
+def test_a_flood_of_idle_connections_from_one_address_keeps_nobody_else_out(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """600 idle connections from one address to each service: each keeps at most its
+    per-client share of them, and health checks, metrics and downloads from another address
+    are answered meanwhile."""
+    with contextlib.ExitStack() as stack:
+        for service in (chain.api, chain.bff):
+            for _ in range(FLOOD):
+                stack.enter_context(
+                    socket.create_connection((HOST, service.port), source_address=(FLOOD_SOURCE, 0))
+                )
+        for service, prefix in ((chain.api, "http"), (chain.bff, "bff")):
+            refused = f"{prefix}_connections_refused_per_client_total"
+            poll(
+                lambda service=service, refused=refused: metric(service, refused) == FLOOD - 128,
+                what=f"{service.name} to refuse all but 128 of the flood",
+            )
+            with urllib.request.urlopen(f"{service.url}/healthz", timeout=10) as response:
+                assert response.status == 200
+        target = tmp_path / "during.xlsx"
+        done = curl("-f", "-o", str(target), chain.report_url("rowCount=300"))
+        assert done.returncode == 0, done.stderr
+        assert data_rows(target) == 300
 
 
 @pytest.mark.parametrize("through_bff", [False, True], ids=["api", "bff"])

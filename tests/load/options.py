@@ -499,13 +499,17 @@ def config_from(args: argparse.Namespace, *, rows_given: bool) -> LoadConfig:
     if args.start_stack:
         if args.url or args.api_url or args.pids or args.db_port:
             raise LoadError("--start-stack chooses the URLs, pids and database itself")
+        # Every client of the load comes from one address: no per-address connection limit
+        # (its own tests are elsewhere), unless --api-env/--bff-env set one.
         api_env = {
             "API_POOL_MAX": str(args.api_pool_max),
             "API_POOL_MIN": str(min(args.api_pool_min, args.api_pool_max)),
+            "API_MAX_CONNECTIONS_PER_CLIENT": "0",
             **dict(args.api_env),
         }
         bff_env = {
             "BFF_MAX_DOWNLOADS_PER_CLIENT": str(args.bff_max_downloads_per_client),
+            "BFF_MAX_CONNECTIONS_PER_CLIENT": "0",
             **dict(args.bff_env),
         }
         stack = StackSettings(api_env, bff_env, args.log_dir)

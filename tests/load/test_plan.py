@@ -106,6 +106,8 @@ def test_start_stack_passes_the_load_settings_to_the_services() -> None:
     assert config.stack.api_env["API_POOL_MAX"] == "7"
     assert config.stack.api_env["API_QUEUE_CHUNKS"] == "8"
     assert config.stack.bff_env["BFF_MAX_DOWNLOADS_PER_CLIENT"] == "0"
+    assert config.stack.bff_env["BFF_MAX_CONNECTIONS_PER_CLIENT"] == "0"
+    assert config.stack.api_env["API_MAX_CONNECTIONS_PER_CLIENT"] == "0"
 
 
 def test_every_scenario_parses() -> None:

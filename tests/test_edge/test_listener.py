@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from httpedge.forwarded import parse_networks
 from httpedge.listener import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADERS,
@@ -147,48 +148,97 @@ async def test_a_kept_alive_connection_gets_the_same_time_for_its_next_request(
     assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
 
 
-async def test_the_connection_cap_closes_new_connections_and_counts_them(
+async def test_at_the_cap_a_new_connection_takes_the_place_of_the_longest_idle_one(
     start_service: StartService,
     raw: RawClients,
 ) -> None:
     service = await start_service(max_connections=3, header_timeout_s=60.0)
-    held = [await raw.connect(service.port) for _ in range(3)]
+    held = [await raw.connect(service.port, source="127.0.0.2") for _ in range(3)]
     await _open_connections(service, 3)
-    reader, _ = await raw.connect(service.port)  # the kernel accepts; the service closes it
-    assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
-    assert service.edge.refused_connections == 1
-    assert service.edge.open_connections == 3
-    # One held connection goes away: there is room again, and /metrics shows what happened.
-    held[0][1].transport.abort()
-    await _open_connections(service, 2)
+    # A kept-alive connection that answered a request is idle again from its answer on: the
+    # oldest idle one is now the second.
+    reader, writer = held[0]
+    writer.write(_get(b"/healthz"))
+    status, _, _ = await rawhttp.read_response(reader)
+    assert status == "HTTP/1.1 200 OK"
+    answer = await raw.exchange(service.port, _get(b"/metrics", b"Connection: close"))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    assert await asyncio.wait_for(rawhttp.closed_by_peer(held[1][0]), timeout=30) == b""
+    prefix = "http" if service.name == "api" else "bff"
+    text = answer.decode()
+    assert f"\n{prefix}_connections_evicted_total 1\n" in text
+    assert f"\n{prefix}_connections_refused_total 0\n" in text
+    assert f"\n{prefix}_connections_open 3\n" in text  # two held and this one
+    assert f"\n{prefix}_connections_max 3\n" in text
+    assert service.edge.evicted_connections == 1
+
+
+async def test_one_client_address_cannot_hold_more_than_its_share(
+    start_service: StartService,
+    raw: RawClients,
+) -> None:
+    """A flood of idle connections from one address: past its limit they are closed at once,
+    and another address is answered as ever."""
+    service = await start_service(
+        max_connections=20, max_connections_per_client=5, header_timeout_s=60.0
+    )
+    flood = [await raw.connect(service.port, source="127.0.0.2") for _ in range(12)]
+    await _open_connections(service, 5)
+    refused = 0
+    for reader, _ in flood[5:]:
+        assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
+        refused += 1
+    assert service.edge.refused_per_client == refused == 7
     answer = await raw.exchange(service.port, _get(b"/metrics", b"Connection: close"))
     assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
     prefix = "http" if service.name == "api" else "bff"
-    text = answer.decode()
-    assert f"\n{prefix}_connections_refused_total 1\n" in text
-    assert f"\n{prefix}_connections_open 3\n" in text  # the two held and this one
-    assert f"\n{prefix}_connections_max 3\n" in text
+    assert f"\n{prefix}_connections_refused_per_client_total 7\n" in answer.decode()
+    # One of the five goes: that address has room for one more.
+    flood[0][1].transport.abort()
+    await _open_connections(service, 4)
+    reader, writer = await raw.connect(service.port, source="127.0.0.2")
+    writer.write(_get(b"/healthz"))
+    status, _, _ = await rawhttp.read_response(reader)
+    assert status == "HTTP/1.1 200 OK"
 
 
-# -- the edge server alone, with handlers that misbehave ----------------------------------
+async def test_exempt_addresses_are_not_held_to_the_per_client_limit(
+    start_service: StartService,
+    raw: RawClients,
+) -> None:
+    service = await start_service(
+        max_connections=20,
+        max_connections_per_client=2,
+        connection_limit_exempt=parse_networks("127.0.0.3/32"),
+        header_timeout_s=60.0,
+    )
+    for _ in range(6):
+        await raw.connect(service.port, source="127.0.0.3")
+    await _open_connections(service, 6)
+    assert service.edge.refused_per_client == 0
+
+
+# -- the edge server alone, with handlers that misbehave --------------------------------------
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 @pytest.fixture
-async def edge_with() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+async def edge_with() -> AsyncIterator[Callable[..., Awaitable[tuple[int, EdgeServer]]]]:
+    """``await edge_with(handler, max_connections=10)``: the port of an edge server running
+    ``handler``, and the server."""
     listeners: list[asyncio.Server] = []
 
-    async def start(handler: Handler) -> int:
+    async def start(handler: Handler, *, max_connections: int = 10) -> tuple[int, EdgeServer]:
         edge = EdgeServer(
             handler,
-            limits=EdgeLimits(header_timeout_s=10.0, max_connections=10),
+            limits=EdgeLimits(header_timeout_s=10.0, max_connections=max_connections),
             logger=logging.getLogger("tests.edge"),
         )
         listener = await asyncio.get_running_loop().create_server(edge, "127.0.0.1", 0)
         listeners.append(listener)
-        return int(listener.sockets[0].getsockname()[1])
+        return int(listener.sockets[0].getsockname()[1]), edge
 
     yield start
     for listener in listeners:
@@ -196,15 +246,46 @@ async def edge_with() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
         await listener.wait_closed()
 
 
+async def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused(
+    edge_with: Callable[..., Awaitable[tuple[int, EdgeServer]]], raw: RawClients
+) -> None:
+    """No connection waits for a request, so none can make room: the new one is closed at once,
+    and once a request ends its connection is idle and makes room again."""
+    release = asyncio.Event()
+    started = 0
+
+    async def slow(request: web.BaseRequest) -> web.StreamResponse:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return web.Response(text="done")
+
+    port, edge = await edge_with(slow, max_connections=2)
+    busy = [await raw.send(port, _get(b"/")) for _ in range(2)]
+    await apoll(lambda: started == 2, what="two requests in progress")
+    reader, _ = await raw.connect(port)
+    assert await asyncio.wait_for(rawhttp.closed_by_peer(reader), timeout=30) == b""
+    assert (edge.refused_connections, edge.evicted_connections) == (1, 0)
+    release.set()
+    for busy_reader, _ in busy:
+        status, _, body = await rawhttp.read_response(busy_reader)
+        assert (status, body) == ("HTTP/1.1 200 OK", b"done")
+    reader, writer = await raw.connect(port)  # room again: an idle one gives way
+    writer.write(_get(b"/"))
+    status, _, _ = await rawhttp.read_response(reader)
+    assert status == "HTTP/1.1 200 OK"
+    assert edge.evicted_connections == 1
+
+
 async def test_an_exception_a_handler_lets_escape_is_a_json_500(
-    edge_with: Callable[[Handler], Awaitable[int]],
+    edge_with: Callable[..., Awaitable[tuple[int, EdgeServer]]],
     raw: RawClients,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def broken(request: web.BaseRequest) -> web.StreamResponse:
         raise RuntimeError("secret detail")
 
-    port = await edge_with(broken)
+    port, _ = await edge_with(broken)
     status_line, headers, body = rawhttp.split_answer(await raw.exchange(port, _get(b"/")))
     assert status_line.startswith("HTTP/1.1 500")
     assert headers["content-type"] == "application/json"
@@ -214,7 +295,7 @@ async def test_an_exception_a_handler_lets_escape_is_a_json_500(
 
 @pytest.mark.parametrize("version", [b"1.0", b"1.1"])
 async def test_an_exception_after_the_body_started_breaks_the_transfer(
-    edge_with: Callable[[Handler], Awaitable[int]], raw: RawClients, version: bytes
+    edge_with: Callable[..., Awaitable[tuple[int, EdgeServer]]], raw: RawClients, version: bytes
 ) -> None:
     async def breaks_mid_body(request: web.BaseRequest) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -224,7 +305,7 @@ async def test_an_exception_after_the_body_started_breaks_the_transfer(
         await response.write(b"partial")
         raise RuntimeError("broke mid-body")
 
-    port = await edge_with(breaks_mid_body)
+    port, _ = await edge_with(breaks_mid_body)
     reader, _ = await raw.send(port, rawhttp.request("GET", "/", version=version.decode()))
     received = bytearray()
     try:
