@@ -316,6 +316,11 @@ class Report:
             for p in self.parameters
             if p.name in values
         )
+        # The rows the report says it returns bound this call's rows as the row limit does.
+        counted = values.get(self.row_count_parameter or "")
+        row_limit = self.row_limit
+        if isinstance(counted, int) and not isinstance(counted, bool):
+            row_limit = max(min(row_limit, counted), 0)
         return ReportCall(
             report=self.id,
             procedure=self.procedure,
@@ -323,7 +328,7 @@ class Report:
             sheets=self.sheets,
             default_sheet=default_sheet_name(self.title),
             first_result_only=self.first_result_only,
-            row_limit=self.row_limit,
+            row_limit=row_limit,
         )
 
     def to_json(self) -> dict[str, Any]:

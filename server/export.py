@@ -10,8 +10,11 @@ says so): rows (the fast row path, or pytds' ``fetchmany`` batches) -> ``xlsx.st
 channel's small buffer is full: a slow client stops this thread, and so the database. The next
 result set is read only when the writer asks for the next sheet; what comes between sets
 (row counts of other statements, PRINT and RAISERROR messages) is read past. The rows of all
-sheets together are held to the report's row limit: one more is an error, never a workbook
-quietly cut short.
+sheets together are held to the call's row limit (the report's, or fewer: the rows its row
+count parameter asks for): one more is an error, never a workbook quietly cut short. And
+where the server counts a result set's rows in the token that ends it (DONE with its COUNT
+bit: SQL Server does unless ``SET NOCOUNT ON``), the rows read must be that many: a stream
+that ends early, or that another count contradicts, breaks the download off too.
 
 Cancellation (client gone, client stalled, shutdown) is the HTTP process closing its end of the
 channel. The thread sees it on its next write (a write blocked on the full buffer wakes at
@@ -56,7 +59,7 @@ from server.memory import MemoryLog, ProcessMemory
 from server.pool import Lease
 from server.rowsource import FastXmlSource, RowSource
 from tdsrows import FastRows
-from tdsrows.pytds_link import next_result_set
+from tdsrows.pytds_link import next_result_set, rows_reported
 
 logger = logging.getLogger("server.export")
 
@@ -88,6 +91,7 @@ class ExportJob:
         self.memory = MemoryLog(memory, logger, f"export {export_id}")
         self.stats = xlsx.WriteStats()
         self.rows = 0
+        self._set_first_row = 0  # self.rows when the current result set began
         self.db_result = "not started"
         self.connection_reused = False
         self.connection_kept = False
@@ -170,6 +174,7 @@ class ExportJob:
             try:
                 if not next_result_set(cursor):
                     return
+                self._set_first_row = self.rows
                 source = self._source = self._row_source(cursor)
                 first = source.first()
             except Exception as exc:
@@ -271,8 +276,15 @@ class ExportJob:
         """The result set ended: was it cut short by our attention? (What follows it, up to
         RETURNSTATUS and DONEPROC, is read when the writer asks for the next sheet: reading it
         all leaves the connection idle instead of needing an attention before its next
-        request, docs/driver.md.)"""
+        request, docs/driver.md.) And did it end with as many rows as the server counted?"""
         self._check_interrupted()
+        counted = rows_reported(cursor)
+        read = self.rows - self._set_first_row
+        if counted is not None and counted != read:
+            raise DatabaseProtocolError(
+                "the database's rows of a result set disagree with its own count",
+                detail=f"{read:,} rows read of a result set it counted as {counted:,}",
+            )
 
     def _count(self, rows: int) -> None:
         self.rows += rows

@@ -14,6 +14,8 @@ row. For that it needs, from pytds 1.17 (``TESTED_VERSIONS``):
   ``process_token()``, ``begin_response()``, ``_reader.stream_finished()``;
 - ``session.more_rows`` (set by a COLMETADATA, cleared by a DONE*): what tells a new result
   set from a statement's row count when moving to the next one (:func:`next_result_set`);
+- ``session.end_marker``, ``done_flags`` and ``rows_affected`` (the last DONE* token read: its
+  kind, status and row count): the count the server gives a result set (:func:`rows_reported`);
 - ``session._row_convertor`` (``tuple`` for pytds' default row strategy),
   ``session.tzinfo_factory`` and the login's ``bytes_to_unicode`` (both change what pytds
   returns; the fast path declines such sessions);
@@ -112,8 +114,11 @@ def check_driver() -> None:
     absent = [f for f in ("_buf", "_bufview", "_pos", "_size", "_status") if f not in reader_fields]
     if absent:
         raise DriverMismatch(f"pytds _TdsReader no longer keeps {', '.join(absent)}")
-    if "more_rows" not in tds_session._TdsSession.process_end.__code__.co_names:
-        raise DriverMismatch("pytds _TdsSession no longer keeps more_rows")
+    ends = tds_session._TdsSession.process_end.__code__.co_names
+    kept = ("more_rows", "end_marker", "done_flags", "rows_affected")
+    absent = [n for n in kept if n not in ends]
+    if absent:
+        raise DriverMismatch(f"pytds _TdsSession no longer keeps {', '.join(absent)}")
     readers = ("get_byte", "get_usmallint", "read_str")
     absent = [n for n in readers if not hasattr(tds_reader._TdsReader, n)]
     absent += [n for n in ("readall",) if not hasattr(tds_base, n)]
@@ -141,6 +146,23 @@ def next_result_set(cursor: Any) -> bool:
             return False
         if session.more_rows:
             return True
+
+
+# The tokens that end a statement's rows (MS-TDS 2.2.7.6, 2.2.7.7; DONEPROC ends a procedure).
+_STATEMENT_ENDS: Final = frozenset({tds_base.TDS_DONE_TOKEN, tds_base.TDS_DONEINPROC_TOKEN})
+
+
+def rows_reported(cursor: Any) -> int | None:
+    """The row count the server gave the result set whose rows were just read to their end
+    (its DONE or DONEINPROC with the COUNT bit, MS-TDS 2.2.7.6), or None when it gave none
+    (``SET NOCOUNT ON``), or when the set ended otherwise (an attention's acknowledgement)."""
+    session = cursor._session
+    if session is None or session.more_rows or session.end_marker not in _STATEMENT_ENDS:
+        return None
+    flags = int(session.done_flags)
+    if not flags & tds_base.TDS_DONE_COUNT or flags & tds_base.TDS_DONE_CANCELLED:
+        return None
+    return int(session.rows_affected)
 
 
 def _column(column: Any) -> Column:

@@ -11,6 +11,7 @@ every step, so a test can change it while rows stream.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,11 @@ class Faults:
     drop_after_rows: int | None = None  # close the socket abruptly after row N
     refuse_logins: bool = False  # answer every login with error 18456
     login_delay: float = 0.0  # seconds before answering a login
+    # A result set whose rows never end: rows past its count keep coming (until an attention).
+    endless_rows: bool = False
+    # The rows of a result set stop after row N and its end follows as usual: its DONE still
+    # counts every row it has, so the count disagrees with the rows sent.
+    end_after_rows: int | None = None
     # A ROW or NBCROW token of the test's own making, sent as is after row N of a result (0:
     # before the first), once; the rows go on after it. Nothing checks it: a value of a length
     # its column cannot have, text longer than declared ... is what a client must refuse.
@@ -78,6 +84,10 @@ def steps(source: RowSource, faults: Faults, rows_per_chunk: int) -> Iterator[St
         yield Pause(faults.first_row_delay)
     sent = 0
     count = source.count
+    if faults.end_after_rows is not None:
+        count = min(count, faults.end_after_rows)
+    if faults.endless_rows:
+        count = sys.maxsize  # the demo report makes a row from its number, for any number
     injected = False
     while True:
         if not injected and faults.row_bytes_after_rows == sent:
