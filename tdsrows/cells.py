@@ -3,12 +3,18 @@
 The generated code (codegen.py) hands a row here when it meets something its fast path did not
 expect: a NULL inside a ROW token, a value length other than the column's usual one, a row
 cut off by the end of the bytes. It is also the definition the generated code is tested
-against. Slow (a call per value) and simple, and explicit: every length is checked against the
-bytes there are (a row cut off is reported as such, never decoded) and against what the
-column's type allows (:meth:`~tdsrows.layout.Column.length_problem`; a value that does not fit
-raises :class:`~tdsrows.errors.StreamError` naming the column and the problem, even when the
-rest of the row is cut off), and so is a time of a day or more. No exception stands for "cut
-off".
+against. Slow (a call per value) and simple, and explicit, in two passes over a row, as the
+compiled scanner reads it:
+
+1. the walk, column by column: every length is checked against the bytes there are (a row cut
+   off is reported as such) and against what the column's type allows
+   (:meth:`~tdsrows.layout.Column.length_problem`: a value that does not fit raises
+   :class:`~tdsrows.errors.StreamError` naming the column and the problem, even when the rest
+   of the row is cut off), and so is a time of a day or more once its bytes are there;
+2. only then, the row known whole, its values are made (an error making one, such as a day
+   past 9999-12-31 that has no ``date``, is raised for a whole row only).
+
+No exception stands for "cut off".
 """
 
 from __future__ import annotations
@@ -19,16 +25,17 @@ from typing import Any, Final
 
 from tdsrows import values
 from tdsrows.errors import StreamError
-from tdsrows.layout import TICKS_PER_DAY, Column, Framing, Kind, Layout
+from tdsrows.layout import TICKS_PER_DAY, TIME_BYTES, Column, Framing, Kind, Layout
 
 _ROW, _NBCROW = 0xD1, 0xD2  # MS-TDS 2.2.7.19, 2.2.7.15
 
 # (data, position of the payload, payload length) -> value; the payload's bytes are there and
 # its length is one the column has.
 Payload = Callable[[bytes, int, int], object]
-# (data, position, end of data) -> (value, position after it), or (None, CUT) when the bytes
-# end inside the value
-Reader = Callable[[bytes, int, int], tuple[object, int]]
+# (data, position, end of data) -> (where its payload starts (-1: NULL), its length, where the
+# value ends (CUT when the bytes end inside it)); StreamError for a value the column's type
+# does not have.
+Locate = Callable[[bytes, int, int], tuple[int, int, int]]
 CUT: Final = -1
 
 _I8 = struct.Struct("<q").unpack_from
@@ -51,13 +58,6 @@ def _payload(column: Column, raw: bool) -> Payload:
 
     def bad(data: bytes, p: int, size: int) -> object:  # pragma: no cover - lengths are checked
         raise StreamError(column.problem(f"a value of {size} bytes"))
-
-    def time_of_day(ticks: int) -> int:
-        if ticks >= TICKS_PER_DAY[scale]:
-            raise StreamError(
-                column.problem(f"a time of a day or more ({ticks} ticks of 10**-{scale} s)")
-            )
-        return ticks
 
     if kind is Kind.INT:
 
@@ -106,15 +106,10 @@ def _payload(column: Column, raw: bool) -> Payload:
             return lambda data, p, size: _le(data, p, 3)
         return lambda data, p, size: values.date_value(_le(data, p, 3))
     if kind is Kind.TIME:
-        return lambda data, p, size: values.time_value(time_of_day(_le(data, p, size)), scale)
+        return lambda data, p, size: values.time_value(_le(data, p, size), scale)
     if kind is Kind.DATETIME2:
         two = values.datetime2_raw if raw else values.datetime2_value
-
-        def datetime2(data: bytes, p: int, size: int) -> object:
-            ticks = time_of_day(_le(data, p, size - 3))
-            return two(_le(data, p + size - 3, 3), ticks, scale)
-
-        return datetime2
+        return lambda data, p, size: two(_le(data, p + size - 3, 3), _le(data, p, size - 3), scale)
     if kind in (Kind.DATETIME, Kind.SMALLDATETIME):
         long = values.datetime_raw if raw else values.datetime_value
         short = values.smalldatetime_raw if raw else values.smalldatetime_value
@@ -140,33 +135,49 @@ def _payload(column: Column, raw: bool) -> Payload:
     raise AssertionError(kind)  # pragma: no cover - every kind is handled above
 
 
-def reader(column: Column, *, raw: bool = False) -> Reader:
-    """Reads one value of ``column`` (its length prefix included) at a position."""
-    payload = _payload(column, raw)
+def locator(column: Column) -> Locate:
+    """Walks one value of ``column`` (its length prefix included) at a position, checking it
+    (see the module docstring), without decoding it."""
     size = column.size
+    if column.kind in (Kind.TIME, Kind.DATETIME2):
+        tick_bytes = TIME_BYTES[column.scale]
+        per_day = TICKS_PER_DAY[column.scale]
+    else:
+        tick_bytes = per_day = 0
+
+    def check_time(data: bytes, start: int) -> None:
+        ticks = _le(data, start, tick_bytes)
+        if ticks >= per_day:
+            where = f"a time of a day or more ({ticks} ticks of 10**-{column.scale} s)"
+            raise StreamError(column.problem(where))
+
     if column.framing is Framing.FIXED:
 
-        def fixed(data: bytes, p: int, n: int) -> tuple[object, int]:
+        def fixed(data: bytes, p: int, n: int) -> tuple[int, int, int]:
             end = p + size
-            return (payload(data, p, size), end) if end <= n else (None, CUT)
+            return (p, size, end) if end <= n else (p, size, CUT)
 
         return fixed
     prefix = 1 if column.framing is Framing.BYTE_LEN else 2
     null = 0 if column.framing is Framing.BYTE_LEN else 0xFFFF
 
-    def framed(data: bytes, p: int, n: int) -> tuple[object, int]:
+    def framed(data: bytes, p: int, n: int) -> tuple[int, int, int]:
         start = p + prefix
         if start > n:
-            return None, CUT
+            return -1, 0, CUT
         length = data[p] if prefix == 1 else data[p] | data[p + 1] << 8
         if length == null:
-            return None, start
+            return -1, 0, start
         if length != size or prefix == 2:
             problem = column.length_problem(length)
             if problem is not None:
                 raise StreamError(column.problem(problem))
         end = start + length
-        return (payload(data, start, length), end) if end <= n else (None, CUT)
+        if end > n:
+            return start, length, CUT
+        if per_day:
+            check_time(data, start)
+        return start, length, end
 
     return framed
 
@@ -175,7 +186,8 @@ class ReferenceDecoder:
     """Decodes row bodies cell by cell."""
 
     def __init__(self, layout: Layout, *, raw_kinds: frozenset[Kind] = frozenset()) -> None:
-        self._readers = [reader(c, raw=c.kind in raw_kinds) for c in layout.columns]
+        self._locators = [locator(c) for c in layout.columns]
+        self._payloads = [_payload(c, c.kind in raw_kinds) for c in layout.columns]
         self._bitmap_bytes = layout.bitmap_bytes
 
     def token(
@@ -198,15 +210,21 @@ class ReferenceDecoder:
     def row(
         self, data: bytes, p: int, append: Callable[[tuple[Any, ...]], object], n: int, nulls: int
     ) -> int:
-        """Decode the row body at ``p`` (``nulls``: its NBCROW bitmap): its end, -1 if cut off."""
-        row: list[object] = []
-        for i, read in enumerate(self._readers):
+        """Decode the row body at ``p`` (``nulls``: its NBCROW bitmap): its end, -1 if cut off.
+        The whole row is walked first: no value of a row cut off is made."""
+        spans: list[tuple[int, int]] = []
+        for i, locate in enumerate(self._locators):
             if nulls >> i & 1:
-                row.append(None)
+                spans.append((-1, 0))
                 continue
-            value, p = read(data, p, n)
+            start, length, p = locate(data, p, n)
             if p < 0:
                 return CUT
-            row.append(value)
-        append(tuple(row))
+            spans.append((start, length))
+        append(
+            tuple(
+                None if start < 0 else payload(data, start, length)
+                for payload, (start, length) in zip(self._payloads, spans, strict=True)
+            )
+        )
         return p
