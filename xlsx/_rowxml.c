@@ -43,6 +43,10 @@
 
 #define CELL_BYTES 16
 #define CAPSULE_NAME "xlsx._rowxml.plan"
+/* SQL Server's largest decimal scale, decimal(38, 38). */
+#define MAX_DECIMAL_SCALE 38
+/* Bound of a tick count's origin and multiplier in a plan (2**62). */
+#define PARAM_LIMIT (INT64_C(1) << 62)
 
 enum op {
     OP_INT = 1,           /* a number within +/-MAX_EXACT_INT, else its digits as text */
@@ -724,6 +728,16 @@ make_plan(PyObject *Py_UNUSED(self), PyObject *arg)
         }
         if ((c->op == OP_SCALED_FLOAT && c->p[0] <= 0) || (c->op == OP_TICKS && (c->p[2] <= 0 || c->p[5] <= 0))) {
             PyErr_SetString(PyExc_ValueError, "a divisor in the plan is not positive");
+            goto fail;
+        }
+        /* (v + origin) * multiplier stays below 2**126 for any int64 v: no 128-bit overflow. */
+        if (c->op == OP_TICKS &&
+            (c->p[0] < -PARAM_LIMIT || c->p[0] > PARAM_LIMIT || c->p[1] <= 0 || c->p[1] > PARAM_LIMIT)) {
+            PyErr_SetString(PyExc_ValueError, "a tick count's origin or multiplier is out of range");
+            goto fail;
+        }
+        if (c->op == OP_SCALED_TEXT && (c->p[0] < 0 || c->p[0] > MAX_DECIMAL_SCALE)) {
+            PyErr_SetString(PyExc_ValueError, "a decimal's scale is out of range");
             goto fail;
         }
     }
