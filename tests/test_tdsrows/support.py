@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from sql.devserver.columns import Column, spec_json
 from tdsrows import FastRows, Kind
 from tdsrows.results import scanned_decode_available
@@ -20,6 +22,11 @@ PROC = "dbo.spColumns"
 # generated decoder always.
 FETCH_WAYS = (True, False)
 FETCH_IDS = ("compiled", "generated")
+# The same as parameters of a test: the compiled one needs the extensions (marker "compiled").
+FETCH_PARAMS = [
+    pytest.param(True, id="compiled", marks=pytest.mark.compiled),
+    pytest.param(False, id="generated"),
+]
 
 
 def pytds_rows(conn: Any, spec: str) -> list[tuple[Any, ...]]:

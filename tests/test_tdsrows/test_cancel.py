@@ -12,7 +12,7 @@ import pytest
 from sql.devserver import DevServer, run_in_thread
 from tdsrows import FastRows
 from tests.devclient import dev_connect
-from tests.test_tdsrows.support import FETCH_IDS, FETCH_WAYS
+from tests.test_tdsrows.support import FETCH_PARAMS
 
 ROWS = 1_000_000  # far more than the socket buffers hold: the cancel must stop the server
 
@@ -38,7 +38,7 @@ def _still_usable(conn: Any) -> None:
             pass
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 def test_mid_stream_cancel_skips_the_rows_in_flight(
     server: DevServer, conn: Any, compiled: bool
 ) -> None:
@@ -57,7 +57,7 @@ def test_mid_stream_cancel_skips_the_rows_in_flight(
     _still_usable(conn)
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 def test_an_attention_already_sent_is_not_sent_again(
     server: DevServer, conn: Any, compiled: bool
 ) -> None:
@@ -71,7 +71,7 @@ def test_an_attention_already_sent_is_not_sent_again(
     _still_usable(conn)
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 def test_cancel_after_the_last_row_reads_the_separate_acknowledgement(
     server: DevServer, conn: Any, compiled: bool
 ) -> None:

@@ -119,7 +119,12 @@ WAYS = [
 ]
 
 
-@pytest.fixture(params=WAYS, ids=["generated", "compiled"])
+@pytest.fixture(
+    params=[
+        pytest.param(WAYS[0], id="generated"),
+        pytest.param(WAYS[1], id="compiled", marks=pytest.mark.compiled),
+    ]
+)
 def way(request: pytest.FixtureRequest) -> Way:
     chosen: Way = request.param
     return chosen

@@ -19,8 +19,7 @@ from sql.devserver.columns import Column, spec_json
 from tdsrows import RAW_KINDS, FastRows
 from tests.devclient import dev_connect
 from tests.test_tdsrows.support import (
-    FETCH_IDS,
-    FETCH_WAYS,
+    FETCH_PARAMS,
     assert_same,
     comparable,
     fast_rows,
@@ -156,7 +155,7 @@ def test_varchar_in_every_collation(conn: Any, collation: str, text: str) -> Non
     assert_same(conn, columns, [[text, "ab"], ["", None], [None, "x"]])
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 def test_report_rows_split_at_every_packet_offset(server: DevServer, compiled: bool) -> None:
     """spGenerateData's rows (~75 bytes) through packets of 512 to 600 bytes: every row
     straddles a packet boundary at some packet size, at every offset within the row."""
@@ -182,7 +181,7 @@ def test_report_rows_split_at_every_packet_offset(server: DevServer, compiled: b
         assert got == expected, f"packet size {packet_size}"
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 @pytest.mark.parametrize("types", [TYPES, SCANNED_TYPES], ids=["all-types", "scanned-types"])
 def test_mixed_layout_at_many_packet_sizes(
     server: DevServer, types: list[tuple[str, list[object]]], compiled: bool
@@ -209,6 +208,7 @@ def test_mixed_layout_at_many_packet_sizes(
         assert fast.compiled_fetch == (compiled and types is SCANNED_TYPES)
 
 
+@pytest.mark.compiled
 def test_fetch_is_compiled_where_the_scanner_reads_every_column(conn: Any) -> None:
     """compiled_fetch says which way fetch() goes: compiled unless asked not to or a column
     has no cell (time here)."""
@@ -221,6 +221,7 @@ def test_fetch_is_compiled_where_the_scanner_reads_every_column(conn: Any) -> No
     assert not fast_rows(conn, with_time)[1].compiled_fetch
 
 
+@pytest.mark.compiled
 def test_raw_kinds_give_the_same_ints_both_ways(conn: Any) -> None:
     """Opened with raw kinds (as the export opens it), fetch gives ints for those columns,
     the same both ways (a negative zero, which the dev server never sends, is in

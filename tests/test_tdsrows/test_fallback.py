@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
+from server.rowsource import row_path
 from sql.devserver import run_in_thread
 from sql.devserver.columns import Column, spec_json
-from tdsrows import FastRows, UnsupportedLayout
+from tdsrows import FastRows, UnsupportedLayout, scan
 from tests.devclient import dev_connect
-from tests.test_tdsrows.support import FETCH_IDS, FETCH_WAYS, fast_rows, pytds_rows
+from tests.extensions import switched_off
+from tests.test_tdsrows.support import FETCH_PARAMS, fast_rows, pytds_rows
+from xlsx import native
 
 DECLINED = [
     ("varchar(max)", "long text"),
@@ -46,7 +49,7 @@ NOT_SCANNED = [
 ]
 
 
-@pytest.mark.parametrize("compiled", FETCH_WAYS, ids=FETCH_IDS)
+@pytest.mark.parametrize("compiled", FETCH_PARAMS)
 @pytest.mark.parametrize(("declaration", "value"), DECLINED, ids=[d for d, _ in DECLINED])
 def test_a_column_the_fast_path_does_not_decode_is_named_and_pytds_reads_the_rows(
     conn: Any, declaration: str, value: object, compiled: bool
@@ -100,3 +103,12 @@ def test_a_closed_cursor_is_declined(conn: Any) -> None:
     cursor.close()
     with pytest.raises(UnsupportedLayout, match="closed"):
         FastRows.open(cursor)
+
+
+def test_the_compiled_row_code_is_built_unless_switched_off() -> None:
+    """In every run but the one without extensions (make test-no-extensions), both modules are
+    there; in that one neither is, and the export says its rows take the Python code."""
+    off = switched_off()
+    assert scan.AVAILABLE is native.AVAILABLE is (not off)
+    path = row_path(fast=True, compiled=True)
+    assert path.endswith("(the compiled row code is not built)") is off

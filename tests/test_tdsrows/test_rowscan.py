@@ -52,6 +52,8 @@ from tdsrows.scandecode import ScannedDecode
 from tdsrows.values import text_decoder
 from tests.test_tdsrows.support import comparable
 
+pytestmark = pytest.mark.compiled
+
 ROW, NBCROW = 0xD1, 0xD2
 DONE = b"\xfd" + bytes(12)  # a DONE token after the rows (MS-TDS 2.2.7.6)
 RAW = TEXT_RAW_KINDS
@@ -174,7 +176,7 @@ def python_decode(layout: Layout, data: bytes, pos: int = 0) -> Decoded:
     rows: list[tuple[Any, ...]] = []
     error = None
     try:
-        end, stop = compile_layout(layout, raw_kinds=RAW).decode(data, pos, rows.append)
+        end, stop = compile_for(layout, raw_kinds=RAW).decode(data, pos, rows.append)
     except StreamError as exc:
         end, stop, error = -1, MALFORMED, str(exc)
     reference = ReferenceDecoder(layout, raw_kinds=RAW)
@@ -242,7 +244,7 @@ def scanner_decode(
             assert count == min(max_rows, scanner.batch_rows)
         elif stop == MALFORMED:
             # The Python decoder names what the scanner refused.
-            generated = compile_layout(layout, raw_kinds=RAW).decode
+            generated = compile_for(layout, raw_kinds=RAW).decode
             with pytest.raises(StreamError) as refused:
                 scan.refuse(after, generated, data, after, lambda row: None)
             out.pos, out.stop, out.error = after, stop, str(refused.value)
@@ -1455,3 +1457,15 @@ def test_the_row_code_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None
     assert compiled_rows.main(["--rows", "3000", "--repeat", "1"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 7  # the header and six paths
+
+
+def test_a_row_cut_off_is_incomplete_even_after_a_value_with_no_object() -> None:
+    """The Python decoder walks a row whole before it makes any value, as the scanner does: a
+    datetime2 past 9999-12-31 (no datetime has it) in a row cut off after it is INCOMPLETE, not
+    the ValueError the whole row gives."""
+    layout = Layout.of([_col(Kind.DATETIME2, _BYTE, 7, scale=3), Column("i", Kind.INT, _BYTE, 4)])
+    row = tokens(layout, [[(2**24 - 1, 5), 7]], "row")
+    for cut in range(len(row)):
+        assert assert_same_tuples(layout, row[:cut])[1] == (0, INCOMPLETE), cut
+    rows, result = assert_same_tuples(layout, row + DONE)
+    assert (rows, result[0]) == ([], ValueError)

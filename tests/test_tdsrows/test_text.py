@@ -40,7 +40,7 @@ def _sheets(data: bytes) -> list[bytes]:
 
 # The fast path's two ways of writing rows: compiled (the row scanner and the compiled cell
 # writer) and the generated Python code; both must write the writer's own bytes.
-WAYS = ["compiled", "python"]
+WAYS = [pytest.param("compiled", marks=pytest.mark.compiled), "python"]
 
 
 def _workbook(

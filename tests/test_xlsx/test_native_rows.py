@@ -25,6 +25,8 @@ from xlsx.native import CellType
 from xlsx.rows import RowEncoder
 from xlsx.spec import WriteStats
 
+pytestmark = pytest.mark.compiled
+
 ORIGIN = dt.date(1, 1, 1)
 INT64 = (-(2**63), 2**63 - 1)
 # Code points for random text: what needs escaping or trimming, lookalike escapes, spaces
@@ -359,3 +361,23 @@ def test_a_text_cell_outside_the_data_is_refused() -> None:
         cells = struct.pack("<qiiqii", 7, 0, 0, offset, length, 0)
         with pytest.raises(ValueError, match=r"column 1's text .* outside the data"):
             plan.encode(data, cells, 1, 2, 10**9)
+
+
+def test_a_plan_s_parameters_are_bounded() -> None:
+    """A tick count's origin and multiplier within 2**62 (their product with any int64 then
+    fits the 128 bits the serial is computed in), a decimal's scale within 38."""
+    module = native._rowxml
+    assert module is not None
+
+    def column(op: int, *params: int) -> tuple[object, ...]:
+        return (op, b"<c>", b"<v>", b"</v></c>", b"", b"", *params, None)
+
+    ticks, scaled_text = 7, 5
+    assert module.plan([column(ticks, -(2**62), 2**62, 1, 0, 1, 1)]) is not None
+    for origin, multiplier in ((-(2**62) - 1, 1), (2**62 + 1, 1), (0, 2**62 + 1), (0, 0)):
+        with pytest.raises(ValueError, match="out of range"):
+            module.plan([column(ticks, origin, multiplier, 1, 0, 1, 1)])
+    assert module.plan([column(scaled_text, 38, 0, 0, 0, 0, 0)]) is not None
+    for scale in (-1, 39):
+        with pytest.raises(ValueError, match="scale"):
+            module.plan([column(scaled_text, scale, 0, 0, 0, 0, 0)])
