@@ -953,10 +953,20 @@ exec_module(PyObject *module)
     return PyDateTimeAPI == NULL ? -1 : 0;
 }
 
-/* No module state (the datetime API pointer is per process, as the datetime types are):
- * multi-phase initialisation, so the module can be loaded in subinterpreters too. */
+/* No module state: multi-phase initialisation, as xlsx._rowxml, so subinterpreters can load
+ * it. Not those with a GIL of their own: the datetime C API pointer is one per process (a
+ * static of this file), and so are the datetime types it makes. The GIL stays on in a
+ * free-threaded build (the functions were not reviewed for calls without it). scan() keeps
+ * the GIL while it walks a packet although it touches no Python object: releasing it was
+ * measured (two exports on threads of one worker, docs/row-path.md) and gained nothing. */
 static PyModuleDef_Slot slots[] = {
     {Py_mod_exec, exec_module},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 
