@@ -162,19 +162,34 @@ def _within(value: Value, low: Value | None, high: Value | None) -> bool:
 
 @dataclass(frozen=True)
 class OrderRule:
-    """``first`` must not be greater than ``second`` when both have a value (a date range)."""
+    """Between two parameters of a report, when both have a value: ``order``, ``first`` must
+    not be greater than ``second`` (a range's ends); ``span``, two dates ``first`` .. ``second``
+    must not cover more than ``max_days`` days, both ends counted (a range a procedure refuses
+    as too long, refused before any database work)."""
 
     first: str
     second: str
     message: str
+    kind: str = "order"
+    max_days: int = 0  # span only
 
-    def to_json(self) -> dict[str, str]:
-        return {
-            "kind": "order",
+    def broken_by(self, first: Value, second: Value) -> bool:
+        if self.kind == "span":
+            assert isinstance(first, dt.date)
+            assert isinstance(second, dt.date)
+            return (second - first).days + 1 > self.max_days
+        return first > second  # type: ignore[operator]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
             "first": self.first,
             "second": self.second,
             "message": self.message,
         }
+        if self.kind == "span":
+            out["maxDays"] = self.max_days
+        return out
 
 
 @dataclass(frozen=True)
@@ -308,7 +323,7 @@ class Report:
                 values[parameter.name] = parameter.default
         for rule in self.rules:
             first, second = values.get(rule.first), values.get(rule.second)
-            if first is not None and second is not None and first > second:  # type: ignore[operator]
+            if first is not None and second is not None and rule.broken_by(first, second):
                 raise self.parameter(rule.second).invalid(rule.message)
         # A parameter with no value is not sent: the procedure's own default applies.
         arguments = tuple(
@@ -401,7 +416,10 @@ _PARAMETER_KEYS: Final = frozenset(
         "error_code",
     }
 )
-_RULE_KEYS: Final = frozenset({"kind", "first", "second", "message"})
+_RULE_KEYS: Final = frozenset({"kind", "first", "second", "message", "max_days"})
+RULE_KINDS: Final = ("order", "span")
+# The longest span a rule may name: 10,000 years of days, past any DATE range.
+MAX_SPAN_DAYS: Final = 3_652_059
 _SHEET_KEYS: Final = frozenset({"name", "columns"})
 _COLUMN_KEYS: Final = frozenset({"label", "number_format", "width"})
 
@@ -677,8 +695,10 @@ def _bound(fields: _Fields, key: str, ptype: ParamType) -> Value | None:
 
 def _rule(fields: _Fields, parameters: Sequence[Parameter]) -> OrderRule:
     kind = fields.text("kind")
-    if kind != "order":
-        raise fields.error("kind", 'must be "order" (first <= second)')
+    if kind not in RULE_KINDS:
+        raise fields.error(
+            "kind", 'must be "order" (first <= second) or "span" (at most max_days days)'
+        )
     by_name = {p.name: p for p in parameters}
     first, second = fields.text("first"), fields.text("second")
     for key, name in (("first", first), ("second", second)):
@@ -688,6 +708,14 @@ def _rule(fields: _Fields, parameters: Sequence[Parameter]) -> OrderRule:
             raise fields.error(key, f"{by_name[name].type.kind} values have no order")
     if first == second or by_name[first].type.kind != by_name[second].type.kind:
         raise fields.error("second", "must be another parameter of the same type")
+    if kind == "span":
+        if by_name[first].type.kind != "date":
+            raise fields.error("first", "a span is between two dates")
+        max_days = fields.whole("max_days", 0, 1, MAX_SPAN_DAYS)
+        default = f"{first} to {second} must not span more than {max_days:,} days"
+        return OrderRule(first, second, fields.text("message", default), kind, max_days)
+    if fields.has("max_days"):
+        raise fields.error("max_days", "only a span has max_days")
     dates = by_name[first].type.kind in ("date", "datetime2")
     default = f"{first} must not be {'after' if dates else 'greater than'} {second}"
     return OrderRule(first, second, fields.text("message", default))

@@ -350,6 +350,12 @@
     return values;
   }
 
+  // Days from one ISO date to another, both counted (a span rule's measure).
+  function spanDays(first, second) {
+    const day = (iso) => Date.UTC(Number(iso.slice(0, 4)), Number(iso.slice(5, 7)) - 1, Number(iso.slice(8, 10)));
+    return Math.round((day(second) - day(first)) / 86_400_000) + 1;
+  }
+
   // The checks the API makes, in its order: each parameter (missing, invalid), then the rules
   // (a rule's message goes to its second parameter). Returns what to send and the errors.
   function check(report) {
@@ -379,7 +385,9 @@
       const first = typed.get(rule.first);
       const second = typed.get(rule.second);
       if (first === undefined || second === undefined || errors.has(rule.second)) continue;
-      if (first > second) errors.set(rule.second, rule.message);
+      if (rule.kind === "span" ? spanDays(first, second) > rule.maxDays : first > second) {
+        errors.set(rule.second, rule.message);
+      }
     }
     return { send, errors };
   }

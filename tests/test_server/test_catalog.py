@@ -24,6 +24,7 @@ from server.catalog import (
 )
 from server.errors import ExportError
 from server.params import from_wire
+from sql import sales_data
 
 
 def report_with(parameter: str, *, rules: str = "", extra: str = "") -> Report:
@@ -199,6 +200,35 @@ def test_an_order_rule_refuses_a_reversed_range_and_accepts_equal_ends() -> None
     )
 
 
+def test_a_span_rule_refuses_a_range_longer_than_its_days_before_any_database_work() -> None:
+    parameters = (
+        '[[reports.parameters]]\nname = "from"\ntype = "date"\n'
+        '[[reports.parameters]]\nname = "to"\ntype = "date"\n'
+    )
+    rule = '[[reports.rules]]\nkind = "span"\nfirst = "from"\nsecond = "to"\nmax_days = 31'
+    report = report_with(parameters, rules=rule)
+    assert bound(report, {"from": ["2024-01-01"], "to": ["2024-01-31"]})  # 31 days, both ends
+    with pytest.raises(ExportError) as caught:
+        report.bind({"from": ["2024-01-01"], "to": ["2024-02-01"]})
+    assert (caught.value.code, caught.value.message) == (
+        "INVALID_PARAMETER",
+        "from to to must not span more than 31 days",
+    )
+    assert report.to_json()["rules"] == [
+        {
+            "kind": "span",
+            "first": "from",
+            "second": "to",
+            "maxDays": 31,
+            "message": "from to to must not span more than 31 days",
+        }
+    ]
+    # The sales report's span is the procedure's own limit.
+    sales = builtin_catalog().reports["sales"]
+    (span,) = [r for r in sales.rules if r.kind == "span"]
+    assert span.max_days == sales_data.MAX_DAYS
+
+
 def test_the_demo_report_keeps_its_row_count_contract() -> None:
     demo = builtin_catalog(default_row_count=30_000, max_row_count=1_048_576).reports["report"]
     assert bound(demo, {}) == {"@RowCount": 30_000}
@@ -251,7 +281,14 @@ def test_the_description_for_the_page_and_scripts() -> None:
     }
     assert sales["parameters"][2]["values"] == ["Central", "East", "North", "South", "West"]
     assert sales["rules"] == [
-        {"kind": "order", "first": "from", "second": "to", "message": "from must not be after to"}
+        {"kind": "order", "first": "from", "second": "to", "message": "from must not be after to"},
+        {
+            "kind": "span",
+            "first": "from",
+            "second": "to",
+            "maxDays": 3660,
+            "message": "from to to must not span more than 3,660 days (about ten years)",
+        },
     ]
     assert sales["sheets"] == ["Orders", "Summary by region"]
     assert sales["rowLimit"] == DEFAULT_ROW_LIMIT
@@ -299,6 +336,18 @@ BAD_REPORTS = [
         P + 'type = "int"\n[[reports.rules]]\nkind = "order"\nfirst = "a"\nsecond = "b"',
         "rules[0].second",
         "names no parameter",
+    ),
+    (
+        P + 'type = "int"\n[[reports.parameters]]\nname = "b"\ntype = "int"\n'
+        '[[reports.rules]]\nkind = "span"\nfirst = "a"\nsecond = "b"\nmax_days = 3',
+        "rules[0].first",
+        "a span is between two dates",
+    ),
+    (
+        P + 'type = "date"\n[[reports.parameters]]\nname = "b"\ntype = "date"\n'
+        '[[reports.rules]]\nkind = "order"\nfirst = "a"\nsecond = "b"\nmax_days = 3',
+        "rules[0].max_days",
+        "only a span has max_days",
     ),
     (R + '[[reports.sheets]]\nname = "a/b"', "sheets[0].name", "invalid sheet name"),
     (R + 'row_count_parameter = "n"', ".row_count_parameter", "names no parameter"),
