@@ -81,10 +81,20 @@ name = "colour"
 type = "enum"
 values = ["red", "green"]
 
+[[reports.parameters]]
+name = "until"
+type = "date"
+
 [[reports.rules]]
 kind = "order"
 first = "n"
 second = "cap"
+
+[[reports.rules]]
+kind = "span"
+first = "day"
+second = "until"
+max_days = 31
 """
 # A form every check accepts; each case below changes one field of it.
 VALID = {
@@ -133,6 +143,8 @@ CASES = [
     ("word", ""),
     ("flag", "true"),
     ("colour", ""),
+    ("until", "2024-03-30"),  # 31 days from 2024-02-29, both counted: the span's most
+    ("until", "2024-03-31"),  # 32 days
 ]
 
 
@@ -161,6 +173,8 @@ def _api_verdict(report: Report, query: dict[str, str]) -> tuple[str | None, str
         named = next((p.name for p in report.parameters if exc.message.startswith(p.name)), None)
         if "must not be greater than" in exc.message:
             named = "cap"  # a rule's message goes to its second parameter
+        if "must not span" in exc.message:
+            named = "until"
         return named, exc.message
     return None, None
 
