@@ -164,6 +164,7 @@ class BffApp:
             connect_timeout_s=self.config.upstream_connect_timeout_s,
             read_timeout_s=self.config.upstream_read_timeout_s,
             max_connections=self.config.upstream_max_connections,
+            socket_buffer=self.config.socket_buffer or None,
         )
         self._balancer = Balancer(
             [
@@ -190,6 +191,7 @@ class BffApp:
                 max_connections=self.config.max_connections,
                 max_connections_per_client=self.config.max_connections_per_client,
                 exempt_clients=self.config.connection_limit_exempt,
+                socket_buffer=self.config.socket_buffer or None,
             ),
             logger=log,
             error_headers=_JSON_HEADERS,

@@ -65,6 +65,15 @@ DEFAULT_MAX_CONNECTIONS = 512
 # 128 leaves room for a few dozen people behind one NAT address. A load balancer or proxy in
 # front of the BFF carries everyone's connections: list it in --connection-limit-exempt.
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
+# Bytes each socket buffer may hold, as the kernel counts them, on every connection: to clients
+# and to the APIs (0: the kernel's own). Left to itself Linux grows them to megabytes (tcp_wmem,
+# tcp_rmem), and a download whose client reads slowly fills the send buffer towards the client
+# and the receive buffer from the API: 20.6 MiB between the API and a 64 KiB/s reader through
+# the BFF (tests/bench/slow_reader.py), 2.2 MiB with this bound, in no RSS. 512 KiB kept 1M-row
+# downloads at full speed on loopback (README, Benchmarks: no change beyond the noise against
+# the kernel's own); a client far away is capped near 512 KiB per round trip (25 MB/s at
+# 20 ms, 10 MB/s at 50 ms: faster than most people's links); raise it for faster ones.
+DEFAULT_SOCKET_BUFFER = 512 * 1024
 
 # An origin is scheme://host[:port] with nothing after it (RFC 6454 serialisation).
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
@@ -91,6 +100,7 @@ class BffConfig:
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     # Client addresses (or CIDR blocks) the per-client limit does not hold: a proxy in front.
     connection_limit_exempt: tuple[Network, ...] = ()
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER
     health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
 
@@ -237,6 +247,14 @@ OPTIONS: tuple[Option, ...] = (
         parse_networks,
         "comma-separated addresses/CIDRs (a proxy in front) not held to the per-client limit",
         default_text="none",
+    ),
+    Option(
+        "socket_buffer",
+        "--socket-buffer",
+        "BFF_SOCKET_BUFFER",
+        options.whole(0),
+        "bytes each send/receive buffer of a connection, to clients and to the APIs, may hold "
+        "(0: the kernel's own, growing to megabytes)",
     ),
     Option(
         "health_interval_s",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +19,7 @@ from bff.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
+from httpedge.listener import bound_buffers
 
 # Response headers worth relaying to the browser. An allowlist rather than a denylist: anything
 # else the API sends (Server, internal debugging headers, hop-by-hop headers) stays inside.
@@ -68,17 +71,32 @@ def relayed_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 
 
 def new_session(
-    *, connect_timeout_s: float, read_timeout_s: float, max_connections: int
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    max_connections: int,
+    socket_buffer: int | None = None,
 ) -> aiohttp.ClientSession:
     """The one session every relay shares: bounded keep-alive pool, no total time limit.
 
     A healthy 1M-row export takes minutes, so only silence is timed: the connect, the gap
     between body chunks (``sock_read``), and, per request, the wait for headers.
+    ``socket_buffer``: each connection's SO_RCVBUF and SO_SNDBUF, set before it connects (so
+    the window it offers the API fits them); None: the kernel's own.
     """
+
+    def bounded_socket(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        if socket_buffer is not None:
+            bound_buffers(sock, socket_buffer)
+        return sock
+
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         limit_per_host=max_connections,
         keepalive_timeout=DEFAULT_KEEPALIVE_S,
+        socket_factory=bounded_socket,
     )
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s

@@ -21,6 +21,9 @@
   a request, the new one is closed as soon as it is accepted (reading its request would cost
   what the cap protects). Both are counted. So idle connections, however many, cannot keep
   anyone else out.
+- **Bounded kernel buffers** (``socket_buffer``): each client connection's ``SO_SNDBUF`` and
+  ``SO_RCVBUF``. Left to itself Linux grows a TCP socket's buffers to megabytes (``tcp_wmem``,
+  ``tcp_rmem``), and a download whose client reads slowly fills them: memory no RSS shows.
 - **A cap per client address**: past ``max_connections_per_client`` connections from one peer
   address, a new one from it is closed as soon as it is accepted (counted apart), so that one
   client cannot fill the service. Addresses in ``exempt_clients`` (a proxy that carries many
@@ -72,6 +75,8 @@ MAX_HEADER_FIELD_BYTES = 8190
 MAX_HEADERS = 128
 # aiohttp's wording for the header-count error (aiohttp/_http_parser.pyx, http_parser.py).
 _TOO_MANY_HEADERS = "Too many headers received"
+# Linux keeps a socket buffer twice the size asked for with SO_SNDBUF/SO_RCVBUF (socket(7)).
+KERNEL_BUFFER_FACTOR = 2
 # At the end of a shutdown, handlers still running are cancelled; aiohttp then gets this long
 # to finish each (a handler closes its upstream request or export channel and returns at once).
 CANCEL_HANDLERS_TIMEOUT_S = 1.0
@@ -85,6 +90,9 @@ class EdgeLimits:
     max_connections: int
     max_connections_per_client: int = 0  # 0: no limit per client address
     exempt_clients: tuple[Network, ...] = ()  # addresses the per-client limit does not hold
+    # The send and receive buffers of each client connection, bytes each (SO_SNDBUF and
+    # SO_RCVBUF); None: the kernel's own, which grow to megabytes.
+    socket_buffer: int | None = None
 
     def exempt(self, address: str) -> bool:
         try:
@@ -92,6 +100,17 @@ class EdgeLimits:
         except ValueError:
             return False
         return any(parsed in network for network in self.exempt_clients)
+
+
+def bound_buffers(sock: Any, size: int) -> None:
+    """Fix a socket's send and receive buffers at ``size`` bytes each, as the kernel counts
+    them (what ``ss`` shows as ``tb``/``rb``): Linux doubles the value it is given, for its
+    bookkeeping (socket(7)), and stops growing a buffer whose size was set."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(size // KERNEL_BUFFER_FACTOR, 1))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(size // KERNEL_BUFFER_FACTOR, 1))
 
 
 def break_off(request: web.BaseRequest) -> None:
@@ -155,6 +174,9 @@ class _EdgeHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        size = self._edge.limits.socket_buffer
+        if size is not None:
+            bound_buffers(transport.get_extra_info("socket"), size)
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self._edge.admit_client(self, address):

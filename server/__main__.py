@@ -270,6 +270,14 @@ OPTIONS: tuple[Option, ...] = (
         default_text="none",
     ),
     Option(
+        "socket_buffer",
+        "--socket-buffer",
+        "API_SOCKET_BUFFER",
+        options.whole(0),
+        "bytes each send/receive buffer of a client connection, and the receive buffer of a "
+        "database connection, may hold (0: the kernel's own, growing to megabytes)",
+    ),
+    Option(
         "readiness_timeout_s",
         "--readiness-timeout",
         "API_READINESS_TIMEOUT",

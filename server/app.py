@@ -198,6 +198,7 @@ class ExportApi:
                 max_connections=self.config.max_connections,
                 max_connections_per_client=self.config.max_connections_per_client,
                 exempt_clients=self.config.connection_limit_exempt,
+                socket_buffer=self.config.socket_buffer or None,
             ),
             logger=logger,
         )

@@ -117,6 +117,16 @@ DEFAULT_MAX_CONNECTIONS = 512
 # most 100 connections, BFF_UPSTREAM_MAX_CONNECTIONS, plus its readiness checks'), so the BFF
 # fits without being listed in --connection-limit-exempt; list it there when its pool is raised.
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
+# Bytes each socket buffer may hold, as the kernel counts them: the send and receive buffers of
+# each client connection, the receive buffer of each database connection (0: the kernel's own).
+# Left to itself Linux grows a send buffer to tcp_wmem's maximum (4 MiB by default) and a
+# receive buffer towards tcp_rmem's, and a download whose client reads slowly keeps them full:
+# megabytes of kernel memory per slow download that no RSS shows (tests/bench/slow_reader.py:
+# 4.1 MiB between the API and a 64 KiB/s reader, 0.4 MiB with this bound). 512 KiB kept 1M-row
+# downloads at full speed on loopback (README, Benchmarks: no change beyond the noise against
+# the kernel's own); a link with a long round trip caps a download near 512 KiB per round trip
+# (50 MB/s at 10 ms): raise it for far clients of the API (the BFF is its usual client).
+DEFAULT_SOCKET_BUFFER = 512 * 1024
 # /readyz proves a round trip to the database (SELECT 1) and answers 503 when none completes
 # within this time: long enough for a healthy database on a busy network (milliseconds), short
 # enough for a load balancer's probe (Kubernetes' default probe timeout is 1 s, commonly 2-5 s).
@@ -182,6 +192,7 @@ class ApiConfig:
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     # Client addresses (or CIDR blocks) the per-client limit does not hold: the BFFs'.
     connection_limit_exempt: tuple[Network, ...] = ()
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
     # Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client in our logs;
     # empty: the header is ignored (anyone can write it).
@@ -212,6 +223,7 @@ class WorkerSettings:
     memory_log_every_rows: int = DEFAULT_MEMORY_LOG_EVERY_ROWS
     readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
     log_level: str = DEFAULT_LOG_LEVEL
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER  # SO_RCVBUF of its database connections
 
 
 def worker_settings(config: ApiConfig, index: int, count: int) -> WorkerSettings:
@@ -235,6 +247,7 @@ def worker_settings(config: ApiConfig, index: int, count: int) -> WorkerSettings
         memory_log_every_rows=config.memory_log_every_rows,
         readiness_timeout_s=config.readiness_timeout_s,
         log_level=config.log_level,
+        socket_buffer=config.socket_buffer,
     )
 
 

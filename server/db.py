@@ -241,9 +241,12 @@ def connect(
     *,
     poll_interval_s: float,
     cancel_timeout_s: float,
+    receive_buffer: int | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> DbConnection:
-    """Open a TCP connection and log in.
+    """Open a TCP connection and log in. ``receive_buffer``: the bytes the socket's receive
+    buffer holds (None: the kernel's own, which grows to megabytes while an export's client
+    holds the rows back).
 
     Raises :class:`DatabaseUnavailable` (503, retry later) when the database cannot be reached
     or stops answering, and :class:`DatabaseError` (500) when it answers but refuses the login:
@@ -258,6 +261,8 @@ def connect(
         raise DatabaseUnavailable(
             "the database cannot be reached", detail=f"connect to {where}: {detail_of(exc)}"
         ) from exc
+    if receive_buffer is not None:  # Linux doubles the value given (socket(7))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(receive_buffer // 2, 1))
     sock = WatchedSocket(raw, poll_interval_s=poll_interval_s, cancel_timeout_s=cancel_timeout_s)
     try:
         # pytds speaks plain TDS to this transport, which does the encryption (server.dbtls).

@@ -102,6 +102,7 @@ class Worker:
             settings.db,
             poll_interval_s=settings.poll_interval_s,
             cancel_timeout_s=settings.cancel_timeout_s,
+            receive_buffer=settings.socket_buffer or None,
         )
         self.pool: ConnectionPool[DbConnection] = ConnectionPool(
             connect,

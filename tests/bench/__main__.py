@@ -16,6 +16,7 @@ BENCHMARKS = (
     "fetch_and_write",
     "export_api",
     "e2e_bff",
+    "slow_reader",
     "row_path",
     "compiled_rows",
     "workers",

@@ -189,3 +189,40 @@ def test_slow_client_through_the_bff_pauses_the_database_with_bounded_memory(
     finally:
         client.close()
     poll(lambda: pool_in_use(chain.api) == 0, what="API pool idle after the reader left")
+
+
+# What the relay may hold for a download whose client reads nothing: the API's send buffer
+# towards the BFF, the BFF's receive buffer from the API and its send buffer towards the client
+# (512 KiB each, the services' default socket buffer), and the processes' own buffers (a chunk
+# or two of 64 KiB in each); ~2 MiB measured (tests/bench/slow_reader.py). Left to Linux,
+# those socket buffers grew to 15-22 MiB.
+RELAY_BYTES_BOUND = 3 * 1024 * 1024
+# The client's share: what it read (its first recv) and its own receive buffer (64 KiB, which
+# Linux doubles).
+CLIENT_BYTES = 65536 + 2 * 64 * 1024
+# Polls in a row (tests.polling.INTERVAL_S apart) that the API's byte count must stay the
+# same for: the download has filled every buffer on its way.
+_STILL_POLLS = 50
+
+
+def test_a_download_whose_client_reads_nothing_holds_little_in_the_relay(chain: Chain) -> None:
+    written_before = metric(chain.api, "export_bytes_total")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client.connect(("127.0.0.1", chain.bff.port))
+    try:
+        client.sendall(b"GET /exports/report?rowCount=1000000 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        seen: list[float] = []
+
+        def still() -> bool:
+            seen.append(metric(chain.api, "export_bytes_total"))
+            recent = seen[-_STILL_POLLS:]
+            return len(recent) == _STILL_POLLS and len(set(recent)) == 1
+
+        poll(still, within=60, what="the API to stop writing to the stalled download")
+        held = seen[-1] - written_before - CLIENT_BYTES
+        assert held < RELAY_BYTES_BOUND, f"{held / 2**20:.1f} MiB held between API and client"
+    finally:
+        client.close()
+    poll(lambda: pool_in_use(chain.api) == 0, what="API pool idle after the reader left")
