@@ -195,6 +195,8 @@ class BffApp:
             ),
             logger=log,
             error_headers=_JSON_HEADERS,
+            # What CONNECT is told to use instead: every method of some path here.
+            methods="GET, HEAD, OPTIONS, POST" if self._cors.enabled else "GET, HEAD, POST",
         )
         return self.server
 

@@ -35,6 +35,14 @@
   (``Connection: close``). aiohttp's own ``pre_shutdown`` stops reading idle connections
   instead, so a request sent on one is never answered.
 
+- **Protocol edges**: a request line of another HTTP version than 1.0 or 1.1 (``HTTP/2.0``,
+  an HTTP/0.9 line without a version) gets ``505 HTTP_VERSION_NOT_SUPPORTED`` in HTTP/1.1
+  (aiohttp would answer ``HTTP/2.0 200 OK`` in HTTP/1.1 framing), and ``CONNECT`` (no
+  service here tunnels) gets ``405`` with the service's methods in ``Allow``, both JSON and
+  the connection closed after. Every answer of the listener's own (these, 400, 414, 431)
+  carries ``X-Request-ID``, as the services' do, and every answer's ``Server`` header names
+  the product only: no aiohttp or Python version for anyone to match against advisories.
+
 Everything else (routes, 404/405, the handlers' own errors) stays with the service.
 """
 
@@ -52,9 +60,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import HttpVersion11
+from aiohttp.http import HttpVersion, HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
@@ -62,6 +70,8 @@ from aiohttp.web_protocol import ERROR as _PARSE_ERROR_MESSAGE
 from aiohttp.web_protocol import RequestHandler
 
 from httpedge.forwarded import Network
+from httpedge.request_id import HEADER as REQUEST_ID_HEADER
+from httpedge.request_id import request_id_of
 from httpedge.responses import error_response
 
 # Request line (method, URL, version) bytes: RFC 9112 section 3 recommends accepting at least
@@ -75,6 +85,12 @@ MAX_HEADER_FIELD_BYTES = 8190
 MAX_HEADERS = 128
 # aiohttp's wording for the header-count error (aiohttp/_http_parser.pyx, http_parser.py).
 _TOO_MANY_HEADERS = "Too many headers received"
+# What every answer's Server header says: the product, no version of it or of what it runs on.
+SERVER_NAME = "xlsx-stream-export"
+# The HTTP versions spoken here (RFC 9112); any other gets 505.
+_VERSIONS = (HttpVersion10, HttpVersion11)
+# Where a request whose version is not spoken here keeps the version it asked for.
+_ASKED_VERSION = web.RequestKey("httpedge_asked_version", HttpVersion)
 # Linux keeps a socket buffer twice the size asked for with SO_SNDBUF/SO_RCVBUF (socket(7)).
 KERNEL_BUFFER_FACTOR = 2
 # At the end of a shutdown, handlers still running are cancelled; aiohttp then gets this long
@@ -154,6 +170,13 @@ def _classify(exc: HttpProcessingError, handler: RequestHandler) -> tuple[int, s
     return 400, "BAD_REQUEST", "The request is not valid HTTP/1.1."
 
 
+class _EdgeRequest(web.BaseRequest):
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        # aiohttp has set its own Server header by now (Python's and its version); headers
+        # are written after this hook.
+        response.headers[hdrs.SERVER] = SERVER_NAME
+
+
 class _Refused(asyncio.Protocol):
     """A connection past the cap: closed at once, nothing read."""
 
@@ -226,7 +249,10 @@ class EdgeServer(web.Server):
         limits: EdgeLimits,
         logger: logging.Logger,
         error_headers: Mapping[str, str] | None = None,
+        methods: str = "GET, HEAD",
     ) -> None:
+        """``methods``: the ``Allow`` header of the answer to ``CONNECT`` (the service's
+        methods); ``error_headers``: what the listener's own JSON answers carry besides."""
         # handler_cancellation: a client that goes away cancels its handler at once (the
         # services turn that into cancelling the export or closing the upstream request).
         super().__init__(self._serve, request_factory=self._request, handler_cancellation=True)
@@ -235,6 +261,7 @@ class EdgeServer(web.Server):
         self.limits = limits
         self._logger = logger
         self._error_headers = dict(error_headers or {})
+        self._methods = methods
         self.open_connections = 0
         self.refused_connections = 0
         self.evicted_connections = 0
@@ -252,7 +279,7 @@ class EdgeServer(web.Server):
         if isinstance(protocol, _EdgeHandler):
             protocol.active_at = time.monotonic()
         try:
-            response = await self._service(request)
+            response = self._edge_answer(request) or await self._service(request)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -262,6 +289,52 @@ class EdgeServer(web.Server):
         if self.draining:
             response.force_close()  # also a download that started before the drain
         return response
+
+    def _edge_answer(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """The listener's own answer to a request no service handles: another HTTP version,
+        or CONNECT; None for every other request."""
+        asked = request.get(_ASKED_VERSION)
+        if asked is not None:
+            version = f"HTTP/{asked.major}.{asked.minor}"
+            self._logger.info("refused a request from %s: %s", request.remote, version)
+            answer = self._own_error(
+                request,
+                505,
+                "HTTP_VERSION_NOT_SUPPORTED",
+                "This service speaks HTTP/1.1 (and HTTP/1.0) only.",
+            )
+        elif request.method == hdrs.METH_CONNECT:
+            answer = self._own_error(
+                request,
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"This method is not allowed here; use {self._methods}.",
+                {hdrs.ALLOW: self._methods},
+            )
+        else:
+            return None
+        answer.force_close()  # a client that meant to speak something else: nothing more
+        return answer
+
+    def _own_error(
+        self,
+        request: web.BaseRequest,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        """A JSON error of the listener's own, with the request's id as the services' have."""
+        return error_response(
+            status,
+            code,
+            message,
+            {
+                **self._error_headers,
+                **(headers or {}),
+                REQUEST_ID_HEADER: request_id_of(request.headers),
+            },
+        )
 
     def drain(self) -> None:
         """Keep reading and answering every open connection, and close each after its next
@@ -359,10 +432,17 @@ class EdgeServer(web.Server):
         writer: AbstractStreamWriter,
         task: asyncio.Task[None],
     ) -> web.BaseRequest:
+        asked = None
+        if message is not _PARSE_ERROR_MESSAGE and message.version not in _VERSIONS:
+            asked = message.version  # answered 505 (_edge_answer) in HTTP/1.1
+            message = message._replace(version=HttpVersion11)
         if message is _PARSE_ERROR_MESSAGE:
             # aiohttp answers a request it could not parse as HTTP/1.0; we speak HTTP/1.1.
             message = message._replace(version=HttpVersion11)
-        return web.BaseRequest(message, payload, protocol, writer, task, self._edge_loop)
+        request = _EdgeRequest(message, payload, protocol, writer, task, self._edge_loop)
+        if asked is not None:
+            request[_ASKED_VERSION] = asked
+        return request
 
     def error_answer(
         self, handler: RequestHandler, request: web.BaseRequest, exc: BaseException | None
@@ -383,7 +463,7 @@ class EdgeServer(web.Server):
             # A bug: the traceback goes to the log, the client gets the JSON shape.
             self._logger.error("unexpected error answering a request", exc_info=exc)
             status, code, message = 500, "INTERNAL_ERROR", "Internal error."
-        response = error_response(status, code, message, self._error_headers)
+        response = self._own_error(request, status, code, message)
         response.force_close()
         return response
 

@@ -22,6 +22,7 @@ from httpedge.listener import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADERS,
     MAX_URL_BYTES,
+    SERVER_NAME,
     EdgeLimits,
     EdgeServer,
 )
@@ -76,6 +77,8 @@ async def test_a_request_that_is_not_http_gets_the_json_error_shape(
     assert re.fullmatch(rf"HTTP/1\.1 {status} [A-Za-z -]+", status_line), status_line
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"]), "every answer has an id"
+    assert headers["server"] == SERVER_NAME
     assert int(headers["content-length"]) == len(body)
     parsed = json.loads(body)
     assert set(parsed) == {"error"}
@@ -87,6 +90,44 @@ async def test_a_request_that_is_not_http_gets_the_json_error_shape(
         assert echo not in body
     for leak in ("bytearray", "b'", "Error", "aiohttp"):
         assert leak not in message, leak
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GET /healthz HTTP/2.0", b"GET /healthz HTTP/0.9", b"GET /healthz"],
+    ids=["HTTP/2.0", "HTTP/0.9", "HTTP/0.9 without a version"],
+)
+async def test_other_http_versions_get_505_in_http_1_1(
+    start_service: StartService, raw: RawClients, request_line: bytes
+) -> None:
+    service = await start_service()
+    answer = await raw.exchange(service.port, request_line + b"\r\nX-Request-ID: v-1\r\n\r\n")
+    status_line, headers, body = rawhttp.split_answer(answer)
+    assert status_line == "HTTP/1.1 505 HTTP Version Not Supported"
+    assert headers["connection"] == "close"
+    assert headers["x-request-id"] == "v-1"
+    assert json.loads(body)["error"]["code"] == "HTTP_VERSION_NOT_SUPPORTED"
+
+
+async def test_connect_is_a_405_with_allow(start_service: StartService, raw: RawClients) -> None:
+    service = await start_service()
+    request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    status_line, headers, body = rawhttp.split_answer(await raw.exchange(service.port, request))
+    assert status_line == "HTTP/1.1 405 Method Not Allowed"
+    assert headers["allow"] == ("GET, HEAD" if service.name == "api" else "GET, HEAD, POST")
+    assert headers["connection"] == "close"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    assert json.loads(body)["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_the_server_header_names_the_product_only(
+    start_service: StartService, raw: RawClients
+) -> None:
+    service = await start_service()
+    for path in (b"/healthz", b"/no-such-path"):
+        answer = await raw.exchange(service.port, _get(path, b"Connection: close"))
+        _, headers, _ = rawhttp.split_answer(answer)
+        assert headers["server"] == SERVER_NAME, path
 
 
 async def test_the_limits_are_where_the_messages_say(
