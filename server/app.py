@@ -55,6 +55,7 @@ from server.config import ApiConfig
 from server.control import CANCELLED
 from server.errors import (
     DatabaseError,
+    DatabaseProtocolError,
     DatabaseTimeout,
     DatabaseUnavailable,
     ExportError,
@@ -93,6 +94,8 @@ _WORKER_EXIT_MARGIN_S = 2.0
 
 
 def _outcome_of(error: ExportError) -> Outcome:
+    if isinstance(error, DatabaseProtocolError):
+        return Outcome.PROTOCOL_ERROR
     if isinstance(error, DatabaseError | DatabaseUnavailable | DatabaseTimeout):
         return Outcome.DB_ERROR
     if isinstance(error, TooManyExports | ShuttingDown):

@@ -23,6 +23,7 @@ from pytds import tds_base
 from server import db
 from server.app import ExportApi
 from server.errors import DatabaseProtocolError, DatabaseUnavailable
+from server.metrics import Outcome
 from sql.devserver import DevServer
 from tdsrows import StreamError
 from tests.polling import apoll
@@ -170,6 +171,12 @@ async def test_a_malformed_value_is_a_protocol_error_on_every_row_path(
             what=f"the log line after {after} rows",
         )
     await wait_idle(api)
+    # Counted under their own outcome, not as database errors.
+    await apoll(
+        lambda: api.metrics.requests(Outcome.PROTOCOL_ERROR) == 2,
+        what="two protocol_error outcomes",
+    )
+    assert api.metrics.requests(Outcome.DB_ERROR) == 0
     # The connections that carried a malformed row were closed, not pooled: a clean one serves
     # the next download.
     devserver.faults.row_bytes_after_rows = None
