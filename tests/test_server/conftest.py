@@ -65,6 +65,20 @@ EXPORT_MODES = (1, 0)
 EXPORT_MODE_IDS = ("worker-process", "in-process")
 
 
+# The three ways an export's rows are decoded and written, as API settings; a test that must
+# hold on each asks for ``row_path`` (the settings to pass to ``start_api``).
+ROW_PATHS = {
+    "compiled": {"fast_rows": True, "compiled_rows": True},
+    "generated": {"fast_rows": True, "compiled_rows": False},
+    "pytds": {"fast_rows": False},
+}
+
+
+@pytest.fixture(params=list(ROW_PATHS), ids=list(ROW_PATHS))
+def row_path(request: pytest.FixtureRequest) -> dict[str, bool]:
+    return ROW_PATHS[request.param]
+
+
 @pytest.fixture
 def export_workers() -> int:
     """The worker count ``start_api`` uses unless a test asks for one."""

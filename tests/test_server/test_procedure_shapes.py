@@ -173,18 +173,6 @@ def cells(data: bytes) -> dict[str, list[list[tuple[object, str]]]]:
     }
 
 
-ROW_PATHS = {
-    "compiled": {"fast_rows": True, "compiled_rows": True},
-    "generated": {"fast_rows": True, "compiled_rows": False},
-    "pytds": {"fast_rows": False},
-}
-
-
-@pytest.fixture(params=list(ROW_PATHS), ids=list(ROW_PATHS))
-def row_path(request: pytest.FixtureRequest) -> dict[str, bool]:
-    return ROW_PATHS[request.param]
-
-
 @pytest.fixture
 def catalog_path(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.toml"

@@ -42,11 +42,6 @@ type = "nvarchar(4000)"
 required = true
 """
 
-ROW_PATHS = {
-    "compiled": {"fast_rows": True, "compiled_rows": True},
-    "generated": {"fast_rows": True, "compiled_rows": False},
-    "pytds": {"fast_rows": False},
-}
 ROWS = 2_000
 # Where the malformed row goes: first (before the 200), and far enough in that the download
 # has started (several packets and chunks out).
@@ -108,11 +103,6 @@ def spec(declaration: str, value: object) -> str:
 def malformed_row(value: bytes) -> bytes:
     """A ROW token: id (INT4, NOT NULL), then x as given."""
     return b"\xd1" + struct.pack("<i", -1) + value
-
-
-@pytest.fixture(params=list(ROW_PATHS), ids=list(ROW_PATHS))
-def row_path(request: pytest.FixtureRequest) -> dict[str, bool]:
-    return ROW_PATHS[request.param]
 
 
 @pytest.fixture
