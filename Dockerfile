@@ -9,6 +9,9 @@
 # and needs no compiler, build backend or cache. gcc compiles the row code's two C extensions
 # (setup.py; without a compiler they are skipped and rows take the slower Python path).
 FROM python:3.11-slim AS build
+# Debian's versions unpinned: a pin breaks the build on every point release of the base image,
+# and nothing of this stage but the wheels reaches the final image.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -27,6 +30,9 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 # fails if the compiled row code is missing rather than ship a service at a third the speed.
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+# No version pinned: --no-index installs only the wheels built above from this tree, each
+# dependency at the version the build stage resolved; nothing is fetched here.
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels xlsx-stream-export \
     && python -c "import tdsrows._rowscan, xlsx._rowxml"
