@@ -131,7 +131,7 @@ class BffApp:
     ) -> None:
         self.config = config
         self.metrics = Metrics(rss=_rss)
-        self.downloads = DownloadTable()
+        self.downloads = DownloadTable(max_tickets_per_client=config.max_tickets_per_client)
         self.server: EdgeServer | None = None  # set by start_server
         self._cors = CorsPolicy(config.cors_origins)
         self._gate = Gate(self._cors, BearerAuth(config.tokens))
@@ -302,7 +302,15 @@ class BffApp:
     async def _ticket(self, request: web.BaseRequest) -> web.StreamResponse:
         """A download ticket for the page: its id in JSON and in the cookie the download
         request will carry (see ``bff.downloads``)."""
-        ticket = self.downloads.issue()
+        ticket = self.downloads.issue(request.remote or "unknown")
+        if ticket is None:
+            return error_response(
+                429,
+                "TOO_MANY_TICKETS",
+                f"At most {self.config.max_tickets_per_client} downloads may be starting at once "
+                "per client; wait a moment and try again.",
+                {"Retry-After": str(self.config.retry_after_s)},
+            )
         secure = "; Secure" if request.secure else ""
         return json_response(
             201,

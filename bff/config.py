@@ -48,6 +48,12 @@ DEFAULT_UPSTREAM_MAX_CONNECTIONS = 100
 # Concurrent downloads per client IP: a person exporting a few reports side by side is normal,
 # one client holding more than a few of the API's 50 database connections is not. 0 = off.
 DEFAULT_MAX_DOWNLOADS_PER_CLIENT = 4
+# Unclaimed download tickets one client address may hold. A page claims its ticket with the
+# download it starts a moment later, so a person holds one for well under a second; a ticket is
+# left unclaimed only when its download never reached us. 16 is room for a dozen people behind
+# one NAT address clicking in the same second, and 1/128 of the ticket table (bff.downloads), so
+# that only a flood from over a hundred addresses at once could push anyone's ticket out. 0 = off.
+DEFAULT_MAX_TICKETS_PER_CLIENT = 16
 # Seconds a client told "too many downloads" should wait: a small export takes about that long.
 DEFAULT_RETRY_AFTER_S = 10
 DEFAULT_LOG_LEVEL = "INFO"
@@ -88,6 +94,7 @@ class BffConfig:
     cors_origins: tuple[str, ...] = ()
     tokens: tuple[str, ...] = field(default=(), repr=False)  # never printed
     max_downloads_per_client: int = DEFAULT_MAX_DOWNLOADS_PER_CLIENT
+    max_tickets_per_client: int = DEFAULT_MAX_TICKETS_PER_CLIENT
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
     upstream_headers_timeout_s: float = DEFAULT_UPSTREAM_HEADERS_TIMEOUT_S
     upstream_read_timeout_s: float = DEFAULT_UPSTREAM_READ_TIMEOUT_S
@@ -175,6 +182,13 @@ OPTIONS: tuple[Option, ...] = (
         "BFF_MAX_DOWNLOADS_PER_CLIENT",
         options.whole(0),
         "concurrent downloads per client address (0: no limit)",
+    ),
+    Option(
+        "max_tickets_per_client",
+        "--max-tickets-per-client",
+        "BFF_MAX_TICKETS_PER_CLIENT",
+        options.whole(0),
+        "unclaimed download tickets per client address (0: no limit)",
     ),
     Option(
         "retry_after_s",

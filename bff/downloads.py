@@ -10,6 +10,11 @@ never create or change an entry, so nobody can read or overwrite another person'
 state without its unguessable id. Both tables are bounded (oldest entries dropped) and hold
 nothing beyond state, status, byte and row counts, the API's error message and, while the
 download runs, which API serves it (``bff.progress`` asks that API for the rows it has read).
+
+Each client (the TCP peer address, as for the download limit in ``bff.limits``) holds a few
+unclaimed tickets at most: without that bound one client's flood of ``POST /exports/ticket``
+would push every other person's ticket out of the table before their download claims it, and
+their page would lose its download's status.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bff.config import DEFAULT_MAX_TICKETS_PER_CLIENT
 from bff.proxy import Upstream
 from httpedge.request_id import new_request_id
 
@@ -87,32 +93,47 @@ class DownloadTable:
         max_tracked: int = DEFAULT_MAX_TRACKED,
         *,
         max_tickets: int = DEFAULT_MAX_TICKETS,
+        max_tickets_per_client: int = DEFAULT_MAX_TICKETS_PER_CLIENT,
         ticket_ttl_s: float = TICKET_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_request_id,
     ) -> None:
         self._max = max_tracked
         self._max_tickets = max_tickets
+        self._max_tickets_per_client = max_tickets_per_client
         self._ticket_ttl_s = ticket_ttl_s
         self._clock = clock
         self._new_id = new_id
         self._items: OrderedDict[str, Download] = OrderedDict()
-        self._tickets: OrderedDict[str, float] = OrderedDict()  # id -> when issued
+        # id -> (when issued, to which client), oldest first; and each client's count of them.
+        self._tickets: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._held: dict[str, int] = {}
 
-    def issue(self) -> str:
-        """A new ticket: an id only we can hand out, claimable once within the TTL."""
+    def issue(self, client: str) -> str | None:
+        """A new ticket for ``client``: an id only we can hand out, claimable once within the
+        TTL; None when the client already holds as many unclaimed tickets as it may."""
         self._drop_expired_tickets()
+        held = self._held.get(client, 0)
+        if 0 < self._max_tickets_per_client <= held:
+            return None
         ticket = self._new_id()
-        self._tickets[ticket] = self._clock()
+        self._tickets[ticket] = (self._clock(), client)
+        self._held[client] = held + 1
         while len(self._tickets) > self._max_tickets:
-            self._tickets.popitem(last=False)
+            self._forget(next(iter(self._tickets)))
         return ticket
+
+    def held(self, client: str) -> int:
+        """How many unclaimed, unexpired tickets ``client`` holds."""
+        self._drop_expired_tickets()
+        return self._held.get(client, 0)
 
     def claim(self, ticket: str) -> Download | None:
         """The tracked download for an issued, unclaimed, unexpired ticket; else None."""
         self._drop_expired_tickets()
-        if self._tickets.pop(ticket, None) is None:
+        if ticket not in self._tickets:
             return None
+        self._forget(ticket)
         download = Download(ticket)
         self._items[ticket] = download
         while len(self._items) > self._max:
@@ -125,7 +146,16 @@ class DownloadTable:
     def _drop_expired_tickets(self) -> None:
         deadline = self._clock() - self._ticket_ttl_s
         while self._tickets:
-            oldest, issued = next(iter(self._tickets.items()))
+            oldest, (issued, _) = next(iter(self._tickets.items()))
             if issued > deadline:
                 break
-            del self._tickets[oldest]
+            self._forget(oldest)
+
+    def _forget(self, ticket: str) -> None:
+        _, client = self._tickets.pop(ticket)
+        # Drop clients that hold none, so the count table never outgrows the ticket table.
+        left = self._held[client] - 1
+        if left:
+            self._held[client] = left
+        else:
+            del self._held[client]

@@ -526,10 +526,17 @@
   // -- downloads -----------------------------------------------------------------------------------
 
   // A download ticket from the BFF; its answer also sets the cookie the download will carry.
+  // Throws an Error whose message is for people: the server's own when it refused.
   async function newTicket() {
-    const response = await fetch("/exports/ticket", { method: "POST", cache: "no-store" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return (await response.json()).id;
+    let response;
+    try {
+      response = await fetch("/exports/ticket", { method: "POST", cache: "no-store" });
+    } catch {
+      throw new Error("Could not reach the server. Please try again.");
+    }
+    const body = await response.json().catch(() => null);
+    if (response.ok && body && typeof body.id === "string") return body.id;
+    throw new Error(body && body.error ? body.error.message : "The server refused the request.");
   }
 
   function megabytes(n) {
@@ -774,8 +781,8 @@
     let id;
     try {
       id = await newTicket();
-    } catch {
-      download.fail("Could not reach the server. Please try again.");
+    } catch (problem) {
+      download.fail(problem.message);
       button.disabled = false;
       return;
     }

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bff.config import BffConfig, config_from
-from bff.downloads import DownloadTable
+from bff.config import DEFAULT_MAX_TICKETS_PER_CLIENT, BffConfig, config_from
+from bff.downloads import DEFAULT_MAX_TICKETS, DownloadTable
 from bff.errors import BffError, ConfigError
 from tests.commands import assert_taken_port_is_a_one_line_error
 from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
+
+# A second loopback address: another person's browser, as the BFF sees its peer.
+ANOTHER_CLIENT = "127.0.0.2"
 
 
 @pytest.fixture
@@ -204,10 +207,16 @@ async def test_nobody_can_overwrite_a_download_they_did_not_start(
     assert (after["state"], after["status"], after["bytes"]) == ("completed", 200, 3 * len(CHUNK))
 
 
+def _issue(table: DownloadTable, client: str = "203.0.113.7") -> str:
+    ticket = table.issue(client)
+    assert ticket is not None
+    return ticket
+
+
 def test_an_unclaimed_ticket_expires_and_a_claimed_one_cannot_be_claimed_again() -> None:
     now = [1000.0]
     table = DownloadTable(ticket_ttl_s=60, clock=lambda: now[0])
-    late, used = table.issue(), table.issue()
+    late, used = _issue(table), _issue(table)
     assert table.claim(used) is not None
     assert table.claim(used) is None
     now[0] += 60
@@ -217,9 +226,55 @@ def test_an_unclaimed_ticket_expires_and_a_claimed_one_cannot_be_claimed_again()
 
 def test_pending_tickets_are_bounded() -> None:
     table = DownloadTable(max_tickets=3)
-    tickets = [table.issue() for _ in range(4)]
+    tickets = [_issue(table, f"192.0.2.{n}") for n in range(4)]
     assert table.claim(tickets[0]) is None  # the oldest made room
     assert all(table.claim(t) is not None for t in tickets[1:])
+
+
+def test_a_client_holds_a_few_unclaimed_tickets_at_most() -> None:
+    now = [1000.0]
+    table = DownloadTable(max_tickets_per_client=2, ticket_ttl_s=60, clock=lambda: now[0])
+    first, _ = _issue(table, "a"), _issue(table, "a")
+    assert table.issue("a") is None
+    _issue(table, "b")  # another client is not held to a's count
+    assert table.claim(first) is not None
+    assert table.held("a") == 1
+    _issue(table, "a")  # a claimed ticket frees its place
+    assert table.issue("a") is None
+    now[0] += 60
+    assert table.held("a") == 0  # and so does an expired one
+    _issue(table, "a")
+
+
+def test_no_limit_on_a_clients_tickets_when_it_is_zero() -> None:
+    table = DownloadTable(max_tickets_per_client=0)
+    assert len({_issue(table, "a") for _ in range(100)}) == 100
+
+
+async def test_one_client_asking_for_many_tickets_cannot_push_out_another_persons(
+    upstream: Upstream, make_bff: BffFactory, client: aiohttp.ClientSession
+) -> None:
+    """Another client asks for more tickets than the table holds while a person's download is
+    starting: it is refused once it holds its share, and the person's page still follows its
+    download."""
+    bff = await make_bff()
+    base = f"http://127.0.0.1:{bff.port}"
+    connector = aiohttp.TCPConnector(local_addr=(ANOTHER_CLIENT, 0))
+    async with aiohttp.ClientSession(connector=connector) as person:
+        ticket = await _ticket(person, base)
+        answers: list[int] = []
+        for _ in range(DEFAULT_MAX_TICKETS + 1):
+            async with client.post(f"{base}/exports/ticket") as response:
+                answers.append(response.status)
+                body = await response.json()
+                retry_after = response.headers.get("Retry-After")
+        assert answers.count(201) == DEFAULT_MAX_TICKETS_PER_CLIENT
+        assert answers.count(429) == DEFAULT_MAX_TICKETS + 1 - DEFAULT_MAX_TICKETS_PER_CLIENT
+        assert body["error"]["code"] == "TOO_MANY_TICKETS"
+        assert retry_after == str(BffConfig().retry_after_s)
+        assert f"At most {DEFAULT_MAX_TICKETS_PER_CLIENT} downloads" in body["error"]["message"]
+        status = await _download_then_status(person, base, "chunks=3", ticket)
+    assert (status["state"], status["bytes"]) == ("completed", 3 * len(CHUNK))
 
 
 def test_config_defaults() -> None:
