@@ -11,7 +11,7 @@ Two ways in, as SQL Server offers them (MS-TDS 2.2.6.5, 3.3.5.1):
   encrypted ("login only"): the login reply and everything after it are in clear.
 * TDS 8.0 ("strict"): the client's first byte is a TLS ClientHello (0x16) offering ALPN
   ``tds/8.0``; the whole TDS conversation, PRELOGIN included, is inside TLS, and the PRELOGIN
-  ENCRYPTION value no longer negotiates anything.
+  ENCRYPTION value negotiates nothing.
 
 The ssl module's SSLObject with two MemoryBIOs is itself sans-IO (bytes in, bytes out, no
 socket), so :class:`Wire` is too: it keeps the TLS state and the TDS framing of the handshake,

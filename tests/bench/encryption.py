@@ -23,7 +23,7 @@ from pathlib import Path
 from scripts.stack import Stack, running_stack
 from tests.bench.e2e_bff import download
 
-# The ratio the issue of encryption is held to: a fifth of the speed at most.
+# What encryption may cost: a fifth of the speed at most (encrypted over plain rows/s).
 TARGET_RATIO = 0.8
 MODES = ("off", "on", "strict")
 

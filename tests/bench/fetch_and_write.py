@@ -2,7 +2,7 @@
 
 In one process and one thread, against a dev server in its own process, the same rows are
 (a) fetched with pytds and dropped, (b) fetched and written by ``xlsx.stream_xlsx`` with the
-API's column specs (what the export worker does, minus the hand-off and HTTP), and (c) the
+API's column specs (an export in its worker, minus the export channel and HTTP), and (c) the
 fetched rows, held in memory, written alone. (b)/(a) is the floor of the export API's ratio
 to a plain fetch (goal: 1.25, docs/design.md); the API's measured ratio minus this floor is what
 our server code, the event loop and HTTP add. CPU seconds of this process, best of --repeat.

@@ -26,7 +26,7 @@ from tests.load.targets import check_host, check_url
 KIB = 1024
 MIB = 1024 * KIB
 # Bytes a download may still have to deliver after the API read the query's last row: the
-# workbook's closing parts (~2 KiB), the API's hand-off queue (4 x ~64 KiB), the chunk being
+# workbook's closing parts (~2 KiB), the API's export channel (4 x ~64 KiB), the chunk being
 # written, and socket and relay buffers. An abort with more than this still to come certainly
 # interrupted a running query; one closer to the end may have come after the query finished.
 DEFAULT_ABORT_MARGIN = 1 * MIB

@@ -31,7 +31,7 @@ ROW_COUNT = "rowCount"  # the default report's one parameter, which --rows sets
 DEFAULT_ROWS = 30_000
 FROM, TO, REGION = "from", "to", "region"
 
-INVALID_ROW_COUNT = "INVALID_ROW_COUNT"  # the default report's code, kept for its old clients
+INVALID_ROW_COUNT = "INVALID_ROW_COUNT"  # the default report's own code for a bad rowCount
 INVALID_PARAMETER = "INVALID_PARAMETER"
 UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
 

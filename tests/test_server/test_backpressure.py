@@ -23,7 +23,7 @@ pytestmark = pytest.mark.parametrize("export_workers", EXPORT_MODES, ids=EXPORT_
 ROWS = 1_000_000  # ~80 MB of workbook: far more than every buffer on the way put together
 SMALL_RCVBUF = 4_096
 # Rows in flight between the dev server and a client that stopped reading: the dev server's
-# socket buffers, the hand-off's 4 chunks, the API's socket buffers towards the client (~58k
+# socket buffers, the export channel's 4 chunks, the API's socket buffers towards the client (~58k
 # rows in all, measured with Linux's default buffer limits), with room to spare.
 HELD_ROWS_BOUND = 120_000
 # The chunked body's last chunk (RFC 9112 7.1): only a response that ended normally has it.
@@ -82,7 +82,7 @@ async def test_paused_reader_pauses_the_database_and_memory_stays_bounded(
     await asyncio.to_thread(fetch_elsewhere, devserver.port)  # the loop serves both meanwhile
     held = assert_held(devserver.stats, bound=HELD_ROWS_BOUND)
     growth = process.memory_info().rss - rss_before
-    # Test process = dev server + API + client; the writer's chunks, the hand-off (4 x 64 KiB)
+    # Test process = dev server + API + client; the writer's chunks, the export channel (4 x 64 KiB)
     # and the socket buffers are a few MB. Unbounded buffering would be ~80 MB.
     assert growth < 40 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MiB while stalled"
 
