@@ -24,78 +24,7 @@ from tests.e2e.chromium import (
 )
 from tests.polling import poll
 
-CATALOG = """
-[[reports]]
-id = "types"
-title = "Every type"
-procedure = "dbo.spEcho"
-
-[[reports.parameters]]
-name = "n"
-type = "int"
-min = -5
-max = 1000
-
-[[reports.parameters]]
-name = "cap"
-type = "int"
-default = 500
-
-[[reports.parameters]]
-name = "big"
-type = "bigint"
-min = "-9007199254740993"
-max = "9007199254740993"
-
-[[reports.parameters]]
-name = "amount"
-type = "decimal(6,2)"
-min = "-10.5"
-max = "1000.00"
-
-[[reports.parameters]]
-name = "day"
-type = "date"
-required = true
-min = 2020-01-01
-max = 2039-12-31
-
-[[reports.parameters]]
-name = "at"
-type = "datetime2(3)"
-min = 2024-01-01T00:00:00
-max = 2024-12-31T23:59:59
-
-[[reports.parameters]]
-name = "word"
-type = "nvarchar(10)"
-max_length = 5
-
-[[reports.parameters]]
-name = "flag"
-type = "bit"
-default = true
-
-[[reports.parameters]]
-name = "colour"
-type = "enum"
-values = ["red", "green"]
-
-[[reports.parameters]]
-name = "until"
-type = "date"
-
-[[reports.rules]]
-kind = "order"
-first = "n"
-second = "cap"
-
-[[reports.rules]]
-kind = "span"
-first = "day"
-second = "until"
-max_days = 31
-"""
+CATALOG = Path(__file__).parents[1] / "catalogs" / "every-type.toml"
 # A form every check accepts; each case below changes one field of it.
 VALID = {
     "n": "7",
@@ -151,10 +80,8 @@ CASES = [
 @pytest.fixture
 def every_type(devdb: DevServer, tmp_path: Path) -> Iterator[tuple[Service, Report]]:
     """A BFF (and API) serving the catalog above, and the API's own reading of it."""
-    path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG, encoding="utf-8")
-    catalog: Catalog = load_catalog(path)
-    api = start_api(0, db_port=devdb.port, env={"API_CATALOG": str(path)}, log_dir=tmp_path)
+    catalog: Catalog = load_catalog(CATALOG)
+    api = start_api(0, db_port=devdb.port, env={"API_CATALOG": str(CATALOG)}, log_dir=tmp_path)
     try:
         bff = start_bff(0, api_url=api.url, log_dir=tmp_path)
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import textwrap
 from pathlib import Path
 
 import aiohttp
@@ -21,37 +20,7 @@ from sql.devserver import DevServer
 from tests.devclient import dev_connect
 from tests.test_server.conftest import StartApi
 
-CATALOG = """
-[[reports]]
-id = "echo"
-title = "Echo"
-procedure = "dbo.spEcho"
-[[reports.parameters]]
-name = "text"
-type = "nvarchar(4000)"
-[[reports.parameters]]
-name = "count"
-type = "int"
-[[reports.parameters]]
-name = "big"
-type = "bigint"
-[[reports.parameters]]
-name = "amount"
-type = "decimal(18,4)"
-[[reports.parameters]]
-name = "flag"
-type = "bit"
-[[reports.parameters]]
-name = "day"
-type = "date"
-[[reports.parameters]]
-name = "at"
-type = "datetime2"
-[[reports.parameters]]
-name = "choice"
-type = "enum"
-values = ["a'b", "; DROP TABLE x --", "😀"]
-"""
+CATALOG = Path(__file__).parents[1] / "catalogs" / "echo.toml"
 
 HOSTILE_TEXTS = [
     "O'Brien",
@@ -69,10 +38,8 @@ HOSTILE_TEXTS = [
 
 
 @pytest.fixture
-async def echo_url(tmp_path: Path, start_api: StartApi) -> str:
-    path = tmp_path / "catalog.toml"
-    path.write_text(textwrap.dedent(CATALOG), encoding="utf-8")
-    api = await start_api(catalog=str(path))
+async def echo_url(start_api: StartApi) -> str:
+    api = await start_api(catalog=str(CATALOG))
     return f"http://127.0.0.1:{api.port}/export/echo"
 
 
@@ -128,12 +95,10 @@ async def test_every_type_arrives_typed(
 
 
 def test_each_parameter_is_sent_as_the_type_the_catalog_declares(
-    devserver_thread: DevServer, tmp_path: Path
+    devserver_thread: DevServer,
 ) -> None:
-    path = tmp_path / "catalog.toml"
-    path.write_text(textwrap.dedent(CATALOG), encoding="utf-8")
     call = (
-        load_catalog(path)
+        load_catalog(CATALOG)
         .reports["echo"]
         .bind({"count": ["1"], "big": ["2"], "amount": ["3"], "text": ["x"], "choice": ["😀"]})
     )

@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openpyxl
-import pytest
 
 import xlsx
 from server import report
@@ -32,34 +30,7 @@ from tests.devclient import dev_connect
 from tests.test_server.conftest import StartApi, read_until_aborted
 from tests.test_server.readers import is_valid_zip
 
-CATALOG = """
-[[reports]]
-id = "shape"
-title = "Shape"
-procedure = "dbo.spScript"
-[[reports.parameters]]
-name = "script"
-sql_name = "@Script"
-type = "nvarchar(4000)"
-required = true
-[[reports.sheets]]
-name = "First"
-columns.amount.label = "Amount"
-columns.amount.number_format = "#,##0.0000"
-[[reports.sheets]]
-name = "Second"
-
-[[reports]]
-id = "shape-first"
-title = "Shape, first result only"
-procedure = "dbo.spScript"
-result_sets = "first"
-[[reports.parameters]]
-name = "script"
-sql_name = "@Script"
-type = "nvarchar(4000)"
-required = true
-"""
+CATALOG = Path(__file__).parents[1] / "catalogs" / "procedure-shapes.toml"
 
 # A result set of every common type with NULLs, repeated past several TDS packets.
 MIXED = {
@@ -173,13 +144,6 @@ def cells(data: bytes) -> dict[str, list[list[tuple[object, str]]]]:
     }
 
 
-@pytest.fixture
-def catalog_path(tmp_path: Path) -> Path:
-    path = tmp_path / "catalog.toml"
-    path.write_text(textwrap.dedent(CATALOG), encoding="utf-8")
-    return path
-
-
 def export(http: aiohttp.ClientSession, api: ExportApi, text: str, report_id: str = "shape") -> Any:
     """``GET /export/{report_id}?script=...`` (an aiohttp request context)."""
     return http.get(f"http://127.0.0.1:{api.port}/export/{report_id}", params={"script": text})
@@ -199,15 +163,14 @@ async def test_each_shape_gives_the_sheets_of_pytds_tuples_on_every_row_path(
     devserver: DevServer,
     start_api: StartApi,
     http: aiohttp.ClientSession,
-    catalog_path: Path,
     row_path: dict[str, bool],
 ) -> None:
-    api = await start_api(catalog=str(catalog_path), **row_path)
+    api = await start_api(catalog=str(CATALOG), **row_path)
     for name, text in SHAPES.items():
         async with export(http, api, text) as response:
             assert response.status == 200, name
             body = await response.read()
-        call = bind(catalog_path, "shape", text)
+        call = bind(CATALOG, "shape", text)
         expected = b"".join(
             xlsx.stream_workbook(await asyncio.to_thread(expected_sheets, devserver.port, call))
         )
@@ -225,10 +188,9 @@ async def test_each_shape_gives_the_sheets_of_pytds_tuples_on_every_row_path(
 async def test_an_error_in_the_second_result_set_breaks_the_download_off(
     start_api: StartApi,
     http: aiohttp.ClientSession,
-    catalog_path: Path,
     row_path: dict[str, bool],
 ) -> None:
-    api = await start_api(catalog=str(catalog_path), **row_path)
+    api = await start_api(catalog=str(CATALOG), **row_path)
     failing = script(
         {"result": MIXED},
         {"print": "between"},
@@ -245,9 +207,9 @@ async def test_an_error_in_the_second_result_set_breaks_the_download_off(
 
 
 async def test_no_result_set_at_all_is_a_json_error_before_the_first_byte(
-    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession, catalog_path: Path
+    devserver: DevServer, start_api: StartApi, http: aiohttp.ClientSession
 ) -> None:
-    api = await start_api(catalog=str(catalog_path))
+    api = await start_api(catalog=str(CATALOG))
     nothing = script({"count": 2}, {"print": "no rows today"}, {"return": 0})
     async with export(http, api, nothing) as response:
         assert response.status == 500
@@ -265,10 +227,9 @@ async def test_first_result_only_writes_one_sheet_and_cancels_the_rest(
     devserver: DevServer,
     start_api: StartApi,
     http: aiohttp.ClientSession,
-    catalog_path: Path,
     row_path: dict[str, bool],
 ) -> None:
-    api = await start_api(catalog=str(catalog_path), **row_path)
+    api = await start_api(catalog=str(CATALOG), **row_path)
     text = SHAPES["several result sets, one empty"]
     async with export(http, api, text, "shape-first") as response:
         assert response.status == 200
@@ -276,7 +237,7 @@ async def test_first_result_only_writes_one_sheet_and_cancels_the_rest(
     sheets = cells(body)
     assert list(sheets) == ["Shape, first result only"]
     assert len(sheets["Shape, first result only"]) == 1 + 3 * 700
-    call = bind(catalog_path, "shape-first", text)
+    call = bind(CATALOG, "shape-first", text)
     (expected,) = await asyncio.to_thread(expected_sheets, devserver.port, call)
     want = cells(b"".join(xlsx.stream_workbook([expected])))
     assert sheets == want

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import struct
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,7 @@ from tests.polling import apoll
 from tests.test_server.conftest import StartApi, read_until_aborted, wait_idle
 from tests.test_server.readers import is_valid_zip
 
-CATALOG = """
-[[reports]]
-id = "columns"
-title = "Columns"
-procedure = "dbo.spColumns"
-[[reports.parameters]]
-name = "spec"
-sql_name = "@Spec"
-type = "nvarchar(4000)"
-required = true
-"""
+CATALOG = Path(__file__).parents[1] / "catalogs" / "columns.toml"
 
 ROWS = 2_000
 # Where the malformed row goes: first (before the 200), and far enough in that the download
@@ -105,13 +94,6 @@ def malformed_row(value: bytes) -> bytes:
     return b"\xd1" + struct.pack("<i", -1) + value
 
 
-@pytest.fixture
-def catalog_path(tmp_path: Path) -> Path:
-    path = tmp_path / "catalog.toml"
-    path.write_text(textwrap.dedent(CATALOG), encoding="utf-8")
-    return path
-
-
 def export(http: aiohttp.ClientSession, api: ExportApi, text: str) -> Any:
     return http.get(f"http://127.0.0.1:{api.port}/export/columns", params={"spec": text})
 
@@ -121,13 +103,12 @@ async def test_a_malformed_value_is_a_protocol_error_on_every_row_path(
     devserver: DevServer,
     start_api: StartApi,
     http: aiohttp.ClientSession,
-    catalog_path: Path,
     row_path: dict[str, bool],
     case: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="server")
-    api = await start_api(catalog=str(catalog_path), **row_path)
+    api = await start_api(catalog=str(CATALOG), **row_path)
     declaration, good, value, detail = CASES[case]
     text = spec(declaration, good)
     # Without the fault the same result set downloads whole.
