@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from bff.errors import ConfigError
 from httpedge import options
-from httpedge.forwarded import Network, parse_networks
+from httpedge.forwarded import Network
 from httpedge.options import Option
 
 # Loopback by default: the dev stack must not be reachable from the network by accident;
@@ -233,42 +233,10 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a client may accept no data before its download is cut",
     ),
     Option("log_level", "--log-level", "BFF_LOG_LEVEL", options.log_level, "how much to log"),
-    Option(
-        "header_timeout_s",
-        "--header-timeout",
-        "BFF_HEADER_TIMEOUT",
-        options.seconds,
-        "seconds a connection may take to send a request's headers (also the keep-alive idle)",
-    ),
-    Option(
-        "max_connections",
-        "--max-connections",
-        "BFF_MAX_CONNECTIONS",
-        options.whole(1),
-        "open client connections; more are closed at once",
-    ),
-    Option(
-        "max_connections_per_client",
-        "--max-connections-per-client",
-        "BFF_MAX_CONNECTIONS_PER_CLIENT",
-        options.whole(0),
-        "open connections from one client address; more are closed at once (0: no limit)",
-    ),
-    Option(
-        "connection_limit_exempt",
-        "--connection-limit-exempt",
-        "BFF_CONNECTION_LIMIT_EXEMPT",
-        parse_networks,
-        "comma-separated addresses/CIDRs (a proxy in front) not held to the per-client limit",
-        default_text="none",
-    ),
-    Option(
-        "socket_buffer",
-        "--socket-buffer",
-        "BFF_SOCKET_BUFFER",
-        options.whole(0),
-        "bytes each send/receive buffer of a connection, to clients and to the APIs, may hold "
-        "(0: the kernel's own, growing to megabytes)",
+    *options.listener_options(
+        "BFF",
+        exempt="a proxy in front",
+        socket_buffer="each send/receive buffer of a connection, to clients and to the APIs,",
     ),
     Option(
         "health_interval_s",

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from httpedge.forwarded import parse_networks
+
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -126,6 +128,51 @@ def read(
     """Flags from ``argv`` over ``environ``: the values given, by field (see :func:`resolve`)."""
     parser = build_parser(options, prog=prog, description=description, defaults=defaults)
     return resolve(options, vars(parser.parse_args(list(argv))), environ)
+
+
+def listener_options(prefix: str, *, exempt: str, socket_buffer: str) -> tuple[Option, ...]:
+    """The settings of the shared listener (:class:`httpedge.listener.EdgeLimits`), the same in
+    both services but for the variables' ``prefix`` and who is exempt and which buffers the
+    socket-buffer bound covers. Their defaults and reasons are in each service's config module:
+    what the limits must leave room for differs between the two."""
+    return (
+        Option(
+            "header_timeout_s",
+            "--header-timeout",
+            f"{prefix}_HEADER_TIMEOUT",
+            seconds,
+            "seconds a connection may take to send a request's headers (also the keep-alive idle)",
+        ),
+        Option(
+            "max_connections",
+            "--max-connections",
+            f"{prefix}_MAX_CONNECTIONS",
+            whole(1),
+            "open client connections; more are closed at once",
+        ),
+        Option(
+            "max_connections_per_client",
+            "--max-connections-per-client",
+            f"{prefix}_MAX_CONNECTIONS_PER_CLIENT",
+            whole(0),
+            "open connections from one client address; more are closed at once (0: no limit)",
+        ),
+        Option(
+            "connection_limit_exempt",
+            "--connection-limit-exempt",
+            f"{prefix}_CONNECTION_LIMIT_EXEMPT",
+            parse_networks,
+            f"comma-separated addresses/CIDRs ({exempt}) not held to the per-client limit",
+            default_text="none",
+        ),
+        Option(
+            "socket_buffer",
+            "--socket-buffer",
+            f"{prefix}_SOCKET_BUFFER",
+            whole(0),
+            f"bytes {socket_buffer} may hold (0: the kernel's own, growing to megabytes)",
+        ),
+    )
 
 
 # -- parsers: text in, a value out, or ValueError("must ...") --------------------------------

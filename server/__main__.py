@@ -240,42 +240,11 @@ OPTIONS: tuple[Option, ...] = (
         options.seconds,
         "seconds running exports get to finish after SIGTERM",
     ),
-    Option(
-        "header_timeout_s",
-        "--header-timeout",
-        "API_HEADER_TIMEOUT",
-        options.seconds,
-        "seconds a connection may take to send a request's headers (also the keep-alive idle)",
-    ),
-    Option(
-        "max_connections",
-        "--max-connections",
-        "API_MAX_CONNECTIONS",
-        options.whole(1),
-        "open client connections; more are closed at once",
-    ),
-    Option(
-        "max_connections_per_client",
-        "--max-connections-per-client",
-        "API_MAX_CONNECTIONS_PER_CLIENT",
-        options.whole(0),
-        "open connections from one client address; more are closed at once (0: no limit)",
-    ),
-    Option(
-        "connection_limit_exempt",
-        "--connection-limit-exempt",
-        "API_CONNECTION_LIMIT_EXEMPT",
-        parse_networks,
-        "comma-separated addresses/CIDRs (the BFFs') not held to the per-client limit",
-        default_text="none",
-    ),
-    Option(
-        "socket_buffer",
-        "--socket-buffer",
-        "API_SOCKET_BUFFER",
-        options.whole(0),
-        "bytes each send/receive buffer of a client connection, and the receive buffer of a "
-        "database connection, may hold (0: the kernel's own, growing to megabytes)",
+    *options.listener_options(
+        "API",
+        exempt="the BFFs'",
+        socket_buffer="each send/receive buffer of a client connection, and the receive buffer "
+        "of a database connection,",
     ),
     Option(
         "readiness_timeout_s",
