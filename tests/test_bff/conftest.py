@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -228,3 +229,10 @@ async def make_bff(upstream: Upstream) -> AsyncIterator[BffFactory]:
     yield factory
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that reads bodies as the BFF relays them (it never decompresses either)."""
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield session

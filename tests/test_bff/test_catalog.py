@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
@@ -20,12 +19,6 @@ from tests.rawhttp import RawClients
 from tests.test_bff.conftest import CATALOG, CHUNK, BffFactory, Upstream, UpstreamFactory
 
 TOKEN = "catalog-T0ken"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _reports(port: int) -> str:

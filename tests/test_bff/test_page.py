@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,12 +19,6 @@ from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
 
 # A second loopback address: another person's browser, as the BFF sees its peer.
 ANOTHER_CLIENT = "127.0.0.2"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_page_is_served_with_security_headers_and_the_api_bounds(

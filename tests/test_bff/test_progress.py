@@ -101,12 +101,6 @@ async def start_bff() -> AsyncIterator[StartBff]:
         await server.close()
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 class Page:
     """What the page does: a ticket, the download carrying it, status polls."""
 

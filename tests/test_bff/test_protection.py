@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -12,12 +11,6 @@ from tests.polling import apoll
 from tests.test_bff.conftest import CHUNK, BffFactory, Upstream
 
 TOKEN = "t0ken-Very-Secret"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _report(port: int, query: str = "chunks=2") -> str:

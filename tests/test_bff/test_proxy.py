@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -14,12 +13,6 @@ from tests import rawhttp
 from tests.polling import apoll
 from tests.rawhttp import RawClients
 from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield session
 
 
 def _assert_quiet(caplog: pytest.LogCaptureFixture) -> None:

@@ -5,7 +5,6 @@ report's answered by the BFF alone."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,12 +16,6 @@ from tests.rawhttp import RawClients
 from tests.test_bff.conftest import CHUNK, XLSX_TYPE, BffFactory, Upstream
 
 SECOND = "sales-by-region"  # a report of the fake API's catalog other than the demo's
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield session
 
 
 def _url(port: int, target: str) -> URL:
