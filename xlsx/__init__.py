@@ -11,7 +11,7 @@ on a new one.
 Modules, from the caller inwards:
 
 - ``workbook``: ``stream_xlsx`` and ``stream_workbook``: limits, rollover, the zip, the chunks.
-- ``spec``: the public data types: the optional column spec and the live write statistics.
+- ``spec``: the public data types: column specs, what an int stands for, the write statistics.
 - ``errors``: the package's exceptions.
 - ``sources``: rows that arrive as XML, written by a source with the writer's own encoders.
 - ``sheet``: one worksheet's XML, streamed: head (views, widths, header row), rows, tail.
