@@ -1,4 +1,5 @@
-"""Counters for ``GET /metrics`` in the Prometheus text format (version 0.0.4).
+"""The BFF's Prometheus metrics for ``GET /metrics``: what is counted, under which names and
+help; ``httpedge.prometheus`` writes them in the text format.
 
 Downloads are also counted per report (``bff_report_downloads_total{report=...}``). A label's
 every value is a series kept forever, and anyone can ask for ``/exports/<any slug>``, so the
@@ -15,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from bff.balancer import DOWN, FAILURE_REASONS, UP, Target
+from httpedge.prometheus import CONTENT_TYPE as CONTENT_TYPE  # what bff.app answers with
+from httpedge.prometheus import Labels, counter, gauge, render, resident_memory
 
 # Every way a download through the BFF can end; each is always exported, zero included, so a
 # dashboard query never has to guess whether a series exists yet.
@@ -47,8 +50,8 @@ ANSWERED_OUTCOMES = ("completed", "client_disconnected", "client_stalled", "upst
 MAX_REPORT_SERIES = 100
 # The label for reports beyond that: not a slug (``bff.routes.REPORT_ID``), so no real id.
 OTHER_REPORTS = "_other"
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# bff_upstream_responses_total's ``status_class``; each always exported, zero included.
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 
 class Metrics:
@@ -78,98 +81,87 @@ class Metrics:
         self.upstream_statuses[f"{status // 100}xx"] += 1
 
     def render(self) -> str:
-        lines = [
-            "# HELP bff_relays_active Downloads currently being relayed from the API.",
-            "# TYPE bff_relays_active gauge",
-            f"bff_relays_active {self.relays_active}",
-            "# HELP bff_bytes_relayed_total Body bytes relayed from the API to clients.",
-            "# TYPE bff_bytes_relayed_total counter",
-            f"bff_bytes_relayed_total {self.bytes_relayed}",
-            "# HELP bff_downloads_total Downloads by how they ended.",
-            "# TYPE bff_downloads_total counter",
+        families = [
+            gauge(
+                "bff_relays_active",
+                "Downloads currently being relayed from the API.",
+                self.relays_active,
+            ),
+            counter(
+                "bff_bytes_relayed_total",
+                "Body bytes relayed from the API to clients.",
+                self.bytes_relayed,
+            ),
+            counter(
+                "bff_downloads_total",
+                "Downloads by how they ended.",
+                [({"outcome": o}, self.outcomes[o]) for o in OUTCOMES],
+            ),
+            counter(
+                "bff_upstream_responses_total",
+                "API responses by status class.",
+                [({"status_class": c}, self.upstream_statuses[c]) for c in STATUS_CLASSES],
+            ),
+            counter(
+                "bff_report_downloads_total",
+                "Downloads the API answered with 2xx, by report and how they ended.",
+                [
+                    ({"report": report, "outcome": o}, n[o])
+                    for report, n in self.reports.items()
+                    for o in ANSWERED_OUTCOMES
+                ],
+            ),
+            *render_upstreams(self.upstreams),
         ]
-        lines += [f'bff_downloads_total{{outcome="{o}"}} {self.outcomes[o]}' for o in OUTCOMES]
-        lines += [
-            "# HELP bff_upstream_responses_total API responses by status class.",
-            "# TYPE bff_upstream_responses_total counter",
-        ]
-        lines += [
-            f'bff_upstream_responses_total{{status_class="{c}"}} {self.upstream_statuses[c]}'
-            for c in ("2xx", "3xx", "4xx", "5xx")
-        ]
-        lines += [
-            "# HELP bff_report_downloads_total Downloads the API answered with 2xx, by report "
-            "and how they ended.",
-            "# TYPE bff_report_downloads_total counter",
-        ]
-        lines += [
-            f'bff_report_downloads_total{{report="{label_value(report)}",outcome="{o}"}} {n[o]}'
-            for report, n in self.reports.items()
-            for o in ANSWERED_OUTCOMES
-        ]
-        lines += render_upstreams(self.upstreams)
         if self._rss is not None:
-            lines += [
-                "# HELP process_resident_memory_bytes Resident memory size in bytes.",
-                "# TYPE process_resident_memory_bytes gauge",
-                f"process_resident_memory_bytes {self._rss()}",
-            ]
-        return "\n".join(lines) + "\n"
+            families.append(resident_memory(self._rss()))
+        return render(*families)
 
 
-def label_value(text: str) -> str:
-    """A label value in the text format: backslash, double quote and line feed escaped."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _api(target: Target) -> Labels:
+    """The label of per-API series: the API's URL as configured."""
+    return {"upstream": target.url}
 
 
 def _by(
-    apis: Sequence[tuple[str, Target]],
+    apis: Sequence[Target],
     name: str,
     values: Sequence[str],
     counts: Callable[[Target], Counter[str]],
-) -> list[tuple[str, int]]:
+) -> list[tuple[Labels, float]]:
     """One sample per API and value of the label ``name``."""
-    return [(f'{label},{name}="{v}"', counts(t)[v]) for label, t in apis for v in values]
+    return [({**_api(t), name: v}, counts(t)[v]) for t in apis for v in values]
 
 
-def render_upstreams(targets: Sequence[Target]) -> list[str]:
-    """Per-API series, labelled with the API's URL as configured; every series always
-    exported, zero included."""
-    apis = [(f'upstream="{label_value(t.url)}"', t) for t in targets]
-    families: list[tuple[str, str, str, list[tuple[str, int]]]] = [
-        (
+def render_upstreams(targets: Sequence[Target]) -> list[list[str]]:
+    """Per-API families; every series always exported, zero included. None without APIs to
+    label."""
+    if not targets:
+        return []
+    return [
+        gauge(
             "bff_upstream_up",
-            "gauge",
             "Whether the API can be reached (1) or is skipped as down (0).",
-            [(label, int(t.state != DOWN)) for label, t in apis],
+            [(_api(t), int(t.state != DOWN)) for t in targets],
         ),
-        (
+        gauge(
             "bff_upstream_ready",
-            "gauge",
             "Whether the API's last readiness check answered 200 (1) or not (0).",
-            [(label, int(t.state == UP)) for label, t in apis],
+            [(_api(t), int(t.state == UP)) for t in targets],
         ),
-        (
+        gauge(
             "bff_upstream_active_downloads",
-            "gauge",
             "Downloads running through this BFF, per API.",
-            [(label, t.active) for label, t in apis],
+            [(_api(t), t.active) for t in targets],
         ),
-        (
+        counter(
             "bff_upstream_downloads_total",
-            "counter",
             "Downloads sent to each API, by how they ended.",
-            _by(apis, "outcome", UPSTREAM_OUTCOMES, lambda t: t.downloads),
+            _by(targets, "outcome", UPSTREAM_OUTCOMES, lambda t: t.downloads),
         ),
-        (
+        counter(
             "bff_upstream_failures_total",
-            "counter",
             "Failed connections to each API and failed readiness checks, by reason.",
-            _by(apis, "reason", FAILURE_REASONS, lambda t: t.failures),
+            _by(targets, "reason", FAILURE_REASONS, lambda t: t.failures),
         ),
     ]
-    lines: list[str] = []
-    for name, kind, help_text, samples in families if apis else []:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f"{name}{{{labels}}} {value}" for labels, value in samples]
-    return lines

@@ -69,6 +69,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import ERROR as _PARSE_ERROR_MESSAGE
 from aiohttp.web_protocol import RequestHandler
 
+from httpedge import prometheus
 from httpedge.forwarded import Network
 from httpedge.request_id import HEADER as REQUEST_ID_HEADER
 from httpedge.request_id import request_id_of
@@ -469,23 +470,29 @@ class EdgeServer(web.Server):
 
     def metrics_text(self, prefix: str) -> str:
         """Prometheus text for the connection cap, e.g. ``http_connections_open``."""
-        return (
-            f"# HELP {prefix}_connections_open Client connections open now.\n"
-            f"# TYPE {prefix}_connections_open gauge\n"
-            f"{prefix}_connections_open {self.open_connections}\n"
-            f"# HELP {prefix}_connections_max The open-connection cap.\n"
-            f"# TYPE {prefix}_connections_max gauge\n"
-            f"{prefix}_connections_max {self.limits.max_connections}\n"
-            f"# HELP {prefix}_connections_refused_total Connections closed at once: the cap "
-            "was reached and every connection was busy.\n"
-            f"# TYPE {prefix}_connections_refused_total counter\n"
-            f"{prefix}_connections_refused_total {self.refused_connections}\n"
-            f"# HELP {prefix}_connections_evicted_total Idle connections closed to make room "
-            "for a new one at the cap.\n"
-            f"# TYPE {prefix}_connections_evicted_total counter\n"
-            f"{prefix}_connections_evicted_total {self.evicted_connections}\n"
-            f"# HELP {prefix}_connections_refused_per_client_total Connections closed at once: "
-            "their client address had as many open as one client may.\n"
-            f"# TYPE {prefix}_connections_refused_per_client_total counter\n"
-            f"{prefix}_connections_refused_per_client_total {self.refused_per_client}\n"
+        return prometheus.render(
+            prometheus.gauge(
+                f"{prefix}_connections_open", "Client connections open now.", self.open_connections
+            ),
+            prometheus.gauge(
+                f"{prefix}_connections_max",
+                "The open-connection cap.",
+                self.limits.max_connections,
+            ),
+            prometheus.counter(
+                f"{prefix}_connections_refused_total",
+                "Connections closed at once: the cap was reached and every connection was busy.",
+                self.refused_connections,
+            ),
+            prometheus.counter(
+                f"{prefix}_connections_evicted_total",
+                "Idle connections closed to make room for a new one at the cap.",
+                self.evicted_connections,
+            ),
+            prometheus.counter(
+                f"{prefix}_connections_refused_per_client_total",
+                "Connections closed at once: their client address had as many open as one "
+                "client may.",
+                self.refused_per_client,
+            ),
         )

@@ -14,7 +14,7 @@ import pytest
 from bff.app import BffServer
 from bff.config import BffConfig, config_from
 from bff.errors import ConfigError
-from bff.metrics import label_value
+from httpedge.prometheus import label_value
 from tests import rawhttp
 from tests.polling import apoll
 from tests.rawhttp import RawClients
