@@ -186,13 +186,7 @@ class BffApp:
         """The listening server for this app (one per app; needs a running loop)."""
         self.server = EdgeServer(
             self.handle,
-            limits=EdgeLimits(
-                header_timeout_s=self.config.header_timeout_s,
-                max_connections=self.config.max_connections,
-                max_connections_per_client=self.config.max_connections_per_client,
-                exempt_clients=self.config.connection_limit_exempt,
-                socket_buffer=self.config.socket_buffer or None,
-            ),
+            limits=EdgeLimits.of(self.config),
             logger=log,
             error_headers=_JSON_HEADERS,
             # What CONNECT is told to use instead: every method of some path here.

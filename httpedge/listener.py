@@ -58,7 +58,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
@@ -99,6 +99,22 @@ KERNEL_BUFFER_FACTOR = 2
 CANCEL_HANDLERS_TIMEOUT_S = 1.0
 
 
+class ListenerSettings(Protocol):
+    """The listener's settings in a service's configuration record (both services name them
+    alike: :func:`httpedge.options.listener_options`)."""
+
+    @property
+    def header_timeout_s(self) -> float: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_connections_per_client(self) -> int: ...
+    @property
+    def connection_limit_exempt(self) -> tuple[Network, ...]: ...
+    @property
+    def socket_buffer(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class EdgeLimits:
     """Per-process connection limits; each service's config gives the values."""
@@ -110,6 +126,17 @@ class EdgeLimits:
     # The send and receive buffers of each client connection, bytes each (SO_SNDBUF and
     # SO_RCVBUF); None: the kernel's own, which grow to megabytes.
     socket_buffer: int | None = None
+
+    @classmethod
+    def of(cls, settings: ListenerSettings) -> EdgeLimits:
+        """The limits a service's configuration sets (a socket buffer of 0: the kernel's own)."""
+        return cls(
+            header_timeout_s=settings.header_timeout_s,
+            max_connections=settings.max_connections,
+            max_connections_per_client=settings.max_connections_per_client,
+            exempt_clients=settings.connection_limit_exempt,
+            socket_buffer=settings.socket_buffer or None,
+        )
 
     def exempt(self, address: str) -> bool:
         try:

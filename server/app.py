@@ -196,13 +196,7 @@ class ExportApi:
         loop = asyncio.get_running_loop()
         self.server = EdgeServer(
             self._handle,
-            limits=EdgeLimits(
-                header_timeout_s=self.config.header_timeout_s,
-                max_connections=self.config.max_connections,
-                max_connections_per_client=self.config.max_connections_per_client,
-                exempt_clients=self.config.connection_limit_exempt,
-                socket_buffer=self.config.socket_buffer or None,
-            ),
+            limits=EdgeLimits.of(self.config),
             logger=logger,
         )
         try:
