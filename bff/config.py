@@ -76,7 +76,7 @@ DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 # tcp_rmem), and a download whose client reads slowly fills the send buffer towards the client
 # and the receive buffer from the API: 20.6 MiB between the API and a 64 KiB/s reader through
 # the BFF (tests/bench/slow_reader.py), 2.2 MiB with this bound, in no RSS. 512 KiB kept 1M-row
-# downloads at full speed on loopback (README, Benchmarks: no change beyond the noise against
+# downloads at full speed on loopback (docs/benchmarks.md: no change beyond the noise against
 # the kernel's own); a client far away is capped near 512 KiB per round trip (25 MB/s at
 # 20 ms, 10 MB/s at 50 ms: faster than most people's links); raise it for faster ones.
 DEFAULT_SOCKET_BUFFER = 512 * 1024

@@ -6,7 +6,7 @@ An :class:`Option` names the field of the service's configuration record it sets
 environment only, for secrets that must not show in a process listing), its environment
 variable, the parser that turns text into the value (raising ``ValueError`` with a message that
 starts "must ..."), and its help. Defaults are the record's own (one definition, with the reason
-for each beside it in the service's config module); ``--help`` and the README show them.
+for each beside it in the service's config module); ``--help`` and docs/configuration.md show them.
 
 A value that does not parse is an :class:`OptionError` naming where it came from:
 ``BFF_PORT must be a TCP port (0 to 65535), got '70000'``. An empty environment variable counts
@@ -39,8 +39,8 @@ class Option:
     env: str
     parse: Callable[[str], Any]
     help: str
-    # How --help and the README show the default when the record's value does not say it well
-    # (None as "one per core", an empty tuple as "none").
+    # How --help and docs/configuration.md show the default when the record's value does not
+    # say it well (None as "one per core", an empty tuple as "none").
     default_text: str | None = None
     secret: bool = False  # never shown, in --help or anywhere else
 
@@ -50,7 +50,7 @@ class Option:
 
 
 def show_default(option: Option, default: object) -> str:
-    """The default as --help and the README's settings tables show it."""
+    """The default as --help and the settings tables of docs/configuration.md show it."""
     if option.default_text is not None:
         return option.default_text
     if isinstance(default, bool):

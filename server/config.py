@@ -124,7 +124,7 @@ DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 # receive buffer towards tcp_rmem's, and a download whose client reads slowly keeps them full:
 # megabytes of kernel memory per slow download that no RSS shows (tests/bench/slow_reader.py:
 # 4.1 MiB between the API and a 64 KiB/s reader, 0.4 MiB with this bound). 512 KiB kept 1M-row
-# downloads at full speed on loopback (README, Benchmarks: no change beyond the noise against
+# downloads at full speed on loopback (docs/benchmarks.md: no change beyond the noise against
 # the kernel's own); a link with a long round trip caps a download near 512 KiB per round trip
 # (50 MB/s at 10 ms): raise it for far clients of the API (the BFF is its usual client).
 DEFAULT_SOCKET_BUFFER = 512 * 1024

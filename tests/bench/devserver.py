@@ -14,7 +14,7 @@ and reads (decoding) whatever is in flight until DONE(ATTN).  Measured at once a
 and after the server has filled the socket and paused (the most in flight); the rows in flight
 come from ``dbo.spDevServerStats``.
 
-Prints Markdown tables (the README's dev server figures come from them).
+Prints Markdown tables (docs/benchmarks.md's dev server figures come from them).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ file; "writer s" is the difference, i.e. the writer's own cost with row generati
 "writer rows/s (CPU)" uses process CPU time instead of wall time, which is steadier on a shared
 machine. XlsxWriter and openpyxl are slow (minutes at 1M), so by default they only run up to
 --baseline-max-rows. Ratios compare writer time at the same row count, wall clock and CPU.
-Prints a Markdown table (and the level comparison) to paste in the README.
+Prints a Markdown table (and the level comparison) for docs/benchmarks.md.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""``python -m tests.load``: see ``--help`` and the README's "Load testing"."""
+"""``python -m tests.load``: see ``--help`` and tests/load/README.md."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class Scenario:
     settings: dict[str, Any]
 
 
-# The scenarios the README reports, plus a quick one that exercises every behaviour.
+# The scenarios docs/benchmarks.md reports, plus a quick one that exercises every behaviour.
 SCENARIOS: dict[str, Scenario] = {
     "smoke": Scenario(
         "16 requests of 20k rows, 4 at once, a quarter of each behaviour; aborts 16-256 KiB "
