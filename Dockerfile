@@ -22,6 +22,7 @@ COPY server ./server
 COPY bff ./bff
 COPY sql ./sql
 COPY httpedge ./httpedge
+COPY primitive_cells ./primitive_cells
 COPY tdsrows ./tdsrows
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

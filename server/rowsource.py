@@ -9,10 +9,12 @@ fast path cannot decode (a MAX type, sql_variant, ...) or a configuration that t
 falls back to ``cursor.fetchmany`` and tuples, decided per result set and logged once per
 export at DEBUG.
 
-Decimals, money, dates and datetime2 values of the fast path are ints (scaled integers, days
-and ticks since 0001-01-01) that the writer turns into cells without building ``Decimal``,
-``date`` or ``datetime`` objects (``xlsx.Column.ints``); :meth:`RowSource.int_meanings` tells
-the writer what they stand for.
+Decimals, money, dates, datetime2, datetime and smalldatetime values of the fast path are ints
+(``tdsrows.RAW_KINDS``: scaled integers, days and ticks since 0001-01-01, milliseconds since
+1900-01-01) that the writer turns into cells without building ``Decimal``, ``date`` or
+``datetime`` objects (``xlsx.Column.ints``): building those costs more than the writer's
+arithmetic on the ints (a scaled decimal's text is the repr of one float division, a date's
+serial one addition). :meth:`RowSource.int_meanings` tells the writer what they stand for.
 """
 
 from __future__ import annotations
@@ -24,20 +26,15 @@ from typing import Any, Final
 
 import xlsx
 import xlsx.native
-from tdsrows import FastRows, Kind, UnsupportedLayout, scan
-from tdsrows.codegen import TEXT_RAW_KINDS, SmallInt
+from primitive_cells import CellType, CellWriter
+from tdsrows import RAW_KINDS, FastRows, Kind, UnsupportedLayout, scan
+from tdsrows.genfill import SmallInt
 from tdsrows.pytds_link import check_values
-from tdsrows.scan import Primitive
-from tdsrows.scanfill import CellText
-from xlsx.native import CellType, plan_rows
+from xlsx.native import plan_rows
 from xlsx.rows import ExactInt, RowEncoder
 
 logger = logging.getLogger("server.export")
 
-# What the fast path hands over as ints instead of Decimal/date/datetime objects: building
-# those costs more than the writer's arithmetic on the ints (a scaled decimal's text is the
-# repr of one float division, a date's serial one addition).
-RAW_KINDS: Final = TEXT_RAW_KINDS
 # money and smallmoney count ten-thousandths (MS-TDS 2.2.5.5.1.4).
 _MONEY_SCALE: Final = 4
 # Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
@@ -77,11 +74,9 @@ class XlsxRowText:
         return self._encoder.encode(row, rs)
 
     def compiled(
-        self, primitives: Sequence[Primitive], byte_tables: Sequence[str | None]
-    ) -> CellText | None:
-        # The scanner's primitives and the writer's cell types are the same cell layout
-        # under the same names.
-        return plan_rows(self._encoder, [CellType[p.name] for p in primitives], byte_tables)
+        self, cell_types: Sequence[CellType], byte_tables: Sequence[str | None]
+    ) -> CellWriter | None:
+        return plan_rows(self._encoder, cell_types, byte_tables)
 
 
 class FastXmlSource:

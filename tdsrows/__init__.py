@@ -17,11 +17,12 @@ compiled scanner: rows to primitive cells), ``scandecode`` (cells to tuples, com
 ``scanfill`` (cells to a compiled writer's text, for the export).
 """
 
-from tdsrows.codegen import RAW_KINDS, CompiledLayout, compile_layout
+from tdsrows.codegen import CompiledLayout, compile_layout
 from tdsrows.errors import DriverMismatch, StreamError, TdsRowsError, UnsupportedLayout
 from tdsrows.layout import Column, Framing, Kind, Layout
 from tdsrows.pytds_link import check_driver
 from tdsrows.results import FastRows
+from tdsrows.values import RAW_KINDS
 
 __all__ = [
     "RAW_KINDS",

@@ -33,7 +33,7 @@
 #define NBCROW_TOKEN 0xD2 /* MS-TDS 2.2.7.17 */
 #define NULL_USHORT_LEN 0xFFFF /* CHARBIN_NULL of a USHORTLEN_TYPE (MS-TDS 2.2.5.5.3) */
 
-/* Stop codes besides a token byte (>= 0); tdsrows/scan.py and tdsrows/codegen.py name them. */
+/* Stop codes besides a token byte (>= 0): tdsrows/stops.py's values, exported below. */
 #define STOP_INCOMPLETE (-1)
 #define STOP_FULL (-2)
 #define STOP_SLOW (-3)
@@ -54,7 +54,7 @@
 /* Framing values of tdsrows.layout.Framing. */
 enum framing { FIXED = 0, BYTE_LEN = 1, USHORT_LEN = 2 };
 
-/* How a present value's bytes become a cell; the values of scan.py's _Op. */
+/* How a present value's bytes become a cell; the values of scan.py's _Op (exported below). */
 enum op {
     OP_UINT8 = 1,     /* tinyint: unsigned */
     OP_INT16 = 2,     /* smallint */
@@ -83,7 +83,7 @@ static const int64_t ticks_per_day[MAX_TIME_SCALE + 1] = {
     864000000LL,      8640000000LL,      86400000000LL,      864000000000LL,
 };
 
-/* The cell, as the worksheet encoder and scan.py read it (native byte order). */
+/* The cell of primitive_cells (Python), as the worksheet encoder reads it (native byte order). */
 typedef struct {
     int64_t value;    /* the integer, the double's bits, 0/1, or the text's offset in data */
     int32_t length;   /* -1 NULL, 0 a number or bool, else the text's bytes */
@@ -507,7 +507,8 @@ scan_rows(const unsigned char *data, size_t n, size_t *pos, const unsigned char 
 
 /* ---- cells to tuples ------------------------------------------------------------------- */
 
-/* How a cell becomes a Python object; the values of scan.py's Conversion. The plan holds
+/* How a cell becomes a Python object; the values of scan.py's Conversion (exported below).
+ * The plan holds
  * PLAN_BYTES per column: the conversion and its scale (datetime2 digits, decimal scale). */
 enum conversion {
     CONV_INT = 1,        /* an INT64 cell: int (also a raw kind's integer) */
@@ -944,11 +945,40 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* The datetime C API (a capsule of the datetime module) is looked up once, on import. */
+/* The numbers this file shares with Python, as module constants: the Python definitions
+ * (tdsrows/stops.py, tdsrows/scan.py, primitive_cells) are the ones Python code uses, also
+ * without this module, and tests/test_tdsrows/test_c_constants.py holds these equal to them. */
+static const struct {
+    const char *name;
+    long value;
+} constants[] = {
+    {"STOP_INCOMPLETE", STOP_INCOMPLETE}, {"STOP_FULL", STOP_FULL},
+    {"STOP_SLOW", STOP_SLOW},             {"STOP_MALFORMED", STOP_MALFORMED},
+    {"CELL_BYTES", CELL_BYTES},           {"START_BYTES", START_BYTES},
+    {"PROGRAM_BYTES", PROGRAM_BYTES},     {"PLAN_BYTES", PLAN_BYTES},
+    {"OP_UINT8", OP_UINT8},               {"OP_INT16", OP_INT16},
+    {"OP_INT32", OP_INT32},               {"OP_INT64", OP_INT64},
+    {"OP_MONEY8", OP_MONEY8},             {"OP_DECIMAL", OP_DECIMAL},
+    {"OP_DATE", OP_DATE},                 {"OP_DATETIME2", OP_DATETIME2},
+    {"OP_FLOAT32", OP_FLOAT32},           {"OP_FLOAT64", OP_FLOAT64},
+    {"OP_BIT", OP_BIT},                   {"OP_TEXT", OP_TEXT},
+    {"OP_DATETIME", OP_DATETIME},         {"OP_SMALLDATETIME", OP_SMALLDATETIME},
+    {"OP_NTEXT", OP_NTEXT},               {"CONV_INT", CONV_INT},
+    {"CONV_FLOAT", CONV_FLOAT},           {"CONV_BOOL", CONV_BOOL},
+    {"CONV_DATE", CONV_DATE},             {"CONV_DATETIME2", CONV_DATETIME2},
+    {"CONV_UTF16", CONV_UTF16},           {"CONV_BYTE_TEXT", CONV_BYTE_TEXT},
+    {"CONV_DECIMAL", CONV_DECIMAL},
+};
+
+/* The constants above, and the datetime C API (a capsule of the datetime module), looked up
+ * once, on import. */
 static int
 exec_module(PyObject *module)
 {
-    (void)module;
+    for (size_t k = 0; k < sizeof constants / sizeof constants[0]; k++) {
+        if (PyModule_AddIntConstant(module, constants[k].name, constants[k].value) < 0)
+            return -1;
+    }
     PyDateTime_IMPORT;
     return PyDateTimeAPI == NULL ? -1 : 0;
 }

@@ -1,8 +1,8 @@
 """The reference decoder: one value at a time, every framing and NULL the wire allows.
 
-The generated code (codegen.py) hands a row here when it meets something its fast path did not
-expect: a NULL inside a ROW token, a value length other than the column's usual one, a row
-cut off by the end of the bytes. It is also the definition the generated code is tested
+The generated code (codegen.py, genfill.py) hands a row here when it meets something its fast
+path did not expect: a NULL inside a ROW token, a value length other than the column's usual
+one, a row cut off by the end of the bytes. It is also the definition the generated code is tested
 against. Slow (a call per value) and simple, and explicit, in two passes over a row, as the
 compiled scanner reads it:
 
@@ -26,8 +26,7 @@ from typing import Any, Final
 from tdsrows import values
 from tdsrows.errors import StreamError
 from tdsrows.layout import TICKS_PER_DAY, TIME_BYTES, Column, Framing, Kind, Layout
-
-_ROW, _NBCROW = 0xD1, 0xD2  # MS-TDS 2.2.7.19, 2.2.7.15
+from tdsrows.tokens import NBCROW_TOKEN, ROW_TOKEN
 
 # (data, position of the payload, payload length) -> value; the payload's bytes are there and
 # its length is one the column has.
@@ -197,9 +196,9 @@ class ReferenceDecoder:
         bytes end at ``pos``); :class:`StreamError` for a value its column cannot hold."""
         if pos >= n:
             return CUT
-        if data[pos] == _ROW:
+        if data[pos] == ROW_TOKEN:
             return self.row(data, pos + 1, append, n, 0)
-        if data[pos] == _NBCROW:
+        if data[pos] == NBCROW_TOKEN:
             start = pos + 1 + self._bitmap_bytes
             if start > n:
                 return CUT

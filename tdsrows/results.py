@@ -7,7 +7,9 @@
 
 The decoder takes every ROW/NBCROW token of the bytes it is given: the compiled scanner and
 tuple builder (scandecode.py) where they are built and read every column, else the generated
-decoder (codegen.py); the same tuples either way. A row cut by a packet boundary waits for the
+decoder (codegen.py); the same tuples either way. Rows as text (:meth:`FastRows.fill`, the
+export) go through the scanner and a compiled cell writer (scanfill.py) or the generated fill
+(genfill.py). A row cut by a packet boundary waits for the
 next packet. At the first token that is not a row the unread bytes go back to pytds
 (:meth:`~tdsrows.pytds_link.Link.give_back`) and pytds reads on
 (:meth:`~tdsrows.pytds_link.Link.fetch_one`): INFO, ERROR and DONE tokens are handled by pytds
@@ -29,24 +31,16 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from tdsrows import scan, values
-from tdsrows.codegen import (
-    FULL,
-    INCOMPLETE,
-    NBCROW_TOKEN,
-    ROW_TOKEN,
-    CompiledLayout,
-    CompiledText,
-    FillFn,
-    RowText,
-    compile_layout,
-)
+from tdsrows.codegen import CompiledLayout, compile_layout
 from tdsrows.errors import StreamError, UnsupportedLayout
+from tdsrows.genfill import CompiledText, FillFn, RowText
 from tdsrows.layout import Kind, Layout
 from tdsrows.pytds_link import Link, check_values
 from tdsrows.scandecode import ScannedDecode
 from tdsrows.scanfill import ScannedFill
+from tdsrows.stops import FULL, INCOMPLETE
+from tdsrows.tokens import COLMETADATA_TOKEN, NBCROW_TOKEN, ROW_TOKEN
 
-COLMETADATA_TOKEN: Final = 0x81
 # (data, pos, out) -> (pos, stop): codegen's decode, appending to the list ``out``.
 DecodeInto = Callable[[bytes, int, list[Any]], tuple[int, int]]
 
@@ -83,7 +77,7 @@ class FastRows:
     ) -> FastRows:
         """The fast path for ``cursor``'s current result set; :class:`UnsupportedLayout` if
         pytds must decode it (the exception says which column or setting). Columns of
-        ``raw_kinds`` are decoded to ints (codegen.RAW_KINDS says which ints). ``compiled``:
+        ``raw_kinds`` are decoded to ints (values.RAW_KINDS says which ints). ``compiled``:
         fetch() may go through the compiled scanner (:attr:`compiled_fetch` says if it does)."""
         link = Link(cursor)
         layout = compile_for(link.layout(), raw_kinds=raw_kinds)

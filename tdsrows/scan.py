@@ -6,18 +6,10 @@ object per value, so the worksheet encoder (also C) reads a packet's rows ~50x f
 generated Python decoder builds tuples. This module says which columns have a primitive,
 builds the scanner's *program* from a :class:`~tdsrows.layout.Layout`, and owns the buffers.
 
-Cells: a row is ``width`` consecutive cells, rows one after the other. A cell is 16 bytes in
-the machine's byte order: an int64 ``value``, an int32 ``length``, an int32 0 (reserved).
-
-- NULL: ``length`` -1, ``value`` 0.
-- :attr:`Primitive.INT64`: ``value`` is the integer (a raw kind's integer: see
-  ``codegen.RAW_KINDS``), ``length`` 0.
-- :attr:`Primitive.DOUBLE`: ``value`` holds the IEEE-754 bits of the double (a real is
-  widened), ``length`` 0.
-- :attr:`Primitive.BOOL`: ``value`` 0 or 1, ``length`` 0.
-- :attr:`Primitive.BYTE_TEXT`, :attr:`Primitive.UTF16_TEXT`: ``value`` is the offset in the
-  scanned ``data`` of the text's first byte, ``length`` its bytes (code-page bytes, or
-  UTF-16LE), not decoded.
+Cells: the layout :mod:`primitive_cells` describes, each column's cells of one
+:class:`~primitive_cells.CellType`: INT64 for ints and the raw kinds' integers
+(``values.RAW_KINDS``), DOUBLE for floats and reals, BOOL for bits, BYTE_TEXT and UTF16_TEXT
+for VARCHAR and NVARCHAR (where the bytes are in the scanned ``data``, not decoded).
 
 Program: :data:`PROGRAM_BYTES` bytes per column, in column order: the op (:class:`_Op`, how
 the value's bytes become a cell), the framing (``Framing.value``), the value's size in bytes
@@ -29,17 +21,17 @@ anything this module would not build.
 
 ``_rowscan.scan(data, pos, program, cells, starts, max_rows) -> (pos_after, stop, rows)``
 decodes the rows from ``pos`` on into ``cells``, each row's token offset into ``starts`` (an
-int64 per row), and stops with ``stop``: a token byte (>= 0) that is not a row,
-``INCOMPLETE`` (the data ends inside or right at the next row), ``FULL`` (``max_rows`` or the
-buffers' room reached), :data:`SLOW` (the next row, complete, holds a value no cell can
-hold: the caller decodes that row with the Python decoder and scans on after it; that row
-starts at ``pos_after`` and ends where ``starts[rows]`` says, :meth:`RowScanner.slow_end`) or
-:data:`MALFORMED` (the next row, starting at ``pos_after``, holds a value its column's type
-does not have: a length the type has not (``Column.length_problem``: a decimal's not its
-precision's, a date's not 3, text longer than declared, UTF-16 of an odd number of bytes), or
-a time of a day or more, which in the raw sum would pass for the next day. The row may be cut
-off after that value. The caller has the Python decoder raise the error that names the column
-and the problem: :func:`refuse`).
+int64 per row), and stops with ``stop`` (:mod:`tdsrows.stops`): a token byte (>= 0) that is
+not a row, ``INCOMPLETE`` (the data ends inside or right at the next row), ``FULL``
+(``max_rows`` or the buffers' room reached), ``SLOW`` (the next row, complete, holds a value
+no cell can hold: the caller decodes that row with the Python decoder and scans on after it;
+that row starts at ``pos_after`` and ends where ``starts[rows]`` says,
+:meth:`RowScanner.slow_end`) or ``MALFORMED`` (the next row, starting at ``pos_after``, holds
+a value its column's type does not have: a length the type has not
+(``Column.length_problem``: a decimal's not its precision's, a date's not 3, text longer than
+declared, UTF-16 of an odd number of bytes), or a time of a day or more, which in the raw sum
+would pass for the next day. The row may be cut off after that value. The caller has the
+Python decoder raise the error that names the column and the problem: :func:`refuse`).
 
 Tuples: ``_rowscan.tuples(data, cells, first, rows, plan, helpers, out) -> next`` appends rows
 ``first`` to ``rows - 1`` of the cells to the list ``out`` as the tuples the Python decoder
@@ -57,24 +49,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from primitive_cells import CELL, CELL_BYTES, CellType
 from tdsrows import values
-from tdsrows.codegen import FULL, INCOMPLETE, RAW_KINDS
 from tdsrows.errors import UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
+from tdsrows.values import RAW_KINDS
 
 __all__ = [
     "AVAILABLE",
     "BATCH_ROWS",
-    "CELL_BYTES",
-    "FULL",
-    "INCOMPLETE",
-    "MALFORMED",
     "OBJECT_KINDS",
     "PLAN_BYTES",
     "PROGRAM_BYTES",
-    "SLOW",
+    "START_BYTES",
     "Conversion",
-    "Primitive",
     "RowScanner",
     "TuplePlan",
     "covers",
@@ -83,16 +71,6 @@ __all__ = [
     "refuse",
     "tuple_plan",
 ]
-
-
-class Primitive(enum.IntEnum):
-    """What a column's cells hold (the C worksheet encoder reads these numbers)."""
-
-    INT64 = 1
-    DOUBLE = 2
-    BOOL = 3
-    BYTE_TEXT = 4
-    UTF16_TEXT = 5
 
 
 class _Op(enum.IntEnum):
@@ -128,12 +106,9 @@ class Conversion(enum.IntEnum):
     DECIMAL = 8  # value * 10**scale -> decimal.Decimal (MONEY: scale 4)
 
 
-CELL_BYTES: Final = 16
 START_BYTES: Final = 8  # an int64 per row in ``starts``
 PROGRAM_BYTES: Final = 8
 PLAN_BYTES: Final = 2  # per column of a tuple plan: the conversion and its scale
-SLOW: Final = -3
-MALFORMED: Final = -4
 _PROGRAM: Final = struct.Struct("<BBBBBBH")
 # Rows per scan call. The call costs well under a microsecond, so at 1,024 rows it is below
 # 1 ns a row; a 32 KiB packet (the largest TDS allows) of a typical 10-column report row
@@ -141,7 +116,6 @@ _PROGRAM: Final = struct.Struct("<BBBBBBH")
 # 160 KiB at 10 columns). Narrower rows just take two calls per packet.
 BATCH_ROWS: Final = 1024
 
-_CELL: Final = struct.Struct("=qii")
 _START: Final = struct.Struct("=q")
 _BITS: Final = struct.Struct("=q")
 _DOUBLE: Final = struct.Struct("=d")
@@ -154,8 +128,6 @@ _DECIMAL_SIZES: Final = frozenset({5, 9, 13, 17})
 _DATE_BYTES: Final = 3
 _DATETIME_BYTES: Final = 8  # int32 days, int32 1/300 s (MS-TDS 2.2.5.5.1.8)
 _SMALLDATETIME_BYTES: Final = 4  # uint16 days, uint16 minutes
-# Kinds the scanner reads as integers only in their raw form (objects are the Python path's).
-_RAW_ONLY: Final = RAW_KINDS
 # The raw kinds to scan with when rows are wanted as objects: the tuple builder makes the
 # objects from the integers (it makes no datetime or smalldatetime: rows holding those are
 # built by the generated decoder).
@@ -180,7 +152,7 @@ _tuples: Final[_TuplesFn | None] = None if _module is None else _module.tuples
 AVAILABLE: Final[bool] = _module is not None
 
 
-def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | None:
+def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[CellType, _Op] | None:
     """The primitive and op of ``column``, or None if the scanner does not read it."""
     kind, framing, size = column.kind, column.framing, column.size
     if kind in (Kind.TEXT, Kind.NTEXT):
@@ -188,18 +160,18 @@ def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | N
         if framing is not Framing.USHORT_LEN or not 0 < size < 0xFFFF:
             return None
         if kind is Kind.TEXT:
-            return Primitive.BYTE_TEXT, _Op.TEXT
-        return Primitive.UTF16_TEXT, _Op.NTEXT
-    if framing is Framing.USHORT_LEN or (kind in _RAW_ONLY and kind not in raw_kinds):
+            return CellType.BYTE_TEXT, _Op.TEXT
+        return CellType.UTF16_TEXT, _Op.NTEXT
+    if framing is Framing.USHORT_LEN or (kind in RAW_KINDS and kind not in raw_kinds):
         return None
     op: _Op | None = None
-    primitive = Primitive.INT64
+    primitive = CellType.INT64
     if kind is Kind.INT:
         op = _INT_OPS.get(size)
     elif kind is Kind.BIT:
-        op, primitive = (_Op.BIT if size == 1 else None), Primitive.BOOL
+        op, primitive = (_Op.BIT if size == 1 else None), CellType.BOOL
     elif kind is Kind.FLOAT:
-        op, primitive = _FLOAT_OPS.get(size), Primitive.DOUBLE
+        op, primitive = _FLOAT_OPS.get(size), CellType.DOUBLE
     elif kind is Kind.MONEY:
         op = _MONEY_OPS.get(size)
     elif kind is Kind.DECIMAL:
@@ -216,7 +188,7 @@ def _op(column: Column, raw_kinds: frozenset[Kind]) -> tuple[Primitive, _Op] | N
     return None if op is None else (primitive, op)
 
 
-def primitives(layout: Layout, raw_kinds: frozenset[Kind]) -> tuple[Primitive, ...] | None:
+def primitives(layout: Layout, raw_kinds: frozenset[Kind]) -> tuple[CellType, ...] | None:
     """Each column's primitive, or None if a column has none (the scanner cannot be used).
 
     MONEY, DECIMAL, DATE, DATETIME2, DATETIME and SMALLDATETIME have one only when they are
@@ -332,7 +304,7 @@ class RowScanner:
         self.program = program(layout, raw_kinds)  # raises UnsupportedLayout, naming a column
         found = primitives(layout, raw_kinds)
         assert found is not None  # program() accepted every column
-        self.primitives: tuple[Primitive, ...] = found
+        self.primitives: tuple[CellType, ...] = found
         self.width = len(found)
         self.batch_rows = batch_rows
         self.cells = bytearray(batch_rows * self.width * CELL_BYTES)
@@ -362,15 +334,15 @@ class RowScanner:
 
         None for NULL; int, float or bool; for text the raw bytes, not decoded.
         """
-        value, length, _ = _CELL.unpack_from(self.cells, (k * self.width + i) * CELL_BYTES)
+        value, length, _ = CELL.unpack_from(self.cells, (k * self.width + i) * CELL_BYTES)
         if length < 0:
             return None
         primitive = self.primitives[i]
-        if primitive is Primitive.INT64:
+        if primitive is CellType.INT64:
             return value
-        if primitive is Primitive.DOUBLE:
+        if primitive is CellType.DOUBLE:
             number: float = _DOUBLE.unpack(_BITS.pack(value))[0]
             return number
-        if primitive is Primitive.BOOL:
+        if primitive is CellType.BOOL:
             return bool(value)
         return data[value : value + length]

@@ -1,7 +1,7 @@
 """Rows as tuples in compiled code: the row scanner's cells, built into tuples in C.
 
-The generated decoder (codegen.CompiledLayout.decode) builds each row's tuple in Python.
-When the scanner is built (:mod:`tdsrows.scan`) and has a cell for every column,
+The generated decoder (``tdsrows.codegen.CompiledLayout.decode``) builds each row's tuple in
+Python. When the scanner is built (:mod:`tdsrows.scan`) and has a cell for every column,
 :class:`ScannedDecode` does the same job a batch of rows at a time in two compiled calls: the
 scanner puts the rows' values in a flat buffer of cells (decimals, dates and datetime2 as their
 integers), and ``_rowscan.tuples`` turns the cells into the objects pytds gives. A row either
@@ -17,17 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tdsrows.codegen import INCOMPLETE, Append, CompiledLayout
-from tdsrows.scan import (
-    BATCH_ROWS,
-    FULL,
-    MALFORMED,
-    OBJECT_KINDS,
-    SLOW,
-    RowScanner,
-    refuse,
-    tuple_plan,
-)
+from tdsrows.codegen import Append, CompiledLayout
+from tdsrows.scan import BATCH_ROWS, OBJECT_KINDS, RowScanner, refuse, tuple_plan
+from tdsrows.stops import FULL, INCOMPLETE, MALFORMED, SLOW
 
 
 class ScannedDecode:

@@ -1,42 +1,30 @@
 """Rows to text in compiled code: the row scanner's cells, written by a compiled cell writer.
 
-The generated fill function (codegen.CompiledText) turns rows into text in Python. When the
-scanner is built (:mod:`tdsrows.scan`) and the text's owner has a compiled writer for rows of
-primitive cells (:meth:`~tdsrows.codegen.RowText.compiled`), :class:`ScannedFill` does the
-same job a packet at a time in two compiled calls: the scanner puts the rows' values in a flat
-buffer of cells, the writer turns them into text. Either side may turn a row down (a decimal
-beyond 64 bits, text that needs escaping...): that one row goes through the generated Python
-fill, and the compiled calls resume after it. The text is the same bytes either way. A row the
-scanner finds malformed raises, through the generated fill, the error that names it.
+The generated fill function (:class:`tdsrows.genfill.CompiledText`) turns rows into text in
+Python. When the scanner is built (:mod:`tdsrows.scan`) and the text's owner has a compiled
+writer for rows of primitive cells (:meth:`~tdsrows.genfill.RowText.compiled`, a
+:class:`~primitive_cells.CellWriter`), :class:`ScannedFill` does the same job a packet at a
+time in two compiled calls: the scanner puts the rows' values in a flat buffer of cells, the
+writer turns them into text. Either side may turn a row down (a decimal beyond 64 bits, text
+that needs escaping...): that one row goes through the generated Python fill, and the compiled
+calls resume after it. The text is the same bytes either way. A row the scanner finds
+malformed raises, through the generated fill, the error that names it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any
 
-from tdsrows.codegen import FULL, FillFn
-from tdsrows.scan import MALFORMED, SLOW, RowScanner, refuse
-
-# The cell writer's stop when the next row would go beyond the room (any other stop before
-# the rows asked for means it declined the next row).
-WRITER_ROOM: Final = 1
-
-
-class CellText(Protocol):
-    """A compiled writer of rows of primitive cells (the layout :mod:`tdsrows.scan` gives)."""
-
-    def encode(
-        self, data: bytes, cells: Any, rows: int, first_row: int, room: int
-    ) -> tuple[bytes, int, int]:
-        """(text as UTF-8, rows written, stop): the first ``rows`` rows of ``cells`` (text
-        cells point into ``data``), numbered from ``first_row``; stopping before a row that
-        would bring the bytes beyond ``room`` (stop WRITER_ROOM) or that it declines."""
+from primitive_cells import STOP_ROOM, CellWriter
+from tdsrows.genfill import FillFn
+from tdsrows.scan import RowScanner, refuse
+from tdsrows.stops import FULL, MALFORMED, SLOW
 
 
 class ScannedFill:
-    """A fill function (codegen.FillFn) through the scanner and a compiled cell writer."""
+    """A fill function (genfill.FillFn) through the scanner and a compiled cell writer."""
 
-    def __init__(self, scanner: RowScanner, writer: CellText, python_fill: FillFn) -> None:
+    def __init__(self, scanner: RowScanner, writer: CellWriter, python_fill: FillFn) -> None:
         self._scanner = scanner
         self._writer = writer
         self._python_fill = python_fill
@@ -44,7 +32,7 @@ class ScannedFill:
     def fill(
         self, data: bytes, pos: int, out: list[Any], r: int, limit: int, room: int
     ) -> tuple[int, int, int, int]:
-        """As codegen's fill functions: append the text of rows ``r + 1``... from ``pos`` to
+        """As genfill's fill functions: append the text of rows ``r + 1``... from ``pos`` to
         ``out``; (where it stopped, why, the last row number, room left)."""
         scan = self._scanner.scan
         cells = self._scanner.cells
@@ -59,7 +47,7 @@ class ScannedFill:
                 r += done
                 if done < rows:
                     pos = self._scanner.row_start(done)
-                    if why == WRITER_ROOM:
+                    if why == STOP_ROOM:
                         return pos, FULL, r, room
                     stop = SLOW  # the writer declined it: the Python fill writes it
                 else:

@@ -9,7 +9,7 @@ the C1 control of the same number, as Windows does).
 
 "Raw" forms are the integers the export's writer accepts in place of objects: a decimal as its
 scaled integer, a date as days since 0001-01-01, a datetime2 as ticks since 0001-01-01, a
-datetime or smalldatetime as milliseconds since 1900-01-01.
+datetime or smalldatetime as milliseconds since 1900-01-01 (:data:`RAW_KINDS`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,18 @@ import itertools
 import uuid
 from collections.abc import Callable
 from typing import Final
+
+from tdsrows.layout import Kind
+
+# The kinds whose values have a raw form, and what the int is: DECIMAL and MONEY the scaled
+# integer (value * 10**scale; money's scale is 4), DATE the days since 0001-01-01, DATETIME2 the
+# 10**-scale second ticks since 0001-01-01 00:00 (MS-TDS 2.2.5.5.1.8), DATETIME and
+# SMALLDATETIME the milliseconds since 1900-01-01 00:00 (datetime_raw, smalldatetime_raw).
+# Every decoder takes the subset it is asked for; the compiled scanner reads these kinds only
+# in their raw form.
+RAW_KINDS: Final = frozenset(
+    {Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2, Kind.DATETIME, Kind.SMALLDATETIME}
+)
 
 # pytds divides decimals in a 38-digit context (SQL Server's maximum precision), so every
 # decimal(p, s) value is exact.

@@ -61,7 +61,7 @@ enum op {
     OP_LAST = OP_UTF16_TEXT
 };
 
-/* Why encode() stopped before `rows`. */
+/* Why encode() stopped before `rows`: primitive_cells' STOP_* (exported below). */
 enum stop { STOP_DONE = 0, STOP_ROOM = 1, STOP_DECLINED = 2 };
 
 typedef struct {
@@ -843,14 +843,35 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* The stop codes, as module constants. */
+/* The numbers this file shares with Python, as module constants: the Python definitions
+ * (primitive_cells, xlsx/native.py's _Op) are the ones Python code uses, also without this
+ * module, and tests/test_xlsx/test_native_rows.py holds these equal to them. */
+static const struct {
+    const char *name;
+    long value;
+} constants[] = {
+    {"STOP_DONE", STOP_DONE},
+    {"STOP_ROOM", STOP_ROOM},
+    {"STOP_DECLINED", STOP_DECLINED},
+    {"CELL_BYTES", CELL_BYTES},
+    {"OP_INT", OP_INT},
+    {"OP_FLOAT", OP_FLOAT},
+    {"OP_BOOL", OP_BOOL},
+    {"OP_SCALED_FLOAT", OP_SCALED_FLOAT},
+    {"OP_SCALED_TEXT", OP_SCALED_TEXT},
+    {"OP_DAYS", OP_DAYS},
+    {"OP_TICKS", OP_TICKS},
+    {"OP_BYTE_TEXT", OP_BYTE_TEXT},
+    {"OP_UTF16_TEXT", OP_UTF16_TEXT},
+};
+
 static int
 exec_module(PyObject *module)
 {
-    if (PyModule_AddIntConstant(module, "STOP_DONE", STOP_DONE) < 0 ||
-        PyModule_AddIntConstant(module, "STOP_ROOM", STOP_ROOM) < 0 ||
-        PyModule_AddIntConstant(module, "STOP_DECLINED", STOP_DECLINED) < 0)
-        return -1;
+    for (size_t k = 0; k < sizeof constants / sizeof constants[0]; k++) {
+        if (PyModule_AddIntConstant(module, constants[k].name, constants[k].value) < 0)
+            return -1;
+    }
     return 0;
 }
 

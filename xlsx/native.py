@@ -1,17 +1,9 @@
 """Rows of typed primitive cells to `<row>` XML, in compiled code (the ``xlsx._rowxml`` module).
 
 A source that decodes its rows in compiled code (a database driver's row scanner) can hand the
-writer rows of *primitive cells* instead of Python objects: per column one of
-:class:`CellType`, each cell 16 bytes in a flat buffer (little-endian):
-
-====== ======= =================================================================
-offset type    meaning
-====== ======= =================================================================
-0      int64   the int; a double's IEEE-754 bits; a bool as 0/1; for text, the
-               offset of its first byte in the source's ``data`` bytes
-8      int32   -1: NULL (no cell); 0: a number or bool; n: the text's bytes
-12     int32   reserved (0)
-====== ======= =================================================================
+writer rows of *primitive cells* instead of Python objects: per column one
+:class:`~primitive_cells.CellType`, each cell 16 bytes in a flat buffer, as
+:mod:`primitive_cells` describes (a NULL cell is no cell in the sheet).
 
 An INT64 column is written as an int of the writer's :class:`~xlsx.rows.RowEncoder` is, so a
 column with ``Column.ints`` (a scaled decimal, a day or a tick count) gets the cell of the
@@ -31,6 +23,7 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from primitive_cells import CellType
 from xlsx import dates, styles
 from xlsx.rows import (
     FLOAT_TEXT_SCALE,
@@ -53,29 +46,12 @@ AVAILABLE: Final = _rowxml is not None
 fast_float_text: Final[Callable[[float], str | None] | None] = (
     _rowxml.fast_repr if _rowxml is not None else None
 )
-CELL_BYTES: Final = 16
-
-# Why NativeRows.encode stopped before the rows asked for (the C module's values).
-STOP_DONE: Final = 0  # every row written
-STOP_ROOM: Final = 1  # the next row would go beyond the room
-STOP_DECLINED: Final = 2  # the next row holds a value for the Python encoders
-
 # The compiled code writes a tick count's serial as one division of two exact doubles, so the
 # serials it accepts must stay below 2**53 in the column's units (milliseconds do; 10**-7 s
 # ticks of 9999-12-31 would not, and such columns keep the Python path).
 _MAX_EXACT_DOUBLE: Final = 2**53
 _INT64: Final = (-(2**63), 2**63 - 1)
 _BYTES: Final = 256  # a byte table's length
-
-
-class CellType(enum.IntEnum):
-    """What a column's primitive cells hold."""
-
-    INT64 = 1
-    DOUBLE = 2
-    BOOL = 3
-    BYTE_TEXT = 4  # bytes of an ASCII-compatible code page (beyond ASCII: see plan_rows)
-    UTF16_TEXT = 5  # UTF-16LE
 
 
 class _Op(enum.IntEnum):
@@ -93,7 +69,8 @@ class _Op(enum.IntEnum):
 
 
 class NativeRows:
-    """The compiled writer of one stream's rows of primitive cells (see the module docstring)."""
+    """The compiled writer of one stream's rows of primitive cells (see the module docstring):
+    a :class:`~primitive_cells.CellWriter`."""
 
     def __init__(self, plan: object, width: int) -> None:
         self._plan = plan
@@ -103,7 +80,8 @@ class NativeRows:
         self, data: bytes, cells: Any, rows: int, first_row: int, room: int
     ) -> tuple[bytes, int, int]:
         """(xml, done, stop): the first ``rows`` rows of ``cells`` numbered from ``first_row``,
-        stopping before a row that would go beyond ``room`` bytes or that is declined."""
+        stopping before a row that would go beyond ``room`` bytes (``STOP_ROOM``) or that is
+        declined (``STOP_DECLINED``; the stops of :mod:`primitive_cells`)."""
         assert _rowxml is not None
         result: tuple[bytes, int, int] = _rowxml.encode(
             self._plan, data, cells, rows, first_row, room

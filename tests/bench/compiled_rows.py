@@ -26,11 +26,14 @@ import xlsx
 from server.rowsource import XlsxRowText
 from sql.devserver.resultset import ReportEncoder
 from tdsrows import scan
-from tdsrows.codegen import FULL, INCOMPLETE, TEXT_RAW_KINDS, CompiledText, compile_layout
+from tdsrows.codegen import compile_layout
+from tdsrows.genfill import CompiledText
 from tdsrows.layout import Column, Framing, Kind, Layout
 from tdsrows.scan import RowScanner
 from tdsrows.scandecode import ScannedDecode
 from tdsrows.scanfill import ScannedFill
+from tdsrows.stops import FULL, INCOMPLETE
+from tdsrows.values import RAW_KINDS
 from xlsx.cells import CellEncoder
 from xlsx.rows import RowEncoder
 from xlsx.spec import WriteStats
@@ -85,12 +88,12 @@ def _report_text() -> XlsxRowText:
 def timings(count: int, repeat: int) -> list[tuple[str, float]]:
     data = ReportEncoder().encode_rows(1, count) + DONE
     text = _report_text()
-    python_fill = CompiledText(REPORT_LAYOUT, text, raw_kinds=TEXT_RAW_KINDS).fill
+    python_fill = CompiledText(REPORT_LAYOUT, text, raw_kinds=RAW_KINDS).fill
     tables = [None] * len(REPORT_LAYOUT.columns)
-    compiled_text = text.compiled(RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS).primitives, tables)
+    compiled_text = text.compiled(RowScanner(REPORT_LAYOUT, RAW_KINDS).primitives, tables)
     assert compiled_text is not None, "the compiled row code is not built"
     compiled_fill = ScannedFill(
-        RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS), compiled_text, python_fill
+        RowScanner(REPORT_LAYOUT, RAW_KINDS), compiled_text, python_fill
     ).fill
     objects = compile_layout(REPORT_LAYOUT)
     compiled_tuples = ScannedDecode(objects)
@@ -108,7 +111,7 @@ def timings(count: int, repeat: int) -> list[tuple[str, float]]:
         return run
 
     def cells(batch: int) -> Callable[[], None]:
-        scanner = RowScanner(REPORT_LAYOUT, TEXT_RAW_KINDS, batch_rows=batch)
+        scanner = RowScanner(REPORT_LAYOUT, RAW_KINDS, batch_rows=batch)
 
         def run() -> None:
             pos, stop, total = 0, FULL, 0

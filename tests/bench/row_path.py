@@ -37,8 +37,7 @@ from typing import Any
 
 from scripts.stack import Service, running_stack, start_devdb
 from server.config import DEFAULT_PACKET_SIZE, DEFAULT_PROCEDURE
-from server.rowsource import RAW_KINDS
-from tdsrows import FastRows
+from tdsrows import RAW_KINDS, FastRows
 from tests.bench.e2e_bff import RssSampler, download
 from tests.devclient import dev_connect
 

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tdsrows import scan
+import primitive_cells
+from tdsrows import scan, stops
 from tdsrows.scan import PLAN_BYTES, PROGRAM_BYTES, Conversion, tuple_plan
 from tests.test_fuzz.budget import fuzz
 from tests.test_fuzz.test_rowxml import _encoder, writer_columns
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.compiled
 
 _CELL = struct.Struct("=qii")
 _REFUSED = (ValueError, TypeError, OverflowError)
-_STOPS = {scan.INCOMPLETE, scan.FULL, scan.SLOW, scan.MALFORMED}
+_STOPS = {stops.INCOMPLETE, stops.FULL, stops.SLOW, stops.MALFORMED}
 
 
 def _module(name: str) -> Any:
@@ -232,7 +233,11 @@ def test_a_plan_of_any_columns_and_cells_of_any_values(
         return
     event(f"encoded, stop {stop}")
     assert 0 <= done <= rows
-    assert stop in (native.STOP_DONE, native.STOP_ROOM, native.STOP_DECLINED)
-    assert stop != native.STOP_DONE or done == rows
+    assert stop in (
+        primitive_cells.STOP_DONE,
+        primitive_cells.STOP_ROOM,
+        primitive_cells.STOP_DECLINED,
+    )
+    assert stop != primitive_cells.STOP_DONE or done == rows
     assert len(xml) <= max(room, 0)
     assert xml.count(b"<row ") == done

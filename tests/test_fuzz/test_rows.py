@@ -26,11 +26,12 @@ from hypothesis import strategies as st
 
 import xlsx
 from server.rowsource import XlsxRowText
-from tdsrows import scan, values
-from tdsrows.codegen import TEXT_RAW_KINDS, CompiledText
+from tdsrows import scan, stops, values
+from tdsrows.genfill import CompiledText
 from tdsrows.layout import Kind, Layout
 from tdsrows.scan import RowScanner
 from tdsrows.scanfill import ScannedFill
+from tdsrows.values import RAW_KINDS
 from tests.test_fuzz.budget import fuzz
 from tests.test_fuzz.wire import TUPLED, Stream, layouts, mutate, mutations, streams
 from tests.test_tdsrows.support import comparable
@@ -63,7 +64,11 @@ def test_the_scanner_and_the_python_decoders_agree_on_mutated_streams(
     event(f"scan: {'rows, ' if got.rows else ''}{'SLOW, ' if got.slow else ''}{_STOPS[got.stop]}")
 
 
-_STOPS: dict[int, str] = {-1: "INCOMPLETE", -2: "FULL", -4: "MALFORMED"}
+_STOPS: dict[int, str] = {
+    stops.INCOMPLETE: "INCOMPLETE",
+    stops.FULL: "FULL",
+    stops.MALFORMED: "MALFORMED",
+}
 _STOPS.update((token, "a token") for token in range(256))
 
 
@@ -112,7 +117,7 @@ def _stop_name(result: tuple[object, ...]) -> str:
     if isinstance(result[0], type):
         return result[0].__name__
     stop = result[1]
-    return {-1: "INCOMPLETE", -2: "FULL"}.get(stop, "a token") if isinstance(stop, int) else "?"
+    return _STOPS.get(stop, "a token") if isinstance(stop, int) else "?"
 
 
 def row_text(layout: Layout) -> XlsxRowText:
@@ -158,8 +163,8 @@ def test_compiled_rows_are_the_generated_code_s_xml(
     layout = stream.layout
     data = mutate(stream, changes)
     text = row_text(layout)
-    python_fill = CompiledText(layout, text, raw_kinds=TEXT_RAW_KINDS).fill
-    scanner = RowScanner(layout, TEXT_RAW_KINDS, batch_rows=batch)
+    python_fill = CompiledText(layout, text, raw_kinds=RAW_KINDS).fill
+    scanner = RowScanner(layout, RAW_KINDS, batch_rows=batch)
     tables = [
         values.byte_table(c.codec) if c.kind is Kind.TEXT and c.codec else None
         for c in layout.columns

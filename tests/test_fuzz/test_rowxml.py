@@ -20,13 +20,14 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+import primitive_cells
 import xlsx
+from primitive_cells import CellType
 from tdsrows.values import ntext_value
 from tests.test_fuzz.budget import fuzz
 from xlsx import native
 from xlsx.cells import CellEncoder
 from xlsx.dates import second_decimals
-from xlsx.native import CellType
 from xlsx.rows import RowEncoder
 from xlsx.spec import WriteStats
 
@@ -161,7 +162,7 @@ def test_compiled_rows_are_the_python_encoder_s(
         return
     text, cells, rows = data.draw(cell_rows(columns))
     expected = _python_rows(encoder, rows, first)
-    row_bytes = len(columns) * native.CELL_BYTES
+    row_bytes = len(columns) * primitive_cells.CELL_BYTES
     got: list[Any] = []
     k = written = 0
     while k < len(rows):
@@ -170,14 +171,14 @@ def test_compiled_rows_are_the_python_encoder_s(
         got.append(xml)
         written += done
         k += done
-        if stop == native.STOP_DECLINED:
+        if stop == primitive_cells.STOP_DECLINED:
             python = _python_rows(encoder, [rows[k]], first + k)
             got += python
             if not isinstance(python[0], bytes):
                 break  # the Python encoder raised on the row the compiled code declined
             k += 1
         else:
-            assert (stop, k) == (native.STOP_DONE, len(rows))
+            assert (stop, k) == (primitive_cells.STOP_DONE, len(rows))
     texts = [x for x in expected if isinstance(x, bytes)]
     errors = [x for x in expected if not isinstance(x, bytes)]
     assert b"".join(x for x in got if isinstance(x, bytes)) == b"".join(texts)
@@ -191,7 +192,7 @@ def test_compiled_rows_are_the_python_encoder_s(
     xml, done, stop = plan.encode(text, cells, len(rows), first, room)
     assert len(xml) <= room
     assert xml == b"".join(texts[:done])
-    if stop == native.STOP_ROOM:
+    if stop == primitive_cells.STOP_ROOM:
         assert len(xml) + len(texts[done]) > room
 
 

@@ -23,8 +23,10 @@ from sql.devserver.columns import Column as SpecColumn
 from sql.devserver.columns import parse_spec, spec_json
 from tdsrows import Column, Framing, Kind, Layout, compile_layout, values
 from tdsrows.cells import ReferenceDecoder
-from tdsrows.codegen import INCOMPLETE, RAW_KINDS, DecodeFn
+from tdsrows.codegen import DecodeFn
 from tdsrows.scandecode import ScannedDecode
+from tdsrows.stops import INCOMPLETE
+from tdsrows.values import RAW_KINDS
 from tests.test_tdsrows.support import comparable
 
 DONE = b"\xfd" + bytes(12)  # a DONE token after the rows, as on the wire (MS-TDS 2.2.7.6)

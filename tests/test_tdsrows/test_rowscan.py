@@ -32,31 +32,25 @@ from typing import Any
 
 import pytest
 
+from primitive_cells import CELL_BYTES, CellType
 from tdsrows import scan
 from tdsrows import values as pyvalues
 from tdsrows.cells import ReferenceDecoder
-from tdsrows.codegen import FULL, INCOMPLETE, TEXT_RAW_KINDS, DecodeFn, compile_layout
+from tdsrows.codegen import DecodeFn, compile_layout
 from tdsrows.errors import StreamError, UnsupportedLayout
 from tdsrows.layout import TIME_BYTES, Column, Framing, Kind, Layout
 from tdsrows.results import compile_for
-from tdsrows.scan import (
-    MALFORMED,
-    SLOW,
-    Conversion,
-    Primitive,
-    RowScanner,
-    TuplePlan,
-    tuple_plan,
-)
+from tdsrows.scan import Conversion, RowScanner, TuplePlan, tuple_plan
 from tdsrows.scandecode import ScannedDecode
-from tdsrows.values import text_decoder
+from tdsrows.stops import FULL, INCOMPLETE, MALFORMED, SLOW
+from tdsrows.values import RAW_KINDS, text_decoder
 from tests.test_tdsrows.support import comparable
 
 pytestmark = pytest.mark.compiled
 
 ROW, NBCROW = 0xD1, 0xD2
 DONE = b"\xfd" + bytes(12)  # a DONE token after the rows (MS-TDS 2.2.7.6)
-RAW = TEXT_RAW_KINDS
+RAW = RAW_KINDS
 ALL_ROWS = 1 << 30  # a max_rows no test reaches
 _CELL = struct.Struct("=qii")
 INT64_MAX = 2**63 - 1
@@ -196,7 +190,7 @@ def cell_value(scanner: RowScanner, layout: Layout, k: int, i: int, data: bytes)
     value, length, reserved = _CELL.unpack_from(scanner.cells, (k * scanner.width + i) * 16)
     assert reserved == 0
     primitive = scanner.primitives[i]
-    text = primitive in (Primitive.BYTE_TEXT, Primitive.UTF16_TEXT)
+    text = primitive in (CellType.BYTE_TEXT, CellType.UTF16_TEXT)
     if length == -1:
         assert value == 0
     elif text:
@@ -204,7 +198,7 @@ def cell_value(scanner: RowScanner, layout: Layout, k: int, i: int, data: bytes)
         assert value + length <= len(data)
     else:
         assert length == 0
-        if primitive is Primitive.BOOL:
+        if primitive is CellType.BOOL:
             assert value in (0, 1)
     got = scanner.value(k, i, data)
     if isinstance(got, bytes):
@@ -329,18 +323,18 @@ def _col(kind: Kind, framing: Framing, size: int, **extra: Any) -> Column:
 @pytest.mark.parametrize(
     ("column", "raw", "expected"),
     [
-        (_col(Kind.INT, _FIXED, 1), RAW, Primitive.INT64),
-        (_col(Kind.INT, _BYTE, 8), frozenset(), Primitive.INT64),
-        (_col(Kind.BIT, _BYTE, 1), RAW, Primitive.BOOL),
-        (_col(Kind.FLOAT, _FIXED, 4), RAW, Primitive.DOUBLE),
-        (_col(Kind.MONEY, _BYTE, 8), RAW, Primitive.INT64),
-        (_col(Kind.DECIMAL, _BYTE, 17, scale=2), RAW, Primitive.INT64),
-        (_col(Kind.DATE, _BYTE, 3), RAW, Primitive.INT64),
-        (_col(Kind.DATETIME2, _BYTE, 8, scale=7), RAW, Primitive.INT64),
-        (_col(Kind.DATETIME, _FIXED, 8), RAW, Primitive.INT64),
-        (_col(Kind.SMALLDATETIME, _BYTE, 4), RAW, Primitive.INT64),
-        (_col(Kind.TEXT, _USHORT, 100, codec="cp1252"), RAW, Primitive.BYTE_TEXT),
-        (_col(Kind.NTEXT, _USHORT, 200), RAW, Primitive.UTF16_TEXT),
+        (_col(Kind.INT, _FIXED, 1), RAW, CellType.INT64),
+        (_col(Kind.INT, _BYTE, 8), frozenset(), CellType.INT64),
+        (_col(Kind.BIT, _BYTE, 1), RAW, CellType.BOOL),
+        (_col(Kind.FLOAT, _FIXED, 4), RAW, CellType.DOUBLE),
+        (_col(Kind.MONEY, _BYTE, 8), RAW, CellType.INT64),
+        (_col(Kind.DECIMAL, _BYTE, 17, scale=2), RAW, CellType.INT64),
+        (_col(Kind.DATE, _BYTE, 3), RAW, CellType.INT64),
+        (_col(Kind.DATETIME2, _BYTE, 8, scale=7), RAW, CellType.INT64),
+        (_col(Kind.DATETIME, _FIXED, 8), RAW, CellType.INT64),
+        (_col(Kind.SMALLDATETIME, _BYTE, 4), RAW, CellType.INT64),
+        (_col(Kind.TEXT, _USHORT, 100, codec="cp1252"), RAW, CellType.BYTE_TEXT),
+        (_col(Kind.NTEXT, _USHORT, 200), RAW, CellType.UTF16_TEXT),
         # Not raw: these are Decimal/date/datetime objects, the Python decoder's job.
         (_col(Kind.MONEY, _FIXED, 8), frozenset(), None),
         (_col(Kind.DECIMAL, _BYTE, 9), frozenset(), None),
@@ -359,7 +353,7 @@ def _col(kind: Kind, framing: Framing, size: int, **extra: Any) -> Column:
     ids=lambda v: repr(v) if not isinstance(v, Column) else f"{v.kind.value}-{v.size}",
 )
 def test_each_kind_has_its_primitive_or_none(
-    column: Column, raw: frozenset[Kind], expected: Primitive | None
+    column: Column, raw: frozenset[Kind], expected: CellType | None
 ) -> None:
     other = _col(Kind.INT, _FIXED, 4)
     layout = Layout.of([other, column])
@@ -368,15 +362,15 @@ def test_each_kind_has_its_primitive_or_none(
         with pytest.raises(UnsupportedLayout, match=column.name):
             RowScanner(layout, raw)
     else:
-        assert scan.primitives(layout, raw) == (Primitive.INT64, expected)
-        assert RowScanner(layout, raw).primitives == (Primitive.INT64, expected)
+        assert scan.primitives(layout, raw) == (CellType.INT64, expected)
+        assert RowScanner(layout, raw).primitives == (CellType.INT64, expected)
 
 
 def test_buffers_are_sized_by_batch_and_width() -> None:
     layout = Layout.of([_col(Kind.INT, _FIXED, 4), _col(Kind.NTEXT, _USHORT, 20)])
     scanner = RowScanner(layout, RAW, batch_rows=7)
     assert scanner.width == 2
-    assert len(scanner.cells) == 7 * 2 * scan.CELL_BYTES
+    assert len(scanner.cells) == 7 * 2 * CELL_BYTES
     assert len(scanner.starts) == 7 * 8
     with pytest.raises(UnsupportedLayout):
         RowScanner(Layout.of([]), RAW)

@@ -14,12 +14,11 @@ import pytest
 import xlsx
 import xlsx.native
 from server import report
-from server.rowsource import RAW_KINDS, FastXmlSource, RowSource
+from server.rowsource import FastXmlSource, RowSource
 from sql.devserver import DevServer, run_in_thread
-from tdsrows import scan
+from tdsrows import RAW_KINDS, scan
 from tests.devclient import dev_connect
 from tests.test_tdsrows.test_random import CHOICES, SEEDS, random_result
-from xlsx.native import CellType
 
 # Rows per sheet kept small so the rows cross sheets (numbering restarts at 2 on each).
 ROWS_PER_SHEET = 97
@@ -135,9 +134,3 @@ def test_raw_kinds_are_what_the_writer_is_told(server: DevServer) -> None:
         conn.close()
     assert meanings is not None
     assert [m is not None for m in meanings] == [k in RAW_KINDS for k in kinds]
-
-
-def test_the_scanner_s_primitives_are_the_writer_s_cell_types() -> None:
-    """The glue maps one to the other by name; the C code of each reads the same numbers."""
-    assert {p.name: p.value for p in scan.Primitive} == {c.name: c.value for c in CellType}
-    assert scan.CELL_BYTES == xlsx.native.CELL_BYTES

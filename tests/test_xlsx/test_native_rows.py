@@ -9,6 +9,7 @@ that declined everything would otherwise pass).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
 import random
 import struct
@@ -16,12 +17,13 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+import primitive_cells
 import xlsx
+from primitive_cells import CellType
 from tests.test_xlsx.test_meanings import scaled_samples
 from xlsx import native
 from xlsx.cells import CellEncoder
 from xlsx.dates import second_decimals
-from xlsx.native import CellType
 from xlsx.rows import RowEncoder
 from xlsx.spec import WriteStats
 
@@ -84,17 +86,17 @@ def write_both(
     data, cells = pack(types, rows)
     out: list[bytes] = []
     k = written = 0
-    row_bytes = len(types) * native.CELL_BYTES
+    row_bytes = len(types) * primitive_cells.CELL_BYTES
     while k < len(rows):
         xml, done, stop = plan.encode(data, cells[k * row_bytes :], len(rows) - k, first + k, 10**9)
         out.append(xml)
         written += done
         k += done
-        if stop == native.STOP_DECLINED:
+        if stop == primitive_cells.STOP_DECLINED:
             out.append(enc.encode(rows[k], str(first + k)).encode())
             k += 1
         else:
-            assert stop == native.STOP_DONE
+            assert stop == primitive_cells.STOP_DONE
     expected = b"".join(enc.encode(row, str(first + n)).encode() for n, row in enumerate(rows))
     return b"".join(out), expected, written
 
@@ -242,7 +244,7 @@ def test_a_row_beyond_the_room_is_left_whole_for_the_next_call() -> None:
     data, cells = pack(types, rows)
     one = len(enc.encode(rows[0], "2"))
     xml, done, stop = plan.encode(data, cells, len(rows), 2, 10 * one + one // 2)
-    assert (done, stop) == (10, native.STOP_ROOM)
+    assert (done, stop) == (10, primitive_cells.STOP_ROOM)
     assert xml == b"".join(enc.encode(row, str(2 + n)).encode() for n, row in enumerate(rows[:10]))
 
 
@@ -304,9 +306,9 @@ def test_a_surrogate_in_a_byte_table_is_escaped_as_the_python_encoder_escapes_it
     texts = [b"a\x80b", b"\x81", b"\x82plain"]
     data, cells, decoded = _table_text_rows(table, texts)
     xml, done, stop = plan.encode(data, cells, 3, 2, 10**9)
-    assert (done, stop) == (0, native.STOP_DECLINED)
+    assert (done, stop) == (0, primitive_cells.STOP_DECLINED)
     xml, done, stop = plan.encode(data, cells[2 * 16 :], 1, 4, 10**9)
-    assert (done, stop) == (1, native.STOP_DONE)
+    assert (done, stop) == (1, primitive_cells.STOP_DONE)
     assert xml == enc.encode((decoded[2],), "4").encode()
     assert b"_xD800_" in enc.encode((decoded[0],), "2").encode()
 
@@ -381,3 +383,19 @@ def test_a_plan_s_parameters_are_bounded() -> None:
     for scale in (-1, 39):
         with pytest.raises(ValueError, match="scale"):
             module.plan([column(scaled_text, scale, 0, 0, 0, 0, 0)])
+
+
+def test_the_c_constants_are_the_python_ones() -> None:
+    """``xlsx/_rowxml.c``'s numbers, exported as module constants, are those of their one
+    Python definition: the cell layout and the writer's stops (:mod:`primitive_cells`), the
+    ops (native._Op). The scanner's side: tests/test_tdsrows/test_c_constants.py."""
+    rowxml = importlib.import_module("xlsx._rowxml")
+    assert rowxml.CELL_BYTES == primitive_cells.CELL_BYTES
+    stops = {name: getattr(rowxml, name) for name in dir(rowxml) if name.startswith("STOP_")}
+    assert stops == {
+        "STOP_DONE": primitive_cells.STOP_DONE,
+        "STOP_ROOM": primitive_cells.STOP_ROOM,
+        "STOP_DECLINED": primitive_cells.STOP_DECLINED,
+    }
+    ops = {name[3:]: getattr(rowxml, name) for name in dir(rowxml) if name.startswith("OP_")}
+    assert ops == {op.name: op.value for op in native._Op}
