@@ -1,4 +1,4 @@
-"""Rows of primitive cells: what a compiled row source hands a compiled row writer.
+"""Rows of primitive cells: what a compiled row source gives a compiled row writer.
 
 A source that decodes its rows in compiled code (``tdsrows._rowscan``, the TDS row scanner)
 writes each value as a 16-byte *primitive cell* into a flat buffer, and the writer

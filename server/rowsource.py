@@ -19,7 +19,6 @@ serial one addition). :meth:`RowSource.int_meanings` tells the writer what they 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,20 +29,13 @@ from primitive_cells import CellType, CellWriter
 from tdsrows import RAW_KINDS, FastRows, Kind, UnsupportedLayout, scan
 from tdsrows.genfill import SmallInt
 from tdsrows.pytds_link import check_values
+from tdsrows.values import DATETIME_DAY_ZERO, DATETIME_TICKS_PER_SECOND, DAY_ZERO, MONEY_SCALE
 from xlsx.native import plan_rows
 from xlsx.rows import ExactInt, RowEncoder
 
 logger = logging.getLogger("server.export")
 
-# money and smallmoney count ten-thousandths (MS-TDS 2.2.5.5.1.4).
-_MONEY_SCALE: Final = 4
-# Day 0 of TDS DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8).
-_TDS_DAY_ZERO: Final = dt.date(1, 1, 1)
-# DATETIME and SMALLDATETIME count days from 1900-01-01 (MS-TDS 2.2.5.5.1.8); the fast path gives
-# them as milliseconds since then (tdsrows.values.datetime_raw).
-_DATETIME_DAY_ZERO: Final = dt.date(1900, 1, 1)
 _MILLISECOND_KINDS: Final = frozenset({Kind.DATETIME, Kind.SMALLDATETIME})
-_MS_PER_SECOND: Final = 1000
 
 
 def row_path(*, fast: bool, compiled: bool) -> str:
@@ -145,13 +137,13 @@ class RowSource:
             if column.kind is Kind.DECIMAL and Kind.DECIMAL in raw:
                 meanings.append(xlsx.ScaledDecimal(column.scale))
             elif column.kind is Kind.MONEY and Kind.MONEY in raw:
-                meanings.append(xlsx.ScaledDecimal(_MONEY_SCALE))
+                meanings.append(xlsx.ScaledDecimal(MONEY_SCALE))
             elif column.kind is Kind.DATE and Kind.DATE in raw:
-                meanings.append(xlsx.DayCount(_TDS_DAY_ZERO))
+                meanings.append(xlsx.DayCount(DAY_ZERO))
             elif column.kind is Kind.DATETIME2 and Kind.DATETIME2 in raw:
-                meanings.append(xlsx.TickCount(10**column.scale, _TDS_DAY_ZERO))
+                meanings.append(xlsx.TickCount(10**column.scale, DAY_ZERO))
             elif column.kind in _MILLISECOND_KINDS and column.kind in raw:
-                meanings.append(xlsx.TickCount(_MS_PER_SECOND, _DATETIME_DAY_ZERO))
+                meanings.append(xlsx.TickCount(DATETIME_TICKS_PER_SECOND, DATETIME_DAY_ZERO))
             else:
                 meanings.append(None)
         return meanings

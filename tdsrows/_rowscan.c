@@ -126,7 +126,7 @@ put_cell(unsigned char *cell, int64_t value, int32_t length)
     c.value = value;
     c.length = length;
     c.reserved = 0;
-    /* memcpy: a writable buffer handed in from Python need not be 8-byte aligned. */
+    /* memcpy: a writable buffer passed in from Python need not be 8-byte aligned. */
     memcpy(cell, &c, sizeof c);
 }
 

@@ -1,6 +1,6 @@
 """The reference decoder: one value at a time, every framing and NULL the wire allows.
 
-The generated code (codegen.py, genfill.py) hands a row here when it meets something its fast
+The generated code (codegen.py, genfill.py) sends a row here when it meets something its fast
 path did not expect: a NULL inside a ROW token, a value length other than the column's usual
 one, a row cut off by the end of the bytes. It is also the definition the generated code is tested
 against. Slow (a call per value) and simple, and explicit, in two passes over a row, as the

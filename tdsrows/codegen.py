@@ -3,7 +3,7 @@
 For a layout, :func:`compile_layout` builds
 
 - ``decode(data, pos, append) -> (pos, stop)``: decodes every complete ROW/NBCROW token from
-  ``pos`` on and hands each row (a tuple) to ``append``. It returns where it stopped and why
+  ``pos`` on and gives each row (a tuple) to ``append``. It returns where it stopped and why
   (:mod:`tdsrows.stops`): the token byte found there when it is not a row (``stop >= 0``), or
   ``INCOMPLETE`` when the bytes end inside a row (that row is decoded again once more bytes
   arrived).

@@ -274,7 +274,7 @@ class FastRows:
 
         Rows still in flight are skipped by their lengths; every other token goes to pytds,
         whose handling of the DONE carrying the ATTN flag ends the cancel and leaves the
-        connection idle. A new result set (its COLMETADATA) hands the rest to pytds' own cancel.
+        connection idle. A new result set (its COLMETADATA) leaves the rest to pytds' own cancel.
         """
         link = self._link
         link.send_attention()

@@ -132,7 +132,6 @@ _SMALLDATETIME_BYTES: Final = 4  # uint16 days, uint16 minutes
 # objects from the integers (it makes no datetime or smalldatetime: rows holding those are
 # built by the generated decoder).
 OBJECT_KINDS: Final = frozenset({Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2})
-_MONEY_SCALE: Final = 4  # money is an integer count of 1/10,000 (MS-TDS 2.2.5.5.1.4)
 
 _ScanFn = Callable[[bytes, int, bytes, bytearray, bytearray, int], tuple[int, int, int]]
 _TuplesFn = Callable[[bytes, bytearray, int, int, bytes, tuple[Any, ...], list[Any]], int]
@@ -265,8 +264,8 @@ def _conversion(column: Column, raw: bool) -> tuple[Conversion, int, Any]:
         assert column.codec is not None
         return Conversion.BYTE_TEXT, 0, values.text_decoder(column.codec)
     # pytds divides Decimal(scaled) by 10**scale (values.decimal_value, money_value); the C
-    # side hands Decimal the quotient's exact coefficient and exponent instead.
-    scale = _MONEY_SCALE if kind is Kind.MONEY else column.scale
+    # side gives Decimal the quotient's exact coefficient and exponent instead.
+    scale = values.MONEY_SCALE if kind is Kind.MONEY else column.scale
     if kind in (Kind.DECIMAL, Kind.MONEY):
         return Conversion.DECIMAL, scale, values._Decimal
     raise UnsupportedLayout(f"column {column.name!r} ({kind.value}) has no primitive cell")

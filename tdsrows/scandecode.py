@@ -43,7 +43,7 @@ class ScannedDecode:
         out: list[tuple[Any, ...]] = []
         try:
             return self.decode_into(data, pos, out)
-        finally:  # the rows decoded before an error, as the generated decoder hands them over
+        finally:  # the rows decoded before an error, as the generated decoder appends them
             for row in out:
                 append(row)
 

@@ -26,14 +26,20 @@ from typing import Final
 from tdsrows.layout import Kind
 
 # The kinds whose values have a raw form, and what the int is: DECIMAL and MONEY the scaled
-# integer (value * 10**scale; money's scale is 4), DATE the days since 0001-01-01, DATETIME2 the
-# 10**-scale second ticks since 0001-01-01 00:00 (MS-TDS 2.2.5.5.1.8), DATETIME and
-# SMALLDATETIME the milliseconds since 1900-01-01 00:00 (datetime_raw, smalldatetime_raw).
-# Every decoder takes the subset it is asked for; the compiled scanner reads these kinds only
-# in their raw form.
+# integer (value * 10**scale; money's scale is MONEY_SCALE), DATE the days since DAY_ZERO,
+# DATETIME2 the 10**-scale second ticks since DAY_ZERO 00:00 (MS-TDS 2.2.5.5.1.8), DATETIME and
+# SMALLDATETIME the milliseconds (DATETIME_TICKS_PER_SECOND) since DATETIME_DAY_ZERO 00:00
+# (datetime_raw, smalldatetime_raw). Every decoder takes the subset it is asked for; the
+# compiled scanner reads these kinds only in their raw form.
 RAW_KINDS: Final = frozenset(
     {Kind.DECIMAL, Kind.MONEY, Kind.DATE, Kind.DATETIME2, Kind.DATETIME, Kind.SMALLDATETIME}
 )
+# money and smallmoney count ten-thousandths (MS-TDS 2.2.5.5.1.4).
+MONEY_SCALE: Final = 4
+# Day 0 of DATE and DATETIME2 values (MS-TDS 2.2.5.5.1.8), and of DATETIME and SMALLDATETIME.
+DAY_ZERO: Final = dt.date(1, 1, 1)
+DATETIME_DAY_ZERO: Final = dt.date(1900, 1, 1)
+DATETIME_TICKS_PER_SECOND: Final = 1000
 
 # pytds divides decimals in a 38-digit context (SQL Server's maximum precision), so every
 # decimal(p, s) value is exact.
@@ -43,7 +49,8 @@ NEGATIVE_ZERO: Final = decimal.Decimal("-0")
 _divide = DECIMAL_CONTEXT.divide
 _Decimal = decimal.Decimal
 
-_DATETIME_1900: Final = dt.datetime(1900, 1, 1)
+_DATETIME_1900: Final = dt.datetime.combine(DATETIME_DAY_ZERO, dt.time())
+_MONEY_UNIT: Final = 10**MONEY_SCALE
 _timedelta = dt.timedelta
 _datetime = dt.datetime
 _time = dt.time
@@ -101,7 +108,7 @@ def decimal_raw(positive: int, magnitude: int, scale: int) -> int | decimal.Deci
 
 def money_value(amount: int) -> decimal.Decimal:
     """pytds: ``Decimal(amount) / 10000`` (exact: money has at most 19 digits)."""
-    return _divide(_Decimal(amount), 10_000)
+    return _divide(_Decimal(amount), _MONEY_UNIT)
 
 
 def date_value(days: int) -> dt.date:

@@ -36,24 +36,47 @@ NUM_ERROR: Final = "#NUM!"
 Encoder = Callable[["CellEncoder", object, int, str], str]
 
 
+# A cell's markup: ``CELL_OPEN``, the reference (``A2``), the markup that opens the value (its
+# type and style), the value, the markup that closes it. Written here, spelled into the
+# generated row code (rows.py) and given to the compiled writer's plan (native.py): one
+# definition for the three.
+CELL_OPEN: Final = '<c r="'
+BOOL_OPEN: Final = '" t="b"><v>'
+ERROR_OPEN: Final = '" t="e"><v>'
+NUMBER_CLOSE: Final = "</v></c>"  # also of bool and error cells
+TEXT_CLOSE: Final = "</t></is></c>"
+
+
+def number_open(style: int) -> str:
+    """The markup between a number cell's reference and its value (style 0: none)."""
+    return f'" s="{style}"><v>' if style else '"><v>'
+
+
+def text_open(style: int = 0, *, preserve: bool = False) -> str:
+    """The markup between an inline text cell's reference and its text."""
+    s = f' s="{style}"' if style else ""
+    space = ' xml:space="preserve"' if preserve else ""
+    return f'"{s} t="inlineStr"><is><t{space}>'
+
+
+TEXT_OPEN: Final = text_open()  # no style, no whitespace to keep
+
+
 def number_xml(ref: str, text: str, style: int) -> str:
-    if style:
-        return f'<c r="{ref}" s="{style}"><v>{text}</v></c>'
-    return f'<c r="{ref}"><v>{text}</v></c>'
+    return f"{CELL_OPEN}{ref}{number_open(style)}{text}{NUMBER_CLOSE}"
 
 
 def error_xml(ref: str, code: str = NUM_ERROR) -> str:
-    return f'<c r="{ref}" t="e"><v>{code}</v></c>'
+    return f"{CELL_OPEN}{ref}{ERROR_OPEN}{code}{NUMBER_CLOSE}"
 
 
 def bool_xml(ref: str, value: bool) -> str:
-    return f'<c r="{ref}" t="b"><v>{1 if value else 0}</v></c>'
+    return f"{CELL_OPEN}{ref}{BOOL_OPEN}{1 if value else 0}{NUMBER_CLOSE}"
 
 
 def plain_text_xml(ref: str, text: str, style: int = 0) -> str:
     """A text cell whose text needs no escaping (see escape.is_plain)."""
-    s = f' s="{style}"' if style else ""
-    return f'<c r="{ref}"{s} t="inlineStr"><is><t>{text}</t></is></c>'
+    return f"{CELL_OPEN}{ref}{text_open(style)}{text}{TEXT_CLOSE}"
 
 
 class CellEncoder:
@@ -96,11 +119,8 @@ class CellEncoder:
         if cut is not None:
             self.stats.truncated_cells += 1
             value = cut
-        s = f' s="{style}"' if style else ""
-        space = ' xml:space="preserve"' if escape.needs_preserve(value) else ""
-        return (
-            f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{escape.escape_text(value)}</t></is></c>'
-        )
+        opening = text_open(style, preserve=escape.needs_preserve(value))
+        return f"{CELL_OPEN}{ref}{opening}{escape.escape_text(value)}{TEXT_CLOSE}"
 
 
 def _none(self: CellEncoder, value: object, col: int, ref: str) -> str:

@@ -25,15 +25,8 @@ from typing import Any, Final
 
 from primitive_cells import CellType
 from xlsx import dates, styles
-from xlsx.rows import (
-    FLOAT_TEXT_SCALE,
-    NUMBER_CLOSE,
-    PLAIN_WHOLE,
-    TEXT_CLOSE,
-    TEXT_OPEN,
-    RowEncoder,
-    number_open,
-)
+from xlsx.cells import BOOL_OPEN, CELL_OPEN, NUMBER_CLOSE, TEXT_CLOSE, TEXT_OPEN, number_open
+from xlsx.rows import FLOAT_TEXT_SCALE, PLAIN_WHOLE, RowEncoder
 from xlsx.spec import DayCount, ScaledDecimal, TickCount
 
 try:
@@ -119,10 +112,10 @@ def plan_rows(
 
 def _column(encoder: RowEncoder, i: int, cell_type: CellType) -> tuple[object, ...] | None:
     """The compiled code's tuple for column i: (op, open, mid, close, alt_mid, alt_close,
-    p0..p5), the texts being the markup row_code writes around the value."""
+    p0..p5), the texts being the markup of cells.py that row_code writes around the value."""
     cells = encoder.cells
     style = cells.column_styles[i]
-    open_ = f'<c r="{cells.letters[i]}'
+    open_ = CELL_OPEN + cells.letters[i]
 
     def number(op: _Op, default_style: int = 0, *params: int) -> tuple[object, ...]:
         return _tuple(op, open_, number_open(style or default_style), NUMBER_CLOSE, "", "", params)
@@ -161,7 +154,7 @@ def _column(encoder: RowEncoder, i: int, cell_type: CellType) -> tuple[object, .
     if cell_type is CellType.DOUBLE:
         return number(_Op.FLOAT)
     if cell_type is CellType.BOOL:
-        return _tuple(_Op.BOOL, open_, '" t="b"><v>', NUMBER_CLOSE, "", "", ())
+        return _tuple(_Op.BOOL, open_, BOOL_OPEN, NUMBER_CLOSE, "", "", ())
     if cell_type is CellType.BYTE_TEXT:
         return _tuple(_Op.BYTE_TEXT, open_, TEXT_OPEN, TEXT_CLOSE, "", "", ())
     if cell_type is CellType.UTF16_TEXT:

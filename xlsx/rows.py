@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from xlsx import dates, escape, styles
-from xlsx.cells import MAX_EXACT_INT, CellEncoder
+from xlsx.cells import (
+    BOOL_OPEN,
+    CELL_OPEN,
+    MAX_EXACT_INT,
+    NUMBER_CLOSE,
+    TEXT_CLOSE,
+    TEXT_OPEN,
+    CellEncoder,
+    number_open,
+)
 from xlsx.errors import XlsxValueError
 from xlsx.meanings import scaled_text
 from xlsx.spec import DayCount, ScaledDecimal, TickCount
@@ -53,15 +62,9 @@ class TickSerial:
     high: int
 
 
-# A cell's markup after its reference (``<c r="A2``) and around its value, shared with the
-# compiled row code (native.py): inline text, or a number of a style (0: none).
-TEXT_OPEN: Final = '" t="inlineStr"><is><t>'
-TEXT_CLOSE: Final = "</t></is></c>"
-NUMBER_CLOSE: Final = "</v></c>"
-
-
-def number_open(style: int) -> str:
-    return f'" s="{style}"><v>' if style else '"><v>'
+def _number(ref: str, style: int, value: str) -> str:
+    """The f-string fragment of a number cell: the markup of cells.py around ``value``."""
+    return f"{CELL_OPEN}{ref}{number_open(style)}{value}{NUMBER_CLOSE}"
 
 
 # Shapes are combinations of types and NULLs; a result set with many nullable columns could
@@ -194,32 +197,31 @@ class RowEncoder:
         """
         ref = self.cells.letters[i] + "{rs}"
         style = self.cells.column_styles[i]
-        s = f' s="{style}"' if style else ""
 
         def text(inner: str) -> str:
-            return f'<c r="{ref}" t="inlineStr"><is><t>{inner}</t></is></c>'
+            return f"{CELL_OPEN}{ref}{TEXT_OPEN}{inner}{TEXT_CLOSE}"
 
         if kind is type(None):
             return "", ""
         if kind is bool:
-            return "", f'<c r="{ref}" t="b"><v>{{_BOOL[{v}]}}</v></c>'
+            return "", f"{CELL_OPEN}{ref}{BOOL_OPEN}{{_BOOL[{v}]}}{NUMBER_CLOSE}"
         if kind is int and self.cells.column_ints[i] is not None:
-            return self._meaning_code(i, v, ref, style, s)
+            return self._meaning_code(i, v, ref, style)
         if kind is ExactInt:
-            return "", f'<c r="{ref}"{s}><v>{{{v}}}</v></c>'
+            return "", _number(ref, style, f"{{{v}}}")
         if kind is int:
             # No guard: the cell itself picks number or text markup (a bool indexes the pair).
             opening = f"_INT_OPEN_{style}" if style else "_INT_OPEN"
             exact = f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
             return "", (
-                f'<c r="{ref}{{{opening}[(x_k{i} := {exact})]}}{{{v}}}{{_INT_CLOSE[x_k{i}]}}'
+                f"{CELL_OPEN}{ref}{{{opening}[(x_k{i} := {exact})]}}{{{v}}}{{_INT_CLOSE[x_k{i}]}}"
             )
         if kind is float:
-            return f"-_INF < {v} < _INF", f'<c r="{ref}"{s}><v>{{{v}!r}}</v></c>'
+            return f"-_INF < {v} < _INF", _number(ref, style, f"{{{v}!r}}")
         if kind is decimal.Decimal:
             return (
                 f'{v}.is_finite() and len(x_d{i} := str({v})) < 16 and "E" not in x_d{i}',
-                f'<c r="{ref}"{s}><v>{{x_d{i}}}</v></c>',
+                _number(ref, style, f"{{x_d{i}}}"),
             )
         if kind is str:
             return (
@@ -238,7 +240,7 @@ class RowEncoder:
         if kind is dt.date:
             return (
                 f"(x_n{i} := {v}.toordinal() - {dates.EPOCH_ORDINAL}) >= {first}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{x_n{i}}}</v></c>',
+                _number(ref, style or styles.STYLE_DATE, f"{{x_n{i}}}"),
             )
         decimals = self.cells.column_decimals[i]
         if kind is dt.datetime and decimals:
@@ -247,7 +249,7 @@ class RowEncoder:
             return (
                 f"{v}.tzinfo is None and"
                 f" (x_n{i} := ({v} - _EPOCH) // _TICK[{decimals}]) >= {first * per_day}",
-                f'<c r="{ref}" s="{style}"><v>{{x_n{i} / {per_day}!r}}</v></c>',
+                _number(ref, style or styles.STYLE_DATETIME, f"{{x_n{i} / {per_day}!r}}"),
             )
         if kind is dt.datetime:
             # Whole seconds since 1899-12-30; one correctly rounded division makes the serial.
@@ -255,19 +257,15 @@ class RowEncoder:
             return (
                 f"{v}.tzinfo is None and"
                 f" (x_n{i} := {seconds} - {dates.EPOCH_ORDINAL * 86_400}) >= {first * 86_400}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
-                f"<v>{{x_n{i} / 86400!r}}</v></c>",
+                _number(ref, style or styles.STYLE_DATETIME, f"{{x_n{i} / 86400!r}}"),
             )
         if kind is dt.time and not style:
-            return (
-                f"{v}.tzinfo is None",
-                f'<c r="{ref}" s="{styles.STYLE_TIME}"><v>'
-                f"{{({v}.hour * 3600 + {v}.minute * 60 + {v}.second) / 86400!r}}</v></c>",
-            )
+            fraction = f"({v}.hour * 3600 + {v}.minute * 60 + {v}.second) / 86400"
+            return f"{v}.tzinfo is None", _number(ref, styles.STYLE_TIME, f"{{{fraction}!r}}")
         # Subclasses, rarer types and unsupported ones: the reference encoder decides (and raises).
         return "", f"{{_cell({v}, {i}, rs)}}"
 
-    def _meaning_code(self, i: int, v: str, ref: str, style: int, s: str) -> tuple[str, str]:
+    def _meaning_code(self, i: int, v: str, ref: str, style: int) -> tuple[str, str]:
         """(guard, fragment) of an int that stands for a decimal, date or datetime (Column.ints).
 
         The same cell the reference encoder writes for the value the int stands for: the
@@ -286,19 +284,18 @@ class RowEncoder:
             return (
                 f"-{MAX_EXACT_INT} <= {v} <= {MAX_EXACT_INT}"
                 f" and ({v} % {unit} or {low * unit} < {v} < {high * unit})",
-                f'<c r="{ref}"{s}><v>{{({v} / {unit} if {v} % {unit} else {v} // {unit})!r}}'
-                "</v></c>",
+                _number(ref, style, f"{{({v} / {unit} if {v} % {unit} else {v} // {unit})!r}}"),
             )
         if isinstance(meaning, ScaledDecimal):
             return (
                 f"(x_d{i} := _scaled_text({v}, {meaning.scale})) is not None",
-                f'<c r="{ref}"{s}><v>{{x_d{i}}}</v></c>',
+                _number(ref, style, f"{{x_d{i}}}"),
             )
         if isinstance(meaning, DayCount):
             offset = meaning.origin.toordinal() - dates.EPOCH_ORDINAL
             return (
                 f"{first} <= (x_n{i} := {v} + {offset}) <= {last}",
-                f'<c r="{ref}" s="{style or styles.STYLE_DATE}"><v>{{x_n{i}}}</v></c>',
+                _number(ref, style or styles.STYLE_DATE, f"{{x_n{i}}}"),
             )
         assert isinstance(meaning, TickCount)
         t = self.tick_serial(i, meaning)
@@ -309,8 +306,7 @@ class RowEncoder:
             ticks = f"({ticks}) // {t.divisor}"
         return (
             f"{t.low} <= (x_n{i} := {ticks}) < {t.high}",
-            f'<c r="{ref}" s="{style or styles.STYLE_DATETIME}">'
-            f"<v>{{x_n{i} / {t.per_day}!r}}</v></c>",
+            _number(ref, style or styles.STYLE_DATETIME, f"{{x_n{i} / {t.per_day}!r}}"),
         )
 
     def tick_serial(self, i: int, meaning: TickCount) -> TickSerial:
