@@ -4,8 +4,9 @@
  * the export only needs each value's primitive (an integer, a double, a bool, or where its
  * text bytes are), so this module walks the tokens of a packet and writes those primitives
  * into a flat buffer of 16-byte cells that the C worksheet encoder reads without creating a
- * single object. The program that says how each column is read, the cell layout and the stop
- * codes are described in tdsrows/scan.py, which builds the program from the column layout.
+ * single object. The program that says how each column is read is described in
+ * tdsrows/scan.py, which builds it from the column layout; the cell layout in primitive_cells,
+ * the stop codes in tdsrows/stops.py.
  *
  * Wire formats: ROW (MS-TDS 2.2.7.19), NBCROW (2.2.7.17), value framings (2.2.5.2), fixed and
  * variable-length data (2.2.5.5). Every read is bounds-checked: a packet can end anywhere, and

@@ -8,7 +8,7 @@
  * and comes back for the rest, so only the easy cases have to be right here, and tests hold
  * both paths to the same bytes (tests/test_xlsx/test_native_rows.py).
  *
- * Input, as xlsx/native.py describes: `width` cells per row, 16 bytes each (int64 value or
+ * Input, as primitive_cells describes: `width` cells per row, 16 bytes each (int64 value or
  * double bits or text offset; int32 length: -1 NULL, 0 number, n bytes of text), and the
  * bytes the text cells point into. Output: UTF-8 bytes.
  *
