@@ -10,11 +10,22 @@ code, ~20x through the compiled scanner where it is built.
     while batch := rows.fetch():
         ...
 
-Modules: ``layout`` (columns as the wire frames them), ``codegen`` (the generated decoders),
-``cells`` (the per-value reference decoder), ``values`` (objects as pytds builds them),
-``pytds_link`` (every pytds internal relied on), ``results`` (the packet loop), ``scan`` (the
-compiled scanner: rows to primitive cells), ``scandecode`` (cells to tuples, compiled),
-``scanfill`` (cells to a compiled writer's text, for the export).
+Modules, from the wire inwards:
+
+- ``tokens``: the TDS token bytes the row path tells apart; every other token is pytds'.
+- ``layout``: column layouts: what COLMETADATA says about each column's bytes on the wire.
+- ``pytds_link``: every pytds internal the row path relies on, and nothing else.
+- ``results``: :class:`FastRows`: a cursor's rows read packet by packet by the fastest decoder.
+- ``stops``: why a walk over a packet's rows stopped (besides a token byte that is not a row).
+- ``cells``: the reference decoder: one value at a time, every framing and NULL the wire allows.
+- ``values``: Python values from wire primitives, exactly as pytds builds them; the raw kinds.
+- ``codegen``: decoders generated for one layout: rows to tuples in Python source compiled once.
+- ``genfill``: the export's text fill in generated code: rows straight from the wire to XML.
+- ``scan``: the compiled scanner's Python side: rows as typed primitive cells.
+- ``scandecode``: cells to tuples, in compiled code.
+- ``scanfill``: cells to a compiled writer's text, for the export.
+- ``errors``: the package's one exception base and its errors.
+- ``_rowscan``: the C extension behind ``scan`` (optional: built where a compiler is).
 """
 
 from tdsrows.codegen import CompiledLayout, compile_layout
