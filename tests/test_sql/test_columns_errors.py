@@ -4,7 +4,6 @@ stays usable.  Also the ways of calling it (RPC, EXEC in a batch, sp_executesql)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytds
@@ -12,22 +11,7 @@ import pytest
 
 from sql.devserver import DevServer
 from sql.devserver.columns import Column, spec_json
-from tests.devclient import dev_connect
 from tests.test_sql.columns_client import PROC, literal, values
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    from sql.devserver import run_in_thread
-
-    with run_in_thread(host="127.0.0.1", port=0) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def conn(server: DevServer) -> Iterator[Any]:
-    with dev_connect(server.port, timeout=30) as c:
-        yield c
 
 
 def spec(columns: list[dict[str, object]], rows: list[list[object]], **extra: object) -> str:

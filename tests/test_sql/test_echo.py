@@ -12,7 +12,6 @@ import datetime
 import decimal
 import struct
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytds
@@ -20,8 +19,7 @@ import pytest
 from pytds.tds_base import Param
 from pytds.tds_types import sql_type_by_declaration
 
-from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, requests, run_in_thread
-from tests.devclient import dev_connect
+from sql.devserver import DEV_DATABASE, DEV_PASSWORD, DEV_USER, DevServer, requests
 from tests.test_sql import tdsclient
 
 PROC = "dbo.spEcho"
@@ -48,18 +46,6 @@ def nvarchar(value: str | None, declaration: str = "NVARCHAR(4000)") -> Param:
 
 def typed(declaration: str, value: object) -> Param:
     return Param(type=sql_type_by_declaration(declaration), value=value)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with run_in_thread(host="127.0.0.1", port=0) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def conn(server: DevServer) -> Iterator[Any]:
-    with dev_connect(server.port, timeout=30) as c:
-        yield c
 
 
 def echo(conn: Any, params: dict[str, Any] | tuple[Any, ...]) -> tuple[list[Any], tuple[Any, ...]]:
