@@ -1,10 +1,11 @@
-"""A fast path for the rows of a TDS result set, decoded by code specialised to its columns.
+"""The fast row path: a result set's rows decoded, or written as XML, by code made for its columns.
 
 pytds (python-tds) stays in charge of the connection: login, the RPC, COLMETADATA, errors,
 the attention handshake. Between COLMETADATA and the first token that is not a row, the rows
 are decoded here, a packet at a time, into the same tuples (see ``docs/row-path.md`` for the few
 inputs on which pytds fails and this path does not): ~10x faster than pytds in generated Python
-code, ~20x through the compiled scanner where it is built.
+code, ~20x through the compiled scanner where it is built. For the export, rows go straight from
+the wire to the worksheet's ``<row>`` XML instead, with no tuple in between.
 
     rows = tdsrows.FastRows.open(cursor)     # raises UnsupportedLayout: use cursor.fetchmany
     while batch := rows.fetch():
@@ -25,7 +26,7 @@ Modules, from the wire inwards:
 - ``scandecode``: cells to tuples, in compiled code.
 - ``scanfill``: cells to a compiled writer's text, for the export.
 - ``errors``: the package's one exception base and its errors.
-- ``_rowscan``: the C extension behind ``scan`` (optional: built where a compiler is).
+- ``_rowscan``: the C extension behind ``scan``, ``scandecode`` and ``scanfill`` (optional).
 """
 
 from tdsrows.codegen import CompiledLayout, compile_layout
