@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -25,12 +24,6 @@ from tests.test_bff.conftest import CHUNK, BffFactory, Upstream, UpstreamFactory
 NO_RECHECK_S = 3600.0
 # Short, so tests about readiness and recovery see the checks' verdicts quickly.
 QUICK_CHECK_S = 0.05
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield session
 
 
 async def _download(client: aiohttp.ClientSession, bff: BffServer) -> int:
