@@ -215,13 +215,13 @@ BffFactory = Callable[..., Awaitable[BffServer]]
 
 
 @pytest.fixture
-async def make_bff(upstream: Upstream) -> AsyncIterator[BffFactory]:
-    """``await make_bff(**config)``: a BFF relaying to ``upstream`` unless ``api_urls`` says
-    otherwise."""
+async def start_bff() -> AsyncIterator[BffFactory]:
+    """``await start_bff(**config)``: a BFF on a free port with that configuration, closed
+    after the test."""
     servers: list[BffServer] = []
 
     async def factory(**overrides: Any) -> BffServer:
-        config = replace(BffConfig(api_urls=(upstream.url,), port=0), **overrides)
+        config = replace(BffConfig(port=0), **overrides)
         server = await start_server(BffApp(config), "127.0.0.1", 0, shutdown_grace_s=0.5)
         servers.append(server)
         return server
@@ -229,6 +229,17 @@ async def make_bff(upstream: Upstream) -> AsyncIterator[BffFactory]:
     yield factory
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+def make_bff(upstream: Upstream, start_bff: BffFactory) -> BffFactory:
+    """``await make_bff(**config)``: a BFF relaying to ``upstream`` unless ``api_urls`` says
+    otherwise."""
+
+    async def factory(**overrides: Any) -> BffServer:
+        return await start_bff(**{"api_urls": (upstream.url,), **overrides})
+
+    return factory
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from bff import progress as bff_progress
-from bff.app import BffApp, BffServer, start_server
-from bff.config import BffConfig
+from bff.app import BffServer
+from tests.test_bff.conftest import BffFactory
 
 CHUNK = b"x" * 4096
 
@@ -62,7 +62,6 @@ class FakeApi:
 
 
 ApiFactory = Callable[[], Awaitable[FakeApi]]
-StartBff = Callable[..., Awaitable[BffServer]]
 
 
 @pytest.fixture
@@ -84,21 +83,6 @@ async def make_api() -> AsyncIterator[ApiFactory]:
         api.finish.set()
         assert api.runner is not None
         await api.runner.cleanup()
-
-
-@pytest.fixture
-async def start_bff() -> AsyncIterator[StartBff]:
-    servers: list[BffServer] = []
-
-    async def start(*urls: str) -> BffServer:
-        config = BffConfig(api_urls=urls, port=0)
-        server = await start_server(BffApp(config), "127.0.0.1", 0, shutdown_grace_s=0.5)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 class Page:
@@ -146,11 +130,11 @@ class Page:
 
 async def test_the_status_has_the_rows_the_serving_api_reports(
     make_api: ApiFactory,
-    start_bff: StartBff,
+    start_bff: BffFactory,
     client: aiohttp.ClientSession,
 ) -> None:
     first, second = await make_api(), await make_api()
-    bff = await start_bff(first.url, second.url)
+    bff = await start_bff(api_urls=(first.url, second.url))
     page = Page(client, bff)
     await page.start_download()
     serving, other = (first, second) if first.downloads else (second, first)
@@ -174,11 +158,11 @@ def bff_progress_interval() -> float:
 
 async def test_questions_to_the_api_are_rate_limited_and_head_asks_nothing(
     make_api: ApiFactory,
-    start_bff: StartBff,
+    start_bff: BffFactory,
     client: aiohttp.ClientSession,
 ) -> None:
     api = await make_api()
-    bff = await start_bff(api.url)
+    bff = await start_bff(api_urls=(api.url,))
     page = Page(client, bff)
     await page.start_download()
     asked = len(api.asked)
@@ -199,11 +183,11 @@ async def test_questions_to_the_api_are_rate_limited_and_head_asks_nothing(
 
 async def test_the_final_count_is_asked_once_after_the_end(
     make_api: ApiFactory,
-    start_bff: StartBff,
+    start_bff: BffFactory,
     client: aiohttp.ClientSession,
 ) -> None:
     api = await make_api()
-    bff = await start_bff(api.url)
+    bff = await start_bff(api_urls=(api.url,))
     page = Page(client, bff)
     await page.start_download()
     api.rows = 100
@@ -238,7 +222,7 @@ async def test_the_final_count_is_asked_once_after_the_end(
 )
 async def test_an_api_that_cannot_tell_leaves_the_rows_unknown(
     make_api: ApiFactory,
-    start_bff: StartBff,
+    start_bff: BffFactory,
     client: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
     failure: dict[str, object],
@@ -247,7 +231,7 @@ async def test_an_api_that_cannot_tell_leaves_the_rows_unknown(
     api = await make_api()
     for name, value in failure.items():
         setattr(api, name, value)
-    server = await start_bff(api.url)
+    server = await start_bff(api_urls=(api.url,))
     page = Page(client, server)
     await page.start_download()
     loop = asyncio.get_running_loop()
